@@ -1,0 +1,32 @@
+# The shop's developer commands. Everything runs from .venv, created on first use.
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+USER ?= alice
+ROLE ?= customer
+
+.PHONY: up test install seed token manifests migrate bench load cost-report clean
+
+up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080
+	$(PY) -m local.run
+
+test: $(STAMP)  ## install and run every test
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+seed: $(STAMP)  ## add the demo products that are missing
+	$(PY) -m local.seed
+
+token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin]
+	@$(PY) -m local.token --user "$(USER)" --role "$(ROLE)"
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache

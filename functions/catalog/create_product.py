@@ -1,0 +1,16 @@
+"""POST /products (admin) — create a product; a duplicate SKU is 409."""
+
+import functions_framework.aio
+
+from functions.catalog import store
+from functions.catalog.models import ProductCreate
+from shared.auth import require_admin
+from shared.http import endpoint, json_response, parse_body
+
+
+@functions_framework.aio.http
+@endpoint("catalog-create-product")
+async def create_product(request):
+    require_admin(request.headers)
+    product = await store.insert(await parse_body(ProductCreate, request))
+    return json_response(product, 201, headers={"Location": f"/products/{product.id}"})

@@ -1,0 +1,118 @@
+"""Catalog request and response models: one class per purpose."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+
+from shared.money import Money
+
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+                Field(description="Stock keeping unit: letters, digits, '.', '_' or '-', at most 64 characters")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+ImageUrl = Annotated[HttpUrl, AfterValidator(str)]
+
+
+class Attribute(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+    value: Annotated[str, StringConstraints(max_length=200)]
+
+
+class _ProductFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Text
+    description_short: Annotated[str, StringConstraints(max_length=500)] = ""
+    description_long: Annotated[str, StringConstraints(max_length=5000)] = ""
+    price: Money
+    categories: Annotated[list[Label], Field(max_length=10)] = []
+    brand: Text
+    stock_quantity: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    images: Annotated[list[ImageUrl], Field(max_length=20)] = []
+    attributes: Annotated[list[Attribute], Field(max_length=50)] = []
+    is_active: bool = True
+    tags: Annotated[list[Label], Field(max_length=30)] = []
+
+
+class ProductCreate(_ProductFields):
+    sku: Sku
+
+
+class ProductUpdate(BaseModel):
+    """A partial update: only the fields sent change, each validated as on create. The SKU never changes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Text | None = None
+    description_short: Annotated[str, StringConstraints(max_length=500)] | None = None
+    description_long: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    price: Money | None = None
+    categories: Annotated[list[Label], Field(max_length=10)] | None = None
+    brand: Text | None = None
+    stock_quantity: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    images: Annotated[list[ImageUrl], Field(max_length=20)] | None = None
+    attributes: Annotated[list[Attribute], Field(max_length=50)] | None = None
+    is_active: bool | None = None
+    tags: Annotated[list[Label], Field(max_length=30)] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProductUpdate:
+        sent = self.model_dump(exclude_unset=True)
+        if not sent:
+            raise ValueError("send at least one field to change")
+        nulls = [name for name, value in sent.items() if value is None]
+        if nulls:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulls)}")
+        return self
+
+
+class ProductPublic(_ProductFields):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    sku: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(BaseModel):
+    items: list[ProductPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+SortKey = Literal["price", "-price", "name", "-created_at"]
+
+
+class _Paging(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class ProductQuery(_Paging):
+    category: Label | None = None
+    brand: Text | None = None
+    tag: Label | None = None
+    min_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] | None = None
+    max_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] | None = None
+    in_stock: bool | None = None
+    sort: SortKey = "-created_at"
+
+    @model_validator(mode="after")
+    def _price_range(self) -> ProductQuery:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError("min_price must not exceed max_price")
+        return self
+
+
+class SearchQuery(_Paging):
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

@@ -1,0 +1,172 @@
+"""MongoDB access for the catalog: the only module of the domain that knows documents and queries."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timezone
+
+
+from bson import Decimal128, ObjectId
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from functions.catalog.models import ProductCreate, ProductPage, ProductPublic, ProductQuery, ProductUpdate, SearchQuery
+from shared.errors import Conflict, NotFound
+from shared.mongo import database
+
+_SORTS = {
+    "price": [("price.amount", ASCENDING), ("_id", ASCENDING)],
+    "-price": [("price.amount", DESCENDING), ("_id", ASCENDING)],
+    "name": [("name", ASCENDING), ("_id", ASCENDING)],
+    "-created_at": [("created_at", DESCENDING), ("_id", DESCENDING)],
+}
+# Where a search term is found, and what a match there is worth: the name outranks everything else.
+_SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
+_indexes_ready: set[int] = set()
+_index_lock = asyncio.Lock()
+
+
+async def products() -> AsyncCollection:
+    """The products collection, with its indexes created once per process (idempotent)."""
+    collection = database()["products"]
+    key = id(collection.database.client)
+    if key not in _indexes_ready:
+        async with _index_lock:
+            if key not in _indexes_ready:
+                await collection.create_index("sku", unique=True, name="sku_unique")
+                await collection.create_index([("is_active", ASCENDING), ("created_at", DESCENDING)], name="listing")
+                await collection.create_index([("categories", ASCENDING), ("price.amount", ASCENDING)], name="category_price")
+                await collection.create_index([("brand_key", ASCENDING)], name="brand")
+                await collection.create_index([("tags", ASCENDING)], name="tags")
+                await collection.create_index([("price.amount", ASCENDING)], name="price")
+                _indexes_ready.add(key)
+    return collection
+
+
+def _now() -> datetime:
+    """Now, at the millisecond precision BSON stores, so a created product equals the one read back."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _object_id(product_id: str) -> ObjectId:
+    if not ObjectId.is_valid(product_id) or len(product_id) != 24:
+        raise NotFound(f"No product with id '{product_id}'")
+    return ObjectId(product_id)
+
+
+def _to_document(fields: dict) -> dict:
+    document = dict(fields)
+    if "price" in document:
+        document["price"] = {"amount": Decimal128(document["price"]["amount"]), "currency": document["price"]["currency"]}
+    if "brand" in document:
+        document["brand_key"] = document["brand"].lower()
+    return document
+
+
+def to_public(document: dict) -> ProductPublic:
+    price = document["price"]
+    return ProductPublic.model_validate({
+        **document,
+        "id": str(document["_id"]),
+        "price": {"amount": price["amount"].to_decimal(), "currency": price["currency"]},
+    }, strict=False)
+
+
+async def insert(product: ProductCreate) -> ProductPublic:
+    now = _now()
+    document = _to_document(product.model_dump()) | {"created_at": now, "updated_at": now}
+    try:
+        result = await (await products()).insert_one(document)
+    except DuplicateKeyError:
+        raise Conflict(f"A product with sku '{product.sku}' already exists") from None
+    document["_id"] = result.inserted_id
+    return to_public(document)
+
+
+async def update(product_id: str, changes: ProductUpdate) -> ProductPublic:
+    fields = _to_document(changes.model_dump(exclude_unset=True)) | {"updated_at": _now()}
+    document = await (await products()).find_one_and_update(
+        {"_id": _object_id(product_id)}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+    if document is None:
+        raise NotFound(f"No product with id '{product_id}'")
+    return to_public(document)
+
+
+async def get(product_id: str, *, include_inactive: bool) -> ProductPublic:
+    query: dict = {"_id": _object_id(product_id)}
+    if not include_inactive:
+        query["is_active"] = True
+    document = await (await products()).find_one(query)
+    if document is None:
+        raise NotFound(f"No product with id '{product_id}'")
+    return to_public(document)
+
+
+def _filters(query: ProductQuery, include_inactive: bool) -> dict:
+    conditions: dict = {} if include_inactive else {"is_active": True}
+    if query.category:
+        conditions["categories"] = query.category
+    if query.brand:
+        conditions["brand_key"] = query.brand.lower()
+    if query.tag:
+        conditions["tags"] = query.tag
+    price: dict = {}
+    if query.min_price is not None:
+        price["$gte"] = Decimal128(query.min_price)
+    if query.max_price is not None:
+        price["$lte"] = Decimal128(query.max_price)
+    if price:
+        conditions["price.amount"] = price
+    if query.in_stock is True:
+        conditions["stock_quantity"] = {"$gt": 0}
+    elif query.in_stock is False:
+        conditions["stock_quantity"] = 0
+    return conditions
+
+
+async def _page(pipeline_head: list[dict], sort: list[tuple[str, int]] | dict, limit: int, offset: int) -> ProductPage:
+    sort_stage = {"$sort": dict(sort)}
+    pipeline = [*pipeline_head, {"$facet": {
+        "items": [sort_stage, {"$skip": offset}, {"$limit": limit}],
+        "total": [{"$count": "n"}],
+    }}]
+    cursor = await (await products()).aggregate(pipeline)
+    [result] = await cursor.to_list()
+    total = result["total"][0]["n"] if result["total"] else 0
+    return ProductPage(items=[to_public(d) for d in result["items"]], total=total, limit=limit, offset=offset)
+
+
+async def find(query: ProductQuery, *, include_inactive: bool) -> ProductPage:
+    return await _page([{"$match": _filters(query, include_inactive)}], _SORTS[query.sort], query.limit, query.offset)
+
+
+def _matches(field: str, pattern: str) -> dict:
+    if field == "tags":
+        return {"$anyElementTrue": [{"$map": {"input": {"$ifNull": ["$tags", []]},
+                                              "in": {"$regexMatch": {"input": "$$this", "regex": pattern, "options": "i"}}}}]}
+    return {"$regexMatch": {"input": {"$ifNull": [f"${field}", ""]}, "regex": pattern, "options": "i"}}
+
+
+async def search(query: SearchQuery, *, include_inactive: bool) -> ProductPage:
+    """Relevance-ordered search; the one place to switch to a text index on a real MongoDB deployment."""
+    pattern = re.escape(query.q)  # user input is matched literally, never as a regex
+    match: dict = {"$or": [{field: {"$regex": pattern, "$options": "i"}} for field in _SEARCH_WEIGHTS]}
+    if not include_inactive:
+        match = {"$and": [{"is_active": True}, match]}
+    score = {"$add": [{"$cond": [_matches(field, pattern), weight, 0]} for field, weight in _SEARCH_WEIGHTS.items()]}
+    head = [{"$match": match}, {"$addFields": {"_score": score}}]
+    return await _page(head, {"_score": DESCENDING, "name": ASCENDING, "_id": ASCENDING}, query.limit, query.offset)
+
+
+async def count() -> int:
+    return await (await products()).estimated_document_count()
+
+
+async def insert_many(items: list[ProductCreate]) -> int:
+    now = _now()
+    documents = [_to_document(item.model_dump()) | {"created_at": now, "updated_at": now} for item in items]
+    result = await (await products()).insert_many(documents, ordered=False)
+    return len(result.inserted_ids)

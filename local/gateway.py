@@ -1,0 +1,91 @@
+"""The local stand-in for the cluster's HTTPRoutes: one port, public paths routed to functions by the route table.
+
+    GATEWAY_UPSTREAMS='{"catalog-get-product": "http://127.0.0.1:8103", ...}' python -m local.gateway
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from shared.errors import BadGateway, MethodNotAllowed, NotFound, PayloadTooLarge, Problem, ServiceUnavailable
+from shared.routes import public_routes
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENAPI = ROOT / "openapi.json"
+MAX_BODY = 1024 * 1024  # the functions enforce their own, smaller limit; this only protects the gateway
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+def _problem(problem: Problem) -> Response:
+    return Response(json.dumps(problem.body()), status_code=problem.status,
+                    media_type="application/problem+json", headers=problem.headers)
+
+
+def _closing(client: httpx.AsyncClient):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await client.aclose()
+
+    return lifespan
+
+
+def create_gateway(upstreams: dict[str, str]) -> Starlette:
+    routes = [route for route in public_routes() if route.name in upstreams]
+    client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0),
+                               limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+
+    async def proxy(request: Request) -> Response:
+        path = request.url.path
+        candidates = [route for route in routes if route.match(path) is not None]
+        if not candidates:
+            return _problem(NotFound(f"No endpoint serves {path}"))
+        chosen = next((route for route in candidates if route.method == request.method), None)
+        if chosen is None:
+            allowed = ", ".join(sorted({route.method for route in candidates}))
+            return _problem(MethodNotAllowed(f"{path} accepts {allowed}", headers={"Allow": allowed}))
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _problem(PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        url = upstreams[chosen.name] + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            upstream = await client.request(request.method, url, headers=headers, content=body)
+        except httpx.ConnectError:
+            return _problem(ServiceUnavailable(f"The function {chosen.name} is not running"))
+        except httpx.HTTPError as error:
+            return _problem(BadGateway(f"The function {chosen.name} failed to answer: {type(error).__name__}"))
+        response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
+
+    async def openapi(request: Request) -> Response:
+        if not OPENAPI.exists():
+            return _problem(NotFound("openapi.json has not been generated: run `make manifests`"))
+        return FileResponse(OPENAPI, media_type="application/json")
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    return Starlette(routes=[StarletteRoute("/openapi.json", openapi, methods=["GET"]),
+                             StarletteRoute("/{path:path}", proxy, methods=methods)],
+                     lifespan=_closing(client))
+
+
+def main() -> None:
+    import uvicorn
+
+    upstreams = json.loads(os.environ["GATEWAY_UPSTREAMS"])
+    uvicorn.run(create_gateway(upstreams), host=os.environ.get("HOST", "127.0.0.1"),
+                port=int(os.environ.get("PORT", "8080")), log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

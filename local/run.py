@@ -1,0 +1,122 @@
+"""`make up`: the whole shop on this machine, no Docker — every endpoint its own functions-framework process.
+
+Stores come from the environment (MONGODB_URL, REDIS_URL, DATABASE_URL) or their local defaults; without
+MONGODB_URL a SecantusDB server is started with its data under .local/. Ctrl-C stops everything started here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
+from local.processes import ROOT, Running, start_function, stop, wait_for_port
+from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
+from shared.routes import ROUTES, Route
+
+
+@dataclass
+class LocalShop:
+    """The functions and the gateway, started from the route table with one set of settings."""
+
+    settings: dict[str, str]
+    gateway_port: int
+    function_ports: dict[str, tuple[int, int]]  # route name -> (port, metrics port)
+    routes: tuple[Route, ...] = ROUTES
+    log_dir: Path | None = None
+    functions: dict[str, Running] = field(default_factory=dict)
+    gateway: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self) -> None:
+        for route in self.routes:
+            port, metrics_port = self.function_ports[route.name]
+            self.functions[route.name] = start_function(route, port, metrics_port, self.settings, self._log(route.name))
+        upstreams = {name: running.url for name, running in self.functions.items()}
+        env = {**os.environ, **self.settings, "GATEWAY_UPSTREAMS": json.dumps(upstreams),
+               "PORT": str(self.gateway_port), "HOST": "127.0.0.1"}
+        log = self._log("gateway")
+        self.gateway = subprocess.Popen([sys.executable, "-m", "local.gateway"], env=env, cwd=ROOT, stdout=log,
+                                        stderr=subprocess.STDOUT if log else None, start_new_session=True)
+        for running in self.functions.values():
+            wait_for_port(running.port, running.process)
+        wait_for_port(self.gateway_port, self.gateway)
+
+    def stop(self) -> None:
+        stop([running.process for running in self.functions.values()] + ([self.gateway] if self.gateway else []))
+
+    def _log(self, name: str):
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.log_dir / f"{name}.log", "ab")
+
+
+def default_ports() -> dict[str, tuple[int, int]]:
+    return {route.name: (FUNCTION_BASE_PORT + index, METRICS_BASE_PORT + index) for index, route in enumerate(ROUTES)}
+
+
+def main() -> int:
+    settings = {name: local_setting(name) for name in LOCAL_DEFAULTS}
+    started: list[subprocess.Popen] = []
+    try:
+        if not os.environ.get("MONGODB_URL"):
+            print("starting SecantusDB (MongoDB protocol) on 127.0.0.1:27017, data in .local/mongo")
+            started.append(start_mongo(27017, str(ROOT / ".local" / "mongo"), open(_local_log("mongo"), "ab")))
+        ensure_redis(settings["REDIS_URL"])
+        ensure_postgres(settings["DATABASE_URL"])
+    except StoreMissing as missing:
+        print(f"cannot start the shop: {missing}", file=sys.stderr)
+        stop(started)
+        return 1
+    os.environ.update(settings)
+    from local.seed import seed
+
+    added = asyncio.run(seed(only_if_empty=True))
+    if added:
+        print(f"seeded the demo catalog: {added} products")
+    shop = LocalShop(settings, GATEWAY_PORT, default_ports())
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        shop.start()
+        print(f"\nthe shop is up at {shop.url}  (Ctrl-C stops it)")
+        for route in ROUTES:
+            port, metrics_port = shop.function_ports[route.name]
+            print(f"  {route.method or 'EVENT':6} {route.path or '-':32} {route.name:30} :{port} metrics :{metrics_port}")
+        exited: set[str] = set()
+        while True:
+            for name, running in shop.functions.items():
+                if name not in exited and running.process.poll() is not None:
+                    print(f"function {name} exited with {running.process.returncode}", file=sys.stderr)
+                    exited.add(name)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping the shop")
+    finally:
+        shop.stop()
+        stop(started)
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _local_log(name: str) -> Path:
+    path = ROOT / ".local" / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / f"{name}.log"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Bring up (or find) the stores the local shop and the tests use: MongoDB-protocol server, PostgreSQL, Redis."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from local.processes import is_listening, wait_for_port
+
+
+class StoreMissing(RuntimeError):
+    """A store is not reachable and cannot be started here; the message says what to do."""
+
+
+def start_mongo(port: int, storage_path: str, log_file=None) -> subprocess.Popen:
+    """Start SecantusDB (a MongoDB-wire-compatible dev/test server) and wait until it answers `ping`."""
+    server = Path(sys.executable).parent / "secantusd-py"
+    if not server.exists():
+        raise StoreMissing("SecantusDB is not installed in this environment: run `make install` "
+                           "(or set MONGODB_URL to a running MongoDB)")
+    if storage_path != ":memory:":
+        Path(storage_path).mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path],
+                               stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for_port(port, process, timeout=30)
+    _wait_for_ping(f"mongodb://127.0.0.1:{port}", process)
+    return process
+
+
+def _wait_for_ping(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    deadline = time.monotonic() + timeout
+    with MongoClient(url, serverSelectionTimeoutMS=500) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StoreMissing(f"the MongoDB-protocol server exited with {process.returncode}")
+            try:
+                client.admin.command("ping")
+                return
+            except PyMongoError:
+                time.sleep(0.1)
+    raise StoreMissing(f"the MongoDB-protocol server at {url} did not answer ping in {timeout:.0f}s")
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def ensure_redis(url: str) -> None:
+    """Redis answers at `url`, or is started here when it is local and installed, or the caller is told what to do."""
+    host, port = _host_port(url, 6379)
+    if is_listening(host, port):
+        return
+    if host in ("127.0.0.1", "localhost") and shutil.which("redis-server"):
+        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
+                        "--save", "", "--appendonly", "no"], check=True, stdout=subprocess.DEVNULL)
+        wait_for_port(port, timeout=10, host=host)
+        return
+    raise StoreMissing(f"Redis does not answer at {host}:{port}. Install it (Debian: `apt-get install redis-server`) "
+                       "or set REDIS_URL to a running Redis.")
+
+
+def ensure_postgres(url: str) -> None:
+    """PostgreSQL answers at `url` (starting the local cluster if installed) and the database exists."""
+    host, port = _host_port(url, 5432)
+    if not is_listening(host, port):
+        clusters = Path("/etc/postgresql")
+        if host in ("127.0.0.1", "localhost") and shutil.which("pg_ctlcluster") and clusters.is_dir():
+            version = sorted(p.name for p in clusters.iterdir())[-1]
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
+            wait_for_port(port, timeout=20, host=host)
+        else:
+            raise StoreMissing(f"PostgreSQL does not answer at {host}:{port}. Install it (Debian: `apt-get install "
+                               "postgresql`) or set DATABASE_URL to a running PostgreSQL.")
+    create_database(url)
+
+
+def create_database(url: str) -> None:
+    """Create the database named in `url` when it does not exist yet."""
+    import pg8000.native
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "postgres"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    connection = _connect(admin)
+    try:
+        if not connection.run("SELECT 1 FROM pg_database WHERE datname = :name", name=name):
+            connection.run(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+
+
+def drop_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    connection = _connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        connection.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        connection.close()
+
+
+def _connect(url: str):
+    import pg8000.native
+
+    parts = urlsplit(url)
+    return pg8000.native.Connection(user=parts.username or "postgres", password=parts.password, host=parts.hostname,
+                                    port=parts.port or 5432, database=parts.path.lstrip("/"), ssl_context=False,
+                                    timeout=5)

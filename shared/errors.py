@@ -1,0 +1,114 @@
+"""Domain errors and their RFC 9457 problem+json form.
+
+Services raise these; the shared `endpoint` decorator turns them into responses once.
+"""
+
+from __future__ import annotations
+
+PROBLEM_BASE = "https://shop.example.com/problems/"
+
+_unavailable_errors: tuple[type[BaseException], ...] = ()
+
+
+class Problem(Exception):
+    """An error the caller can act on, answered as application/problem+json."""
+
+    status = 500
+    slug = "internal"
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str, *, errors: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        body = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+
+class BadRequest(Problem):
+    status, slug, title = 400, "bad-request", "Bad Request"
+
+
+class Unauthorized(Problem):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="shop"'})
+
+
+class Forbidden(Problem):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(Problem):
+    status, slug, title = 404, "not-found", "Not Found"
+
+
+class MethodNotAllowed(Problem):
+    status, slug, title = 405, "method-not-allowed", "Method Not Allowed"
+
+
+class Conflict(Problem):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(Problem):
+    status, slug, title = 413, "payload-too-large", "Payload Too Large"
+
+
+class UnsupportedMediaType(Problem):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported Media Type"
+
+
+class Unprocessable(Problem):
+    status, slug, title = 422, "validation-error", "Unprocessable Content"
+
+
+class PaymentRequired(Problem):
+    status, slug, title = 402, "payment-declined", "Payment Required"
+
+
+class BadGateway(Problem):
+    status, slug, title = 502, "bad-gateway", "Bad Gateway"
+
+
+class ServiceUnavailable(Problem):
+    status, slug, title = 503, "service-unavailable", "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+def register_unavailable(*exception_types: type[BaseException]) -> None:
+    """Declare driver exceptions that mean "a store or peer cannot be reached" (answered 503).
+
+    Store modules call this when imported, so the HTTP layer never imports a driver itself.
+    """
+    global _unavailable_errors
+    _unavailable_errors = tuple(dict.fromkeys(_unavailable_errors + exception_types))
+
+
+def as_problem(exc: BaseException) -> Problem | None:
+    """The problem an exception stands for, or None when it is a bug (answered 500)."""
+    if isinstance(exc, Problem):
+        return exc
+    if _unavailable_errors and isinstance(exc, _unavailable_errors):
+        return ServiceUnavailable(f"A backing service is unavailable: {type(exc).__name__}")
+    return None
+
+
+def validation_errors(pydantic_errors: list[dict], location: str) -> list[dict]:
+    """Pydantic's errors as problem+json field errors: `{"field", "message", "type"}` with dotted paths."""
+    return [
+        {
+            "field": ".".join(str(part) for part in (location, *error["loc"]) if part != ""),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in pydantic_errors
+    ]

@@ -1,0 +1,159 @@
+"""The one wrapper every HTTP endpoint function wears, and the helpers to parse requests and shape responses.
+
+    @functions_framework.aio.http
+    @endpoint("catalog-get-product")
+    async def get_product(request, product_id): ...
+
+The wrapper matches the path against the route table (path parameters become keyword arguments), sets the
+request id, enforces the body limit, answers every error as problem+json and records metrics and an access log.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+import uuid
+from typing import Any, Awaitable, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared import metrics
+from shared.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    UnsupportedMediaType,
+    Unprocessable,
+    as_problem,
+    validation_errors,
+)
+from shared.logs import logger, request_id
+from shared.routes import route as lookup_route
+from shared.settings import ServerSettings, settings
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[..., Awaitable[Response]]
+
+_log = logger("http")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PROBLEM_JSON = "application/problem+json"
+
+
+def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap an async handler as the function serving the route table entry `route_name`."""
+    route = lookup_route(route_name)
+
+    def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def serve(request: Request) -> Response:
+            metrics.serve_metrics()
+            incoming = request.headers.get("x-request-id", "")
+            current_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+            token = request_id.set(current_id)
+            started = time.perf_counter()
+            try:
+                response = await _dispatch(route, handler, request)
+            except Exception as error:  # noqa: BLE001 - every failure must leave as problem+json
+                response = _problem_response(error, route_name)
+            finally:
+                request_id.reset(token)
+            elapsed = time.perf_counter() - started
+            response.headers["X-Request-Id"] = current_id
+            metrics.REQUESTS.labels(route_name, request.method, str(response.status_code)).inc()
+            metrics.LATENCY.labels(route_name).observe(elapsed)
+            _log.info("request", extra={"request_id": current_id, "method": request.method,
+                                        "path": request.url.path, "status": response.status_code,
+                                        "duration_ms": round(elapsed * 1000, 2)})
+            return response
+
+        return serve
+
+    return decorate
+
+
+async def _dispatch(route, handler: Handler, request: Request) -> Response:
+    params = route.match(request.url.path)
+    if params is None:
+        raise NotFound(f"No such resource: {request.url.path}")
+    if request.method != route.method:
+        raise MethodNotAllowed(f"Use {route.method} for {route.path}", headers={"Allow": route.method})
+    return await handler(request, **params)
+
+
+def _problem_response(error: Exception, route_name: str) -> Response:
+    problem = as_problem(error)
+    if problem is None:
+        _log.exception("unhandled error", extra={"route": route_name})
+        problem = Problem("The server failed to handle this request; it has been logged")
+    elif problem.status >= 500:
+        _log.warning("unavailable", extra={"route": route_name, "detail": problem.detail, "cause": repr(error.__cause__ or error)})
+    return problem_response(problem)
+
+
+def problem_response(problem: Problem) -> Response:
+    body = problem.body()
+    body["request_id"] = request_id.get()
+    return Response(json.dumps(body), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused past MAX_BODY_BYTES without reading it all."""
+    limit = settings(ServerSettings).max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise PayloadTooLarge(f"The body may be at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body may be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_body(model: type[M], request: Request) -> M:
+    """The JSON body validated as `model`: 415 if not JSON, 400 if malformed, 422 with field errors if invalid."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType("Send the body as application/json")
+    raw = await read_body(request)
+    if not raw.strip():
+        raise BadRequest("The request body is empty; send a JSON object")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        errors = error.errors(include_url=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise BadRequest(f"The body is not valid JSON: {errors[0]['ctx'].get('error', '')}".strip()) from None
+        raise Unprocessable("The request body is invalid", errors=validation_errors(errors, "body")) from None
+
+
+def parse_query(model: type[M], request: Request) -> M:
+    """The query string validated as `model` (repeated keys become lists; unknown keys are refused)."""
+    values: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if key in values:
+            previous = values[key]
+            values[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            values[key] = value
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise Unprocessable("The query parameters are invalid",
+                            errors=validation_errors(error.errors(include_url=False), "query")) from None
+
+
+def json_response(body: BaseModel | dict | list, status: int = 200, headers: dict | None = None) -> Response:
+    content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, default=str)
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
+
+
+def no_content() -> Response:
+    return Response(status_code=204)

@@ -1,0 +1,75 @@
+"""The route table: the single source of truth for every endpoint function.
+
+The local gateway routes by it, each function parses its path parameters with it, and the Knative manifests,
+docker-compose file and OpenAPI document are generated from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Knative autoscaling: concurrency-based, scale to zero unless min_scale says otherwise."""
+
+    container_concurrency: int = 50  # hard limit of in-flight requests per replica
+    target: int = 35  # soft target the autoscaler aims for (kept below the hard limit)
+    min_scale: int = 0
+    max_scale: int = 10
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # also the Knative Service name
+    method: str | None  # None for CloudEvent functions (no public route)
+    path: str | None  # public path template, e.g. /products/{product_id}
+    source: str  # entry file, relative to the project root
+    target: str  # function name inside the entry file
+    summary: str
+    signature: str = "http"  # http | cloudevent
+    visibility: str = "public"  # public | cluster-local
+    auth: str = "none"  # none | optional | user | admin (documentation and OpenAPI)
+    scaling: Scaling = field(default_factory=Scaling)
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str] | None:
+        if self.path is None:
+            return None
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
+        return re.compile(f"^{regex}$")
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters when `path` fits this route's template, else None."""
+        found = self.pattern.match(path) if self.pattern else None
+        return found.groupdict() if found else None
+
+
+def _catalog(name, method, path, target, summary, **options) -> Route:
+    return Route(f"catalog-{name}", method, path, f"functions/catalog/{target}.py", target, summary, **options)
+
+
+ROUTES: tuple[Route, ...] = (
+    _catalog("list-products", "GET", "/products", "list_products", "List products with filters, sorting and paging",
+             auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+    _catalog("create-product", "POST", "/products", "create_product", "Create a product", auth="admin",
+             scaling=Scaling(max_scale=3)),
+    _catalog("get-product", "GET", "/products/{product_id}", "get_product", "Get one product", auth="optional",
+             scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+    _catalog("update-product", "PATCH", "/products/{product_id}", "update_product", "Partially update a product",
+             auth="admin", scaling=Scaling(max_scale=3)),
+    _catalog("search-products", "GET", "/search", "search_products", "Relevance-ordered product search",
+             auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+)
+
+ROUTES_BY_NAME = {route.name: route for route in ROUTES}
+
+
+def route(name: str) -> Route:
+    return ROUTES_BY_NAME[name]
+
+
+def public_routes() -> list[Route]:
+    return [r for r in ROUTES if r.path is not None]

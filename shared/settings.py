@@ -1,0 +1,73 @@
+"""Typed settings, one small class per concern, each read from the environment on first use.
+
+A function only needs the variables of the concerns it touches; a wrong or missing value fails with a message
+that names the variable. Local defaults live in the local runner, not here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ServiceUnavailable
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+
+class MongoSettings(_Settings):
+    mongodb_url: str = Field(pattern=r"^mongodb(\+srv)?://")
+    mongodb_database: str = "shop"
+    mongodb_timeout_ms: int = Field(default=1500, ge=100, le=2000)
+
+
+class RedisSettings(_Settings):
+    redis_url: str = Field(pattern=r"^rediss?://")
+    redis_key_prefix: str = "shop:"
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=2)
+    cart_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+
+class PostgresSettings(_Settings):
+    database_url: str = Field(pattern=r"^postgres(ql)?://")
+    database_timeout_seconds: float = Field(default=1.5, gt=0, le=2)
+
+
+class AuthSettings(_Settings):
+    shop_jwt_secret: SecretStr = Field(min_length=32)
+
+
+class PeerSettings(_Settings):
+    """Where this function finds the functions it calls over HTTP."""
+
+    catalog_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
+    cart_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
+    peer_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
+
+
+class EventSettings(_Settings):
+    # Injected by a Knative SinkBinding; unset means events stay in the outbox until a sink appears.
+    k_sink: str | None = None
+
+
+class ServerSettings(_Settings):
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    k_service: str | None = None
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+@lru_cache(maxsize=None)
+def settings(kind: type[S]) -> S:
+    """The validated settings of one concern, read from the environment once per process."""
+    try:
+        return kind()
+    except ValidationError as error:
+        names = ", ".join(str(e["loc"][0]).upper() for e in error.errors())
+        raise ServiceUnavailable(f"This function is misconfigured: check {names}") from error

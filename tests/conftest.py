@@ -1,0 +1,78 @@
+"""Session-wide real servers: a MongoDB-protocol server, a fresh PostgreSQL database and Redis key prefix, and
+every endpoint function running as its own functions-framework process behind the local gateway."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local.config import local_setting
+from local.processes import free_port, stop
+from local.run import LocalShop
+from local.stores import create_database, drop_database, ensure_postgres, ensure_redis, start_mongo
+
+from tests.support import JWT_SECRET, RUN_ID
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory):
+    if os.environ.get("MONGODB_URL"):
+        yield os.environ["MONGODB_URL"]
+        return
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("mongo") / "mongo.log", "ab")
+    server = start_mongo(port, ":memory:", log)
+    yield f"mongodb://127.0.0.1:{port}"
+    stop([server])
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    base = local_setting("DATABASE_URL").rsplit("/", 1)[0]
+    url = f"{base}/shop_test_{RUN_ID}"
+    ensure_postgres(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = local_setting("REDIS_URL")
+    ensure_redis(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def shop_settings(mongo_url, postgres_url, redis_url) -> dict[str, str]:
+    return {
+        "MONGODB_URL": mongo_url,
+        "MONGODB_DATABASE": f"shop_test_{RUN_ID}",
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": f"test:{RUN_ID}:",
+        "SHOP_JWT_SECRET": JWT_SECRET,
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def shop(shop_settings, tmp_path_factory):
+    from shared.routes import ROUTES
+
+    ports = {route.name: (free_port(), free_port()) for route in ROUTES}
+    running = LocalShop(shop_settings, free_port(), ports, log_dir=tmp_path_factory.mktemp("logs"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(shop):
+    with httpx.Client(base_url=shop.url, timeout=10) as client:
+        yield client

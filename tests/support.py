@@ -1,0 +1,37 @@
+"""Helpers the tests share: tokens, unique ids and the problem+json assertion."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from shared.auth import issue_token
+
+RUN_ID = uuid.uuid4().hex[:8]
+JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+def token(user_id: str, role: str = "customer", ttl_seconds: int = 3600) -> str:
+    return issue_token(user_id, role, ttl_seconds, secret=JWT_SECRET)
+
+
+def bearer(user_id: str, role: str = "customer") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user_id, role)}"}
+
+
+ADMIN = bearer("ops", "admin")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict:
+    """The response is an RFC 9457 problem with `status`; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys()
+    assert body["status"] == status
+    return body
