@@ -86,10 +86,12 @@ def main() -> int:
     if added:
         print(f"seeded the demo catalog: {added} products")
     shop = LocalShop(settings, GATEWAY_PORT, default_ports())
+    # Ctrl-C, or SIGINT/SIGTERM from a supervisor (a background shell ignores SIGINT unless told otherwise).
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         shop.start()
-        print(f"\nthe shop is up at {shop.url}  (Ctrl-C stops it)")
+        print(f"\nthe shop is up at {shop.url}  (Ctrl-C stops it)", flush=True)
         for route in ROUTES:
             port, metrics_port = shop.function_ports[route.name]
             print(f"  {route.method or 'EVENT':6} {route.path or '-':32} {route.name:30} :{port} metrics :{metrics_port}")

@@ -14,7 +14,13 @@ Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63
                 Field(description="Stock keeping unit: letters, digits, '.', '_' or '-', at most 64 characters")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
-ImageUrl = Annotated[HttpUrl, AfterValidator(str)]
+
+
+def _http_url(value: str) -> str:
+    return str(HttpUrl(value))
+
+
+ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 
 
 class Attribute(BaseModel):
