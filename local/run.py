@@ -19,6 +19,7 @@ from pathlib import Path
 from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
 from local.processes import ROOT, Running, start_function, stop, wait_for_port
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
+from shared.peers import url_variable
 from shared.routes import ROUTES, Route
 
 
@@ -39,6 +40,9 @@ class LocalShop:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def start(self) -> None:
+        # Each function finds the others the way a Knative Service would, by name: here through <NAME>_URL.
+        peers = {url_variable(name): f"http://127.0.0.1:{port}" for name, (port, _) in self.function_ports.items()}
+        self.settings = {**peers, **self.settings}
         for route in self.routes:
             port, metrics_port = self.function_ports[route.name]
             self.functions[route.name] = start_function(route, port, metrics_port, self.settings, self._log(route.name))

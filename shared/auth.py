@@ -67,6 +67,14 @@ def require_admin(headers) -> User:
     return user
 
 
+def require_owner(headers, user_id: str) -> User:
+    """Only the user themself may change what belongs to `user_id` (admins included)."""
+    user = require_user(headers)
+    if user.id != user_id:
+        raise Forbidden("You may only change your own resources")
+    return user
+
+
 def require_owner_or_admin(headers, user_id: str) -> User:
     """A customer may act only on their own `user_id`; an admin on anyone's."""
     user = require_user(headers)

@@ -26,8 +26,8 @@ def _known_currency(code: str) -> str:
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"]), AfterValidator(_known_currency)]
 # Amounts travel as decimal strings ("19.99") so no client ever parses them into a float.
-Amount = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2, examples=["19.99"]),
-                   PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json")]
+DecimalString = Annotated[Decimal, PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json")]
+Amount = Annotated[DecimalString, Field(gt=0, max_digits=12, decimal_places=2, examples=["19.99"])]
 
 
 class Money(BaseModel):

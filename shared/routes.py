@@ -51,6 +51,10 @@ def _catalog(name, method, path, target, summary, **options) -> Route:
     return Route(f"catalog-{name}", method, path, f"functions/catalog/{target}.py", target, summary, **options)
 
 
+def _cart(name, method, path, target, summary, **options) -> Route:
+    return Route(f"cart-{name}", method, path, f"functions/cart/{target}.py", target, summary, **options)
+
+
 ROUTES: tuple[Route, ...] = (
     _catalog("list-products", "GET", "/products", "list_products", "List products with filters, sorting and paging",
              auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
@@ -62,6 +66,15 @@ ROUTES: tuple[Route, ...] = (
              auth="admin", scaling=Scaling(max_scale=3)),
     _catalog("search-products", "GET", "/search", "search_products", "Relevance-ordered product search",
              auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+    _catalog("lookup-products", "GET", "/internal/products/lookup", "lookup_products",
+             "Batch lookup by SKU for the cart and orders", visibility="cluster-local",
+             scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+    _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user"),
+    _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user"),
+    _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user"),
+    _cart("set-item-quantity", "PUT", "/cart/{user_id}/items/{sku}", "set_item_quantity",
+          "Set the quantity of a cart line", auth="user"),
+    _cart("remove-item", "DELETE", "/cart/{user_id}/items/{sku}", "remove_item", "Remove a cart line", auth="user"),
 )
 
 ROUTES_BY_NAME = {route.name: route for route in ROUTES}
@@ -72,4 +85,5 @@ def route(name: str) -> Route:
 
 
 def public_routes() -> list[Route]:
-    return [r for r in ROUTES if r.path is not None]
+    """The routes the public gateway serves (cluster-local and event functions are not among them)."""
+    return [r for r in ROUTES if r.path is not None and r.visibility == "public"]

@@ -6,12 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator, model_validator
 
+from shared.catalog_contract import MAX_LOOKUP, Sku
 from shared.money import Money
 
-Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
-                Field(description="Stock keeping unit: letters, digits, '.', '_' or '-', at most 64 characters")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
 
@@ -122,3 +121,17 @@ class ProductQuery(_Paging):
 
 class SearchQuery(_Paging):
     q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class LookupQuery(BaseModel):
+    """`skus=A,B,C`: at most 100 distinct SKUs, each well-formed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    skus: Annotated[list[Sku], Field(min_length=1, max_length=MAX_LOOKUP)]
+
+    @field_validator("skus", mode="before")
+    @classmethod
+    def _split(cls, value):
+        return list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip())) \
+            if isinstance(value, str) else value

@@ -13,7 +13,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from functions.catalog.models import ProductCreate, ProductPage, ProductPublic, ProductQuery, ProductUpdate, SearchQuery
+from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound
+from shared.money import Money
 from shared.mongo import database
 
 _SORTS = {
@@ -66,13 +68,13 @@ def _to_document(fields: dict) -> dict:
     return document
 
 
+def _price(stored: dict) -> Money:
+    return Money.model_construct(amount=stored["amount"].to_decimal(), currency=stored["currency"])
+
+
 def to_public(document: dict) -> ProductPublic:
-    price = document["price"]
-    return ProductPublic.model_validate({
-        **document,
-        "id": str(document["_id"]),
-        "price": {"amount": price["amount"].to_decimal(), "currency": price["currency"]},
-    }, strict=False)
+    return ProductPublic.model_validate({**document, "id": str(document["_id"]), "price": _price(document["price"])},
+                                        strict=False)
 
 
 async def insert(product: ProductCreate) -> ProductPublic:
@@ -159,6 +161,14 @@ async def search(query: SearchQuery, *, include_inactive: bool) -> ProductPage:
     score = {"$add": [{"$cond": [_matches(field, pattern), weight, 0]} for field, weight in _SEARCH_WEIGHTS.items()]}
     head = [{"$match": match}, {"$addFields": {"_score": score}}]
     return await _page(head, {"_score": DESCENDING, "name": ASCENDING, "_id": ASCENDING}, query.limit, query.offset)
+
+
+async def lookup(skus: list[str]) -> list[CatalogItem]:
+    """The products with these SKUs, active or not (callers decide what inactive means for them)."""
+    projection = {"sku": 1, "name": 1, "price": 1, "stock_quantity": 1, "is_active": 1}
+    cursor = (await products()).find({"sku": {"$in": skus}}, projection)
+    return [CatalogItem(sku=d["sku"], id=str(d["_id"]), name=d["name"], stock_quantity=d["stock_quantity"],
+                        is_active=d["is_active"], price=_price(d["price"])) async for d in cursor]
 
 
 async def count() -> int:

@@ -341,3 +341,29 @@ def test_metrics_are_served_on_their_own_port(shop, gateway):
     assert "shop_http_request_duration_seconds_bucket" in text
     assert "process_cpu_seconds_total" in text
     assert_problem(gateway.get("/metrics"), 404)
+
+
+def lookup_url(shop) -> str:
+    return shop.functions["catalog-lookup-products"].url + "/internal/products/lookup"
+
+
+def test_batch_lookup_answers_known_skus_active_or_not(gateway, shop):
+    active, inactive = create(gateway), create(gateway, is_active=False)
+
+    response = httpx.get(lookup_url(shop), params={"skus": f"{active['sku']},{inactive['sku']},NOPE-1"})
+
+    assert response.status_code == 200
+    found = {item["sku"]: item for item in response.json()["items"]}
+    assert found.keys() == {active["sku"], inactive["sku"]}
+    assert found[inactive["sku"]]["is_active"] is False
+    assert found[active["sku"]] == {"sku": active["sku"], "id": active["id"], "name": active["name"],
+                                    "price": active["price"], "stock_quantity": 5, "is_active": True}
+
+
+@pytest.mark.parametrize("params", [{}, {"skus": ""}, {"skus": "bad sku"}, {"skus": ",".join(f"S{i}" for i in range(101))}])
+def test_batch_lookup_validates_its_skus(shop, params):
+    assert_problem(httpx.get(lookup_url(shop), params=params), 422)
+
+
+def test_batch_lookup_is_not_on_the_public_gateway(gateway):
+    assert_problem(gateway.get("/internal/products/lookup", params={"skus": "A"}), 404)

@@ -1,0 +1,74 @@
+"""Calls between functions over HTTP: one httpx.AsyncClient per process, short timeouts, a bounded retry.
+
+A function reaches another by its route-table name. In a cluster that name is the Knative Service's host in the
+same namespace (`http://catalog-lookup-products`); `<NAME>_URL` (e.g. CATALOG_LOOKUP_PRODUCTS_URL) overrides it,
+which is how the local runner points functions at each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import httpx
+
+from shared.errors import BadGateway, Problem, ServiceUnavailable
+from shared.logs import request_id
+from shared.settings import PeerSettings, settings
+
+_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+def service_url(name: str) -> str:
+    return os.environ.get(url_variable(name)) or f"http://{name}"
+
+
+def url_variable(name: str) -> str:
+    return name.upper().replace("-", "_") + "_URL"
+
+
+def client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    existing = _clients.get(loop)
+    if existing is None:
+        timeout = settings(PeerSettings).peer_timeout_seconds
+        # retries=2 re-tries connection failures only (never a request that may have reached the peer).
+        existing = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
+                                     transport=httpx.AsyncHTTPTransport(retries=2),
+                                     limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
+        _clients[loop] = existing
+    return existing
+
+
+async def call(name: str, method: str, path: str, *, params=None, json=None, headers=None,
+               expected: tuple[int, ...] = (200,)) -> httpx.Response:
+    """Call function `name`; an unreachable or failing peer becomes 503/502, never a hang or a 500."""
+    outgoing = {"X-Request-Id": request_id.get() or "", **(headers or {})}
+    try:
+        response = await client().request(method, service_url(name) + path, params=params, json=json,
+                                          headers=outgoing)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+        raise ServiceUnavailable(f"The {name} service is unavailable") from error
+    except httpx.TimeoutException as error:
+        raise ServiceUnavailable(f"The {name} service did not answer in time") from error
+    except httpx.HTTPError as error:
+        raise BadGateway(f"The {name} service failed: {type(error).__name__}") from error
+    if response.status_code in expected:
+        return response
+    if response.status_code >= 500:
+        raise ServiceUnavailable(f"The {name} service answered {response.status_code}")
+    raise PeerRefused(response)
+
+
+class PeerRefused(Problem):
+    """A peer's 4xx answer, carried through with its status and detail unless the caller handles it."""
+
+    def __init__(self, response: httpx.Response):
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        super().__init__(body.get("detail") or f"The peer answered {response.status_code}", errors=body.get("errors"))
+        self.status = response.status_code
+        self.slug = body.get("type", "").rsplit("/", 1)[-1] or "peer-refused"
+        self.title = body.get("title") or "Refused"

@@ -1,0 +1,55 @@
+"""One redis.asyncio client per process, created on first use inside the running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import contextmanager
+
+from prometheus_client import Histogram
+from redis.asyncio import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from shared.errors import register_unavailable
+from shared.settings import RedisSettings, settings
+
+register_unavailable(RedisConnectionError, RedisTimeoutError)
+
+REDIS_LATENCY = Histogram("shop_redis_operation_duration_seconds", "Redis round trips, by operation", ["operation"],
+                          buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1))
+_clients: dict[asyncio.AbstractEventLoop, Redis] = {}
+
+
+def redis() -> Redis:
+    """The shared client; one quick retry, then 503 — never a hang past the configured timeout."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        config = settings(RedisSettings)
+        client = Redis.from_url(
+            config.redis_url,
+            socket_connect_timeout=config.redis_timeout_seconds / 2,
+            socket_timeout=config.redis_timeout_seconds,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            decode_responses=True,
+            health_check_interval=30,
+        )
+        _clients[loop] = client
+    return client
+
+
+def key(*parts: str) -> str:
+    """A key under this deployment's prefix (tests use a fresh prefix per session)."""
+    return settings(RedisSettings).redis_key_prefix + ":".join(parts)
+
+
+@contextmanager
+def timed(operation: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        REDIS_LATENCY.labels(operation).observe(time.perf_counter() - started)
