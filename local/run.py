@@ -53,7 +53,11 @@ class LocalShop:
         self.gateway = subprocess.Popen([sys.executable, "-m", "local.gateway"], env=env, cwd=ROOT, stdout=log,
                                         stderr=subprocess.STDOUT if log else None, start_new_session=True)
         for running in self.functions.values():
-            wait_for_port(running.port, running.process)
+            try:
+                wait_for_port(running.port, running.process)
+            except RuntimeError as failure:
+                where = f"; see {self.log_dir / (running.name + '.log')}" if self.log_dir else ""
+                raise RuntimeError(f"function {running.name} did not start{where}") from failure
         wait_for_port(self.gateway_port, self.gateway)
 
     def stop(self) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from shared.money import Money
 
@@ -32,3 +32,32 @@ class StockLine(BaseModel):
 
     sku: Sku
     quantity: Annotated[int, Field(ge=1, le=1000)]
+
+
+class ReservationRequest(BaseModel):
+    """Take stock for an order, all lines or none; the same id again answers the same reservation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reservation_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+    lines: Annotated[list[StockLine], Field(min_length=1, max_length=MAX_LOOKUP)]
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, lines: list[StockLine]) -> list[StockLine]:
+        if len({line.sku for line in lines}) != len(lines):
+            raise ValueError("each sku may appear only once")
+        return lines
+
+
+class ReservedLine(BaseModel):
+    sku: str
+    quantity: int
+    name: str
+    price: Money
+
+
+class Reservation(BaseModel):
+    reservation_id: str
+    state: Literal["reserved", "released"]
+    lines: list[ReservedLine]

@@ -68,12 +68,12 @@ def _to_document(fields: dict) -> dict:
     return document
 
 
-def _price(stored: dict) -> Money:
+def stored_price(stored: dict) -> Money:
     return Money.model_construct(amount=stored["amount"].to_decimal(), currency=stored["currency"])
 
 
 def to_public(document: dict) -> ProductPublic:
-    return ProductPublic.model_validate({**document, "id": str(document["_id"]), "price": _price(document["price"])},
+    return ProductPublic.model_validate({**document, "id": str(document["_id"]), "price": stored_price(document["price"])},
                                         strict=False)
 
 
@@ -168,7 +168,7 @@ async def lookup(skus: list[str]) -> list[CatalogItem]:
     projection = {"sku": 1, "name": 1, "price": 1, "stock_quantity": 1, "is_active": 1}
     cursor = (await products()).find({"sku": {"$in": skus}}, projection)
     return [CatalogItem(sku=d["sku"], id=str(d["_id"]), name=d["name"], stock_quantity=d["stock_quantity"],
-                        is_active=d["is_active"], price=_price(d["price"])) async for d in cursor]
+                        is_active=d["is_active"], price=stored_price(d["price"])) async for d in cursor]
 
 
 async def count() -> int:

@@ -1,0 +1,12 @@
+"""DELETE /internal/stock/reservations/{reservation_id} — give reserved stock back, once (cluster-local)."""
+
+import functions_framework.aio
+
+from functions.catalog import stock
+from shared.http import endpoint, json_response
+
+
+@functions_framework.aio.http
+@endpoint("catalog-release-stock")
+async def release_stock(request, reservation_id):
+    return json_response(await stock.release(reservation_id))

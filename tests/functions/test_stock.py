@@ -1,0 +1,106 @@
+"""Stock reservations in the catalog: concurrent, all-or-nothing, idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from tests.support import ADMIN, assert_problem, unique
+
+
+@pytest.fixture(scope="module")
+def reservations(shop):
+    return shop.functions["catalog-reserve-stock"].url + "/internal/stock/reservations"
+
+
+@pytest.fixture(scope="module")
+def releases(shop):
+    return shop.functions["catalog-release-stock"].url + "/internal/stock/reservations"
+
+
+def product(gateway, stock, **overrides):
+    body = {"sku": unique("STOCK"), "name": "Stock Lamp", "price": {"amount": "20.00", "currency": "EUR"},
+            "brand": "Lumina", "stock_quantity": stock, **overrides}
+    created = gateway.post("/products", json=body, headers=ADMIN)
+    assert created.status_code == 201
+    return created.json()
+
+
+def stock_of(gateway, item) -> int:
+    return gateway.get(f"/products/{item['id']}", headers=ADMIN).json()["stock_quantity"]
+
+
+def reserve(url, *lines, reservation_id=None):
+    body = {"reservation_id": reservation_id or str(uuid.uuid4()),
+            "lines": [{"sku": item["sku"], "quantity": quantity} for item, quantity in lines]}
+    return httpx.post(url, json=body, timeout=10)
+
+
+def test_reserving_takes_stock_and_answers_names_and_prices(gateway, reservations):
+    lamp = product(gateway, 5)
+
+    response = reserve(reservations, (lamp, 2))
+
+    assert response.status_code == 201
+    assert response.json()["lines"] == [{"sku": lamp["sku"], "quantity": 2, "name": "Stock Lamp",
+                                         "price": {"amount": "20.00", "currency": "EUR"}}]
+    assert stock_of(gateway, lamp) == 3
+
+
+def test_a_reservation_is_all_lines_or_none(gateway, reservations):
+    plenty, scarce = product(gateway, 10), product(gateway, 1)
+
+    body = assert_problem(reserve(reservations, (plenty, 3), (scarce, 2)), 409)
+
+    assert body["errors"][0]["message"] == scarce["sku"]
+    assert stock_of(gateway, plenty) == 10 and stock_of(gateway, scarce) == 1
+
+
+def test_unknown_and_inactive_products_are_refused(gateway, reservations):
+    hidden = product(gateway, 5, is_active=False)
+
+    assert_problem(reserve(reservations, ({"sku": "NO-SUCH"}, 1)), 404)
+    assert_problem(reserve(reservations, (hidden, 1)), 422)
+    assert stock_of(gateway, hidden) == 5
+
+
+def test_reserve_and_release_are_idempotent(gateway, reservations, releases):
+    lamp = product(gateway, 5)
+    reservation_id = str(uuid.uuid4())
+
+    assert reserve(reservations, (lamp, 2), reservation_id=reservation_id).status_code == 201
+    assert reserve(reservations, (lamp, 2), reservation_id=reservation_id).status_code == 200
+    assert_problem(reserve(reservations, (lamp, 1), reservation_id=reservation_id), 409)
+    assert stock_of(gateway, lamp) == 3
+    for _ in range(3):
+        released = httpx.delete(f"{releases}/{reservation_id}")
+        assert released.status_code == 200 and released.json()["state"] == "released"
+
+    assert stock_of(gateway, lamp) == 5
+    assert_problem(httpx.delete(f"{releases}/{uuid.uuid4()}"), 404)
+
+
+def test_concurrent_reservations_never_oversell(gateway, reservations):
+    lamp = product(gateway, 10)
+
+    async def thirty():
+        async with httpx.AsyncClient(timeout=20) as client:
+            return await asyncio.gather(*(client.post(reservations, json={
+                "reservation_id": str(uuid.uuid4()), "lines": [{"sku": lamp["sku"], "quantity": 1}]})
+                for _ in range(30)))
+
+    statuses = sorted(response.status_code for response in asyncio.run(thirty()))
+
+    assert statuses == [201] * 10 + [409] * 20
+    assert stock_of(gateway, lamp) == 0
+
+
+@pytest.mark.parametrize("body", [{}, {"reservation_id": "x", "lines": []},
+                                  {"reservation_id": "x", "lines": [{"sku": "A", "quantity": 0}]},
+                                  {"reservation_id": "x", "lines": [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 1}]},
+                                  {"reservation_id": "has space", "lines": [{"sku": "A", "quantity": 1}]}])
+def test_invalid_reservations_are_rejected(reservations, body):
+    assert_problem(httpx.post(reservations, json=body), 422)
