@@ -12,15 +12,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
 from local.processes import ROOT, Running, start_function, stop, wait_for_port
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
 from shared.peers import url_variable
 from shared.routes import ROUTES, Route
+
+
+RELAY_EVERY_SECONDS = 5.0
 
 
 @dataclass
@@ -32,8 +39,10 @@ class LocalShop:
     function_ports: dict[str, tuple[int, int]]  # route name -> (port, metrics port)
     routes: tuple[Route, ...] = ROUTES
     log_dir: Path | None = None
+    relay_every: float | None = None  # seconds between PingSource-like ticks to the outbox relay
     functions: dict[str, Running] = field(default_factory=dict)
     gateway: subprocess.Popen | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -42,7 +51,9 @@ class LocalShop:
     def start(self) -> None:
         # Each function finds the others the way a Knative Service would, by name: here through <NAME>_URL.
         peers = {url_variable(name): f"http://127.0.0.1:{port}" for name, (port, _) in self.function_ports.items()}
-        self.settings = {**peers, **self.settings}
+        # Orders publish to K_SINK; here it is the notify function itself, as the broker's Trigger would deliver.
+        sink = {"K_SINK": peers[url_variable("notify-order-created")]}
+        self.settings = {**peers, **sink, **self.settings}
         for route in self.routes:
             port, metrics_port = self.function_ports[route.name]
             self.functions[route.name] = start_function(route, port, metrics_port, self.settings, self._log(route.name))
@@ -59,8 +70,26 @@ class LocalShop:
                 where = f"; see {self.log_dir / (running.name + '.log')}" if self.log_dir else ""
                 raise RuntimeError(f"function {running.name} did not start{where}") from failure
         wait_for_port(self.gateway_port, self.gateway)
+        if self.relay_every:
+            threading.Thread(target=self._tick_relay_forever, daemon=True).start()
+
+    def tick_relay(self) -> int:
+        """Send the relay one PingSource-style CloudEvent; returns the HTTP status."""
+        headers = {"ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-id": uuid.uuid4().hex,
+                   "ce-source": "/apis/v1/namespaces/local/pingsources/orders-outbox-relay",
+                   "content-type": "application/json"}
+        return httpx.post(self.functions["orders-outbox-relay"].url, headers=headers, content=b"{}",
+                          timeout=60).status_code
+
+    def _tick_relay_forever(self) -> None:
+        while not self._stopping.wait(self.relay_every):
+            try:
+                self.tick_relay()
+            except httpx.HTTPError:
+                pass  # the relay is down or restarting; the next tick tries again
 
     def stop(self) -> None:
+        self._stopping.set()
         stop([running.process for running in self.functions.values()] + ([self.gateway] if self.gateway else []))
 
     def _log(self, name: str):
@@ -93,7 +122,7 @@ def main() -> int:
     added = asyncio.run(seed(only_if_empty=True))
     if added:
         print(f"seeded the demo catalog: {added} products")
-    shop = LocalShop(settings, GATEWAY_PORT, default_ports())
+    shop = LocalShop(settings, GATEWAY_PORT, default_ports(), relay_every=RELAY_EVERY_SECONDS)
     # Ctrl-C, or SIGINT/SIGTERM from a supervisor (a background shell ignores SIGINT unless told otherwise).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)

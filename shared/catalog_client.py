@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from shared import peers
-from shared.catalog_contract import MAX_LOOKUP, CatalogItem, LookupResult
+from shared.catalog_contract import (
+    MAX_LOOKUP,
+    CatalogItem,
+    LookupResult,
+    Reservation,
+    ReservationRequest,
+    StockLine,
+)
 
 
 async def lookup(skus: list[str] | set[str]) -> dict[str, CatalogItem]:
@@ -16,3 +23,16 @@ async def lookup(skus: list[str] | set[str]) -> dict[str, CatalogItem]:
                                     params={"skus": ",".join(chunk)})
         found.update((item.sku, item) for item in LookupResult.model_validate_json(response.content).items)
     return found
+
+
+async def reserve(reservation_id: str, lines: list[tuple[str, int]]) -> Reservation:
+    """Take stock for all lines or none; the catalog's 404/409/422 refusals pass through as they are."""
+    body = ReservationRequest(reservation_id=reservation_id,
+                              lines=[StockLine(sku=sku, quantity=quantity) for sku, quantity in lines])
+    response = await peers.call("catalog-reserve-stock", "POST", "/internal/stock/reservations",
+                                json=body.model_dump(mode="json"), expected=(200, 201))
+    return Reservation.model_validate_json(response.content)
+
+
+async def release(reservation_id: str) -> None:
+    await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{reservation_id}")

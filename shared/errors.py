@@ -17,17 +17,19 @@ class Problem(Exception):
     slug = "internal"
     title = "Internal Server Error"
 
-    def __init__(self, detail: str, *, errors: list[dict] | None = None, headers: dict | None = None):
+    def __init__(self, detail: str, *, errors: list[dict] | None = None, headers: dict | None = None,
+                 extensions: dict | None = None):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        self.extensions = extensions or {}  # RFC 9457 extension members, e.g. the order a refusal concerns
 
     def body(self) -> dict:
         body = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
         if self.errors is not None:
             body["errors"] = self.errors
-        return body
+        return body | self.extensions
 
 
 class BadRequest(Problem):

@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -71,6 +72,42 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
                                         "path": request.url.path, "status": response.status_code,
                                         "duration_ms": round(elapsed * 1000, 2)})
             return response
+
+        return serve
+
+    return decorate
+
+
+def event_endpoint(route_name: str):
+    """Wrap an async CloudEvent handler: metrics, logs with the event id, and the broker's retry contract.
+
+    A permanently bad event (a 4xx problem) is answered 4xx so the broker sends it to the dead-letter sink
+    instead of retrying; anything else fails with 5xx and the broker retries it.
+    """
+    def decorate(handler):
+        @functools.wraps(handler)
+        async def serve(event):
+            metrics.serve_metrics()
+            token = request_id.set(event["id"])
+            started = time.perf_counter()
+            outcome = "200"
+            try:
+                await handler(event)
+            except Exception as error:
+                problem = as_problem(error)
+                outcome = str(problem.status if problem else 500)
+                if problem is not None and problem.status < 500:
+                    _log.warning("event rejected", extra={"event_type": event["type"], "detail": problem.detail})
+                    raise HTTPException(problem.status, detail=problem.detail) from None
+                _log.exception("event failed; the broker will retry", extra={"event_type": event["type"]})
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                metrics.REQUESTS.labels(route_name, "POST", outcome).inc()
+                metrics.LATENCY.labels(route_name).observe(elapsed)
+                _log.info("event", extra={"event_type": event["type"], "source": event["source"], "status": outcome,
+                                          "duration_ms": round(elapsed * 1000, 2)})
+                request_id.reset(token)
 
         return serve
 
@@ -151,8 +188,10 @@ def parse_query(model: type[M], request: Request) -> M:
 
 
 def json_response(body: BaseModel | dict | list, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response; an error status (a replayed refusal, say) goes out as problem+json."""
     content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, default=str)
-    return Response(content, status_code=status, media_type="application/json", headers=headers)
+    media_type = PROBLEM_JSON if status >= 400 else "application/json"
+    return Response(content, status_code=status, media_type=media_type, headers=headers)
 
 
 def no_content() -> Response:

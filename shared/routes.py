@@ -55,6 +55,14 @@ def _cart(name, method, path, target, summary, **options) -> Route:
     return Route(f"cart-{name}", method, path, f"functions/cart/{target}.py", target, summary, **options)
 
 
+def _orders(name, method, path, target, summary, **options) -> Route:
+    return Route(f"orders-{name}", method, path, f"functions/orders/{target}.py", target, summary, **options)
+
+
+def _notify(name, method, path, target, summary, **options) -> Route:
+    return Route(f"notify-{name}", method, path, f"functions/notify/{target}.py", target, summary, **options)
+
+
 ROUTES: tuple[Route, ...] = (
     _catalog("list-products", "GET", "/products", "list_products", "List products with filters, sorting and paging",
              auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
@@ -79,6 +87,23 @@ ROUTES: tuple[Route, ...] = (
     _cart("set-item-quantity", "PUT", "/cart/{user_id}/items/{sku}", "set_item_quantity",
           "Set the quantity of a cart line", auth="user"),
     _cart("remove-item", "DELETE", "/cart/{user_id}/items/{sku}", "remove_item", "Remove a cart line", auth="user"),
+    # Orders hold a database connection per request in flight: a lower hard limit per replica.
+    _orders("create-order", "POST", "/orders", "create_order", "Place an order (idempotent)", auth="user",
+            scaling=Scaling(container_concurrency=20, target=14, max_scale=10)),
+    _orders("get-order", "GET", "/orders/details/{order_id}", "get_order", "One order with its lines", auth="user",
+            scaling=Scaling(container_concurrency=20, target=14)),
+    _orders("list-orders", "GET", "/orders/{user_id}", "list_orders", "A user's order history", auth="user",
+            scaling=Scaling(container_concurrency=20, target=14)),
+    _orders("outbox-relay", None, None, "outbox_relay", "Deliver pending outbox rows (PingSource)",
+            signature="cloudevent", visibility="cluster-local",
+            scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
+    _notify("order-created", None, None, "order_created", "Confirm an order (Trigger: order.created)",
+            signature="cloudevent", visibility="cluster-local",
+            scaling=Scaling(container_concurrency=20, target=14, max_scale=5)),
+    _notify("send-notification", "POST", "/notifications", "send_notification", "Send an email or sms",
+            auth="admin", scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
+    _notify("list-notifications", "GET", "/notifications", "list_notifications", "Search the notification ledger",
+            auth="admin", scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
 )
 
 ROUTES_BY_NAME = {route.name: route for route in ROUTES}

@@ -7,7 +7,7 @@ that names the variable. Local defaults live in the local runner, not here.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,3 +71,9 @@ def settings(kind: type[S]) -> S:
     except ValidationError as error:
         names = ", ".join(str(e["loc"][0]).upper() for e in error.errors())
         raise ServiceUnavailable(f"This function is misconfigured: check {names}") from error
+
+
+class NotifySettings(_Settings):
+    notify_backend: Literal["log", "aws"] = "log"
+    notify_email_from: str = Field(default="shop@example.com", pattern=r"^[^@\s]+@[^@\s]+$")
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")

@@ -1,0 +1,25 @@
+"""POST /orders — place an order (from `items` or the cart); `Idempotency-Key` makes retries safe."""
+
+import functions_framework.aio
+
+from functions.orders import service
+from functions.orders.models import IDEMPOTENCY_KEY, CreateOrder
+from shared.auth import require_owner, require_user
+from shared.errors import BadRequest
+from shared.http import endpoint, json_response, parse_body
+
+
+@functions_framework.aio.http
+@endpoint("orders-create-order")
+async def create_order(request):
+    require_user(request.headers)
+    key = request.headers.get("idempotency-key", "")
+    if not IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("Send an Idempotency-Key header of 1-64 visible ASCII characters",
+                         errors=[{"field": "header.Idempotency-Key", "type": "missing_or_invalid",
+                                  "message": "1-64 visible ASCII characters"}])
+    order = await parse_body(CreateOrder, request)
+    require_owner(request.headers, order.user_id)  # a customer orders only for themself
+    status, body = await service.create_order(order, idempotency_key=key,
+                                              authorization=request.headers["authorization"])
+    return json_response(body, status, headers={"Location": f"/orders/details/{body['id']}"} if status == 201 else None)

@@ -1,0 +1,147 @@
+"""Orders request and response models."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints, field_validator
+
+from functions.orders.payment import expiry_in_future, luhn_valid
+from shared.catalog_contract import Sku
+from shared.ids import USER_ID_PATTERN
+from shared.money import Currency, DecimalString
+
+Status = Literal["pending", "paid", "confirmed", "payment_failed", "cancelled"]
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+MAX_ORDER_LINES = 50
+
+
+def _text(max_length: int, min_length: int = 1):
+    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)]
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    street: _text(200)
+    city: _text(100)
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9 -]{2,12}$")]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), Field(description="ISO 3166-1 alpha-2")]
+    details: _text(200, 0) | None = None
+
+
+class Payment(BaseModel):
+    """Card details: validated, charged, then reduced to the last four digits — never stored or logged whole."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    card_number: SecretStr
+    expiry: Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])/[0-9]{2}$"), Field(description="MM/YY")]
+    cvv: Annotated[SecretStr, Field(min_length=3, max_length=4)]
+
+    @field_validator("card_number")
+    @classmethod
+    def _luhn(cls, value: SecretStr) -> SecretStr:
+        digits = re.sub(r"[ -]", "", value.get_secret_value())
+        if not luhn_valid(digits):
+            raise ValueError("not a valid card number")
+        return SecretStr(digits)
+
+    @field_validator("cvv")
+    @classmethod
+    def _digits(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().isdigit():
+            raise ValueError("the CVV is 3 or 4 digits")
+        return value
+
+    @field_validator("expiry")
+    @classmethod
+    def _not_expired(cls, value: str) -> str:
+        if not expiry_in_future(value, datetime.now(timezone.utc).date()):
+            raise ValueError("the card has expired")
+        return value
+
+    @property
+    def last4(self) -> str:
+        return self.card_number.get_secret_value()[-4:]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    email: EmailStr | None = None
+    phone: E164 | None = None
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    product_sku: Sku
+    quantity: Annotated[int, Field(ge=1, le=100)]
+
+
+class CreateOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user_id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+    shipping_address: Address
+    payment: Payment
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ORDER_LINES)] | None = Field(
+        default=None, description="Without items, the user's cart is ordered")
+    contact: Contact = Contact()
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_sku(cls, items: list[OrderItem] | None) -> list[OrderItem] | None:
+        if items is not None and len({item.product_sku for item in items}) != len(items):
+            raise ValueError("each product_sku may appear only once")
+        return items
+
+    def fingerprint(self) -> str:
+        """The request as it matters for idempotency, card number included (the caller keys it with a secret)."""
+        body = self.model_dump(mode="json", exclude={"payment"})
+        return f"{body}|{self.payment.card_number.get_secret_value()}|{self.payment.expiry}"
+
+
+class OrderLinePublic(BaseModel):
+    product_sku: str
+    product_name: str
+    quantity: int
+    price_at_purchase: DecimalString
+    line_total: DecimalString
+    currency: Currency
+
+
+class OrderPublic(BaseModel):
+    id: str
+    user_id: str
+    status: Status
+    items: list[OrderLinePublic]
+    total_price: DecimalString
+    currency: Currency
+    shipping_address: Address
+    contact: Contact
+    card_last4: str
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+    status: Status | None = None
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
