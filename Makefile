@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 seed: $(STAMP)  ## add the demo products that are missing
 	$(PY) -m local.seed
 
+migrate: $(STAMP)  ## apply the SQL migrations to DATABASE_URL
+	$(PY) -m local.migrate
+
 token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin]
 	@$(PY) -m local.token --user "$(USER)" --role "$(ROLE)"
 

@@ -1,0 +1,195 @@
+"""The notify functions: CloudEvent deliveries deduplicated by the ledger, the admin API, and the SES/SNS backend."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import boto3
+import httpx
+import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.server import ThreadedMotoServer
+from moto.ses.models import ses_backends
+from moto.sns.models import sns_backends
+
+from local.processes import free_port, start_function, stop, wait_for_port
+from shared.routes import route
+from tests.support import ADMIN, assert_problem, bearer, unique
+
+REGION = "eu-west-1"
+SENDER = "shop@example.com"
+
+
+def order_event_data(order_id=None, **contact):
+    return {"order_id": order_id or str(uuid.uuid4()), "user_id": "alice", "status": "paid", "currency": "EUR",
+            "total_price": "30.00", "contact": contact,
+            "items": [{"product_sku": "LAMP-1", "product_name": "Lamp", "quantity": 2, "price_at_purchase": "15.00",
+                       "line_total": "30.00", "currency": "EUR"}]}
+
+
+def deliver(url, data, event_id=None, event_type="com.example.shop.order.created", source="/orders"):
+    headers = {"ce-specversion": "1.0", "ce-id": event_id or str(uuid.uuid4()), "ce-source": source,
+               "ce-type": event_type, "ce-subject": "order", "content-type": "application/json"}
+    return httpx.post(url, headers=headers, json=data, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def notify_url(shop):
+    return shop.functions["notify-order-created"].url
+
+
+def ledger(gateway, **params):
+    response = gateway.get("/notifications", params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_same_event_delivered_three_times_notifies_once(gateway, notify_url):
+    data, event_id = order_event_data(email="alice@example.com"), str(uuid.uuid4())
+
+    statuses = [deliver(notify_url, data, event_id).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
+    entries = ledger(gateway, order_id=data["order_id"])
+    assert entries["total"] == 1
+    assert (entries["items"][0]["status"], entries["items"][0]["attempts"]) == ("sent", 1)
+    assert entries["items"][0]["event_id"] == event_id
+
+
+def test_an_order_without_contact_is_logged_for_the_user(gateway, notify_url):
+    data = order_event_data()
+
+    assert deliver(notify_url, data).status_code == 200
+
+    [entry] = ledger(gateway, order_id=data["order_id"])["items"]
+    assert (entry["channel"], entry["recipient"], entry["backend"]) == ("log", "user:alice", "log")
+
+
+@pytest.mark.parametrize("data, event_type", [
+    ({"order_id": "nope"}, "com.example.shop.order.created"),
+    (order_event_data() | {"items": []}, "com.example.shop.order.created"),
+    (order_event_data(), "com.example.shop.something.else"),
+])
+def test_permanently_bad_events_are_rejected_for_the_dead_letter_sink(gateway, notify_url, data, event_type):
+    event_id = str(uuid.uuid4())
+
+    response = deliver(notify_url, data, event_id, event_type)
+
+    assert 400 <= response.status_code < 500 and response.status_code not in (404, 408, 409, 429)
+    [entry] = [item for item in ledger(gateway, status="rejected", limit=100)["items"] if item["event_id"] == event_id]
+    assert entry["last_error"]
+
+
+def test_a_request_that_is_not_a_cloudevent_is_a_client_error(notify_url):
+    assert httpx.post(notify_url, json={"hello": "world"}).status_code == 400
+
+
+def test_admins_send_email_from_a_template(gateway):
+    recipient = f"{unique('bob')}@example.com"
+
+    response = gateway.post("/notifications", json={"type": "email", "recipient": recipient, "template_id": "welcome",
+                                                    "context": {"name": "Bob"}}, headers=ADMIN)
+
+    assert response.status_code == 202, response.text
+    [entry] = ledger(gateway, recipient=recipient)["items"]
+    assert entry["id"] == response.json()["id"]
+    assert (entry["status"], entry["subject"], entry["source"]) == ("sent", "Welcome to the shop, Bob", "/notifications")
+
+
+def test_admins_send_sms_with_a_body(gateway):
+    response = gateway.post("/notifications", json={"type": "sms", "recipient": "+33612345678", "body": "Hello"},
+                            headers=ADMIN)
+
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "email", "recipient": "not-an-address", "subject": "s", "body": "b"},
+    {"type": "email", "recipient": "a@example.com", "body": "no subject"},
+    {"type": "sms", "recipient": "0612345678", "body": "b"},
+    {"type": "sms", "recipient": "+33612345678"},
+    {"type": "fax", "recipient": "+33612345678", "body": "b"},
+    {"type": "email", "recipient": "a@example.com", "template_id": "no-such-template"},
+    {"type": "email", "recipient": "a@example.com", "template_id": "welcome", "context": {}},
+    {"type": "email", "recipient": "a@example.com", "subject": "s", "body": "b", "cc": "x@example.com"},
+])
+def test_invalid_notification_requests_are_rejected(gateway, body):
+    assert_problem(gateway.post("/notifications", json=body, headers=ADMIN), 422)
+
+
+def test_the_notification_api_is_for_admins(gateway):
+    body = {"type": "sms", "recipient": "+33612345678", "body": "b"}
+
+    assert_problem(gateway.post("/notifications", json=body), 401)
+    assert_problem(gateway.post("/notifications", json=body, headers=bearer("alice")), 403)
+    assert_problem(gateway.get("/notifications", headers=bearer("alice")), 403)
+    assert_problem(gateway.get("/notifications", params={"order_id": "x"}, headers=ADMIN), 422)
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("ses", region_name=REGION, endpoint_url=url, aws_access_key_id="test",
+                 aws_secret_access_key="test").verify_email_identity(EmailAddress=SENDER)
+    yield url
+    server.stop()
+
+
+def aws_settings(shop, endpoint):
+    return {**shop.settings, "NOTIFY_BACKEND": "aws", "NOTIFY_EMAIL_FROM": SENDER, "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_MAX_ATTEMPTS": "1", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "0"}
+
+
+@pytest.fixture
+def aws_notifier(shop, moto_url):
+    port = free_port()
+    running = start_function(route("notify-order-created"), port, None, aws_settings(shop, moto_url),
+                             open(os.devnull, "wb"))
+    wait_for_port(port, running.process)
+    yield running.url
+    stop([running.process])
+
+
+def test_the_aws_backend_sends_email_through_ses(gateway, aws_notifier):
+    data = order_event_data(email="carol@example.com")
+
+    assert deliver(aws_notifier, data).status_code == 200
+
+    sent = [m for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages if "carol@example.com" in m.destinations["ToAddresses"]]
+    assert len(sent) == 1
+    assert sent[0].subject == f"Your order {data['order_id']} is confirmed"
+    assert "2 x Lamp (LAMP-1): 30.00" in sent[0].body and "Total: 30.00 EUR" in sent[0].body
+    assert ledger(gateway, order_id=data["order_id"])["items"][0]["backend"] == "aws"
+
+
+def test_the_aws_backend_sends_sms_through_sns(aws_notifier):
+    data = order_event_data(phone="+14155550123")
+
+    assert deliver(aws_notifier, data).status_code == 200
+
+    texts = [message for phone, message in sns_backends[DEFAULT_ACCOUNT_ID][REGION].sms_messages.values()
+             if phone == "+14155550123"]
+    assert len(texts) == 1 and data["order_id"] in texts[0]
+
+
+def test_a_transient_send_failure_fails_the_delivery_and_a_retry_sends(gateway, shop, aws_notifier):
+    data, event_id = order_event_data(email="dave@example.com"), str(uuid.uuid4())
+    port = free_port()
+    broken = start_function(route("notify-order-created"), port, None,
+                            aws_settings(shop, f"http://127.0.0.1:{free_port()}"), open(os.devnull, "wb"))
+    wait_for_port(port, broken.process)
+    try:
+        first = deliver(broken.url, data, event_id)
+    finally:
+        stop([broken.process])
+
+    assert first.status_code >= 500
+    assert ledger(gateway, order_id=data["order_id"])["items"][0]["status"] == "failed"
+    assert deliver(aws_notifier, data, event_id).status_code == 200
+    [entry] = ledger(gateway, order_id=data["order_id"])["items"]
+    assert (entry["status"], entry["attempts"]) == ("sent", 2)
