@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 USER ?= alice
 ROLE ?= customer
 
-.PHONY: up test install seed token manifests migrate bench load cost-report clean
+.PHONY: up test install promtool seed token manifests migrate bench load cost-report clean
 
 up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080
 	$(PY) -m local.run
 
-test: $(STAMP)  ## install and run every test
+test: $(STAMP) promtool  ## install and run every test
 	$(PY) -m pytest
 
 install: $(STAMP)
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# promtool (Debian's prometheus package) checks the alert rules in the test suite.
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+manifests: $(STAMP)  ## regenerate knative/, local/docker-compose.yml and openapi.json from the route table
+	$(PY) -m local.generate
 
 seed: $(STAMP)  ## add the demo products that are missing
 	$(PY) -m local.seed

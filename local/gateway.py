@@ -20,7 +20,7 @@ from shared.errors import BadGateway, MethodNotAllowed, NotFound, PayloadTooLarg
 from shared.routes import public_routes
 
 ROOT = Path(__file__).resolve().parent.parent
-OPENAPI = ROOT / "openapi.json"
+OPENAPI = Path(os.environ.get("OPENAPI_PATH", ROOT / "openapi.json"))
 MAX_BODY = 1024 * 1024  # the functions enforce their own, smaller limit; this only protects the gateway
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}

@@ -14,13 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
+from local.ping import ping
 from local.processes import ROOT, Running, start_function, stop, wait_for_port
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
 from shared.peers import url_variable
@@ -75,11 +75,7 @@ class LocalShop:
 
     def tick_relay(self) -> int:
         """Send the relay one PingSource-style CloudEvent; returns the HTTP status."""
-        headers = {"ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-id": uuid.uuid4().hex,
-                   "ce-source": "/apis/v1/namespaces/local/pingsources/orders-outbox-relay",
-                   "content-type": "application/json"}
-        return httpx.post(self.functions["orders-outbox-relay"].url, headers=headers, content=b"{}",
-                          timeout=60).status_code
+        return ping(self.functions["orders-outbox-relay"].url)
 
     def _tick_relay_forever(self) -> None:
         while not self._stopping.wait(self.relay_every):

@@ -33,6 +33,11 @@ class Route:
     visibility: str = "public"  # public | cluster-local
     auth: str = "none"  # none | optional | user | admin (documentation and OpenAPI)
     scaling: Scaling = field(default_factory=Scaling)
+    # For the OpenAPI document: "module:Class" names, so this table imports no domain code.
+    request: str | None = None
+    response: str | None = None
+    query: str | None = None
+    status: int = 200  # the success status
 
     @cached_property
     def pattern(self) -> re.Pattern[str] | None:
@@ -45,6 +50,10 @@ class Route:
         """The path parameters when `path` fits this route's template, else None."""
         found = self.pattern.match(path) if self.pattern else None
         return found.groupdict() if found else None
+
+
+CATALOG, CART = "functions.catalog.models", "functions.cart.models"
+ORDERS, NOTIFY = "functions.orders.models", "functions.notify.models"
 
 
 def _catalog(name, method, path, target, summary, **options) -> Route:
@@ -65,34 +74,47 @@ def _notify(name, method, path, target, summary, **options) -> Route:
 
 ROUTES: tuple[Route, ...] = (
     _catalog("list-products", "GET", "/products", "list_products", "List products with filters, sorting and paging",
-             auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+             auth="optional", query=f"{CATALOG}:ProductQuery", response=f"{CATALOG}:ProductPage", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
     _catalog("create-product", "POST", "/products", "create_product", "Create a product", auth="admin",
+             request=f"{CATALOG}:ProductCreate", response=f"{CATALOG}:ProductPublic", status=201,
              scaling=Scaling(max_scale=3)),
     _catalog("get-product", "GET", "/products/{product_id}", "get_product", "Get one product", auth="optional",
+             response=f"{CATALOG}:ProductPublic",
              scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
     _catalog("update-product", "PATCH", "/products/{product_id}", "update_product", "Partially update a product",
-             auth="admin", scaling=Scaling(max_scale=3)),
+             auth="admin", request=f"{CATALOG}:ProductUpdate", response=f"{CATALOG}:ProductPublic", scaling=Scaling(max_scale=3)),
     _catalog("search-products", "GET", "/search", "search_products", "Relevance-ordered product search",
-             auth="optional", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+             auth="optional", query=f"{CATALOG}:SearchQuery", response=f"{CATALOG}:ProductPage", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
     _catalog("lookup-products", "GET", "/internal/products/lookup", "lookup_products",
              "Batch lookup by SKU for the cart and orders", visibility="cluster-local",
+             query=f"{CATALOG}:LookupQuery", response="shared.catalog_contract:LookupResult",
              scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
     _catalog("reserve-stock", "POST", "/internal/stock/reservations", "reserve_stock",
-             "Reserve stock for an order, all lines or none", visibility="cluster-local"),
+             "Reserve stock for an order, all lines or none", visibility="cluster-local",
+             request="shared.catalog_contract:ReservationRequest", response="shared.catalog_contract:Reservation",
+             status=201),
     _catalog("release-stock", "DELETE", "/internal/stock/reservations/{reservation_id}", "release_stock",
-             "Release a stock reservation (idempotent)", visibility="cluster-local"),
-    _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user"),
-    _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user"),
-    _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user"),
+             "Release a stock reservation (idempotent)", visibility="cluster-local",
+             response="shared.catalog_contract:Reservation"),
+    _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user",
+          response=f"{CART}:CartPublic"),
+    _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204),
+    _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user",
+          request=f"{CART}:AddItem", response=f"{CART}:CartPublic"),
     _cart("set-item-quantity", "PUT", "/cart/{user_id}/items/{sku}", "set_item_quantity",
-          "Set the quantity of a cart line", auth="user"),
-    _cart("remove-item", "DELETE", "/cart/{user_id}/items/{sku}", "remove_item", "Remove a cart line", auth="user"),
+          "Set the quantity of a cart line", auth="user",
+          request=f"{CART}:SetQuantity", response=f"{CART}:CartPublic"),
+    _cart("remove-item", "DELETE", "/cart/{user_id}/items/{sku}", "remove_item", "Remove a cart line", auth="user",
+          response=f"{CART}:CartPublic"),
     # Orders hold a database connection per request in flight: a lower hard limit per replica.
     _orders("create-order", "POST", "/orders", "create_order", "Place an order (idempotent)", auth="user",
+            request=f"{ORDERS}:CreateOrder", response=f"{ORDERS}:OrderPublic", status=201,
             scaling=Scaling(container_concurrency=20, target=14, max_scale=10)),
     _orders("get-order", "GET", "/orders/details/{order_id}", "get_order", "One order with its lines", auth="user",
+            response=f"{ORDERS}:OrderPublic",
             scaling=Scaling(container_concurrency=20, target=14)),
     _orders("list-orders", "GET", "/orders/{user_id}", "list_orders", "A user's order history", auth="user",
+            query=f"{ORDERS}:HistoryQuery", response=f"{ORDERS}:OrderPage",
             scaling=Scaling(container_concurrency=20, target=14)),
     _orders("outbox-relay", None, None, "outbox_relay", "Deliver pending outbox rows (PingSource)",
             signature="cloudevent", visibility="cluster-local",
@@ -100,10 +122,13 @@ ROUTES: tuple[Route, ...] = (
     _notify("order-created", None, None, "order_created", "Confirm an order (Trigger: order.created)",
             signature="cloudevent", visibility="cluster-local",
             scaling=Scaling(container_concurrency=20, target=14, max_scale=5)),
+    _notify("dead-letter", None, None, "dead_letter", "Record events the broker gave up on (dead-letter sink)",
+            signature="cloudevent", visibility="cluster-local",
+            scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
     _notify("send-notification", "POST", "/notifications", "send_notification", "Send an email or sms",
-            auth="admin", scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
+            auth="admin", request=f"{NOTIFY}:NotificationRequest", response=f"{NOTIFY}:Accepted", status=202, scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
     _notify("list-notifications", "GET", "/notifications", "list_notifications", "Search the notification ledger",
-            auth="admin", scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
+            auth="admin", query=f"{NOTIFY}:NotificationQuery", response=f"{NOTIFY}:NotificationPage", scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
 )
 
 ROUTES_BY_NAME = {route.name: route for route in ROUTES}

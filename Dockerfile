@@ -1,0 +1,28 @@
+# One image for every function: the Knative Service (or compose service) picks the function with
+# FUNCTION_SOURCE / FUNCTION_TARGET / FUNCTION_SIGNATURE_TYPE. Runtime dependencies only: the dev and
+# test tools (SecantusDB, pytest, moto) are never installed here.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY functions ./functions
+COPY local ./local
+COPY openapi.json ./
+RUN pip install . \
+ && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin shop
+
+USER 10001
+ENV PYTHONPATH=/app \
+    PORT=8080 \
+    METRICS_PORT=9090 \
+    WORKERS=1 \
+    THREADS=8 \
+    OPENAPI_PATH=/app/openapi.json
+EXPOSE 8080 9090
+CMD ["functions-framework"]

@@ -1,0 +1,19 @@
+"""notify-dead-letter — the Trigger's dead-letter sink: events the broker gave up on are counted and logged."""
+
+import functions_framework.aio
+from prometheus_client import Counter
+
+from shared.http import event_endpoint
+from shared.logs import logger
+
+DEAD_LETTERS = Counter("shop_dead_letters", "Events the broker could not deliver, by type", ["type"])
+_log = logger("notify.dead_letter")
+
+
+@functions_framework.aio.cloud_event
+@event_endpoint("notify-dead-letter")
+async def dead_letter(event):
+    DEAD_LETTERS.labels(event["type"]).inc()
+    _log.error("event dead-lettered", extra={"event_id": event["id"], "event_type": event["type"],
+                                            "source": event["source"], "subject": event.get("subject"),
+                                            "data": event.data})
