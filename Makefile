@@ -39,5 +39,20 @@ migrate: $(STAMP)  ## apply the SQL migrations to DATABASE_URL
 token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin]
 	@$(PY) -m local.token --user "$(USER)" --role "$(ROLE)"
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+load: $(BENCH_STAMP)  ## Locust against the local gateway: make load USERS=20 SPAWN_RATE=5 DURATION=30s
+	$(PY) -m bench.load
+
+cost-report: $(BENCH_STAMP)  ## measured cost per request per endpoint (terminal, CSV, JSON, HTML)
+	$(PY) -m bench.cost run
+
+bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as ratios
+	$(PY) -m bench.run
+
 clean:
 	rm -rf $(VENV) .local .pytest_cache

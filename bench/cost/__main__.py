@@ -1,0 +1,139 @@
+"""`make cost-report`: CPU-seconds, latency and memory per endpoint function, measured, and what they cost.
+
+    python -m bench.cost run [--users 20 --duration 30s]   # snapshot, load run, snapshot, report
+    python -m bench.cost snapshot FILE                      # the functions' counters now
+    python -m bench.cost report BEFORE AFTER                # report between two snapshots
+
+Counters come from each function's metrics port (the `make up` layout), or from Prometheus when PROMETHEUS_URL
+is set. Outputs: a terminal table and bench/results/cost.{csv,json,html}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from bench import metrics
+from bench.cost import model, report
+from local.deploy.knative import RESOURCES
+from local.run import default_ports
+from shared.routes import ROUTES
+
+HERE = Path(__file__).resolve().parent.parent
+PRICE_SHEETS = HERE / "price_sheets"
+RESULTS = HERE / "results"
+
+
+def _cpu(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def _gib(quantity: str) -> float:
+    units = {"Mi": 2**20, "Gi": 2**30}
+    return float(quantity[:-2]) * units[quantity[-2:]] / 2**30
+
+
+def knobs() -> dict[str, model.Knobs]:
+    return {route.name: model.Knobs(
+        target=route.scaling.target, container_concurrency=route.scaling.container_concurrency,
+        min_scale=route.scaling.min_scale, cpu_request=_cpu(RESOURCES["requests"]["cpu"]),
+        cpu_limit=_cpu(RESOURCES["limits"]["cpu"]), memory_request_gib=_gib(RESOURCES["requests"]["memory"]),
+        memory_limit_gib=_gib(RESOURCES["limits"]["memory"])) for route in ROUTES}
+
+
+def metrics_urls() -> dict[str, str]:
+    return {name: f"http://127.0.0.1:{ports[1]}/metrics" for name, ports in default_ports().items()}
+
+
+def snapshot() -> dict[str, metrics.FunctionSample]:
+    prometheus = os.environ.get("PROMETHEUS_URL")
+    if prometheus:
+        return metrics.from_prometheus(prometheus, [route.name for route in ROUTES])
+    return metrics.scrape(metrics_urls())
+
+
+class PeakMemory:
+    """Samples every function's RSS once a second while a load runs: the metrics only hold the current value."""
+
+    def __init__(self):
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(1.0):
+            for name, sample in snapshot().items():
+                self.peaks[name] = max(self.peaks.get(name, 0.0), sample.rss_bytes)
+
+
+def write(result: report.Report, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cost.csv").write_text(report.to_csv(result.rows))
+    (out / "cost-levels.csv").write_text(report.to_csv(result.levels))
+    (out / "cost.json").write_text(report.to_json(result))
+    (out / "cost.html").write_text(report.to_html(result))
+    print(report.to_table(result))
+    print(f"\nwritten: {out / 'cost.csv'}, {out / 'cost-levels.csv'}, {out / 'cost.json'}, {out / 'cost.html'}")
+
+
+def build(before, after, peaks, profile_path: Path, source: str) -> report.Report:
+    sheets = [json.loads(path.read_text()) for path in sorted(PRICE_SHEETS.glob("*.json"))
+              if json.loads(path.read_text()).get("kind") in ("cluster", "request-based")]
+    profile = json.loads(profile_path.read_text())
+    results = [report.measured(name, before.get(name), sample, peaks.get(name, 0.0)) for name, sample in after.items()]
+    results = [result for result in results if result.requests > 0]
+    if not results:
+        raise SystemExit("no function served a request between the two snapshots")
+    return report.build(results, knobs(), sheets, profile, source)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", type=Path, default=PRICE_SHEETS / "traffic-small-shop.json")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="snapshot, load run, snapshot, report")
+    run.add_argument("--users", type=int, default=int(os.environ.get("USERS", "20")))
+    run.add_argument("--spawn-rate", type=float, default=float(os.environ.get("SPAWN_RATE", "5")))
+    run.add_argument("--duration", default=os.environ.get("DURATION", "30s"))
+    take = commands.add_parser("snapshot", help="save the functions' counters")
+    take.add_argument("file", type=Path)
+    between = commands.add_parser("report", help="report between two snapshots")
+    between.add_argument("before", type=Path)
+    between.add_argument("after", type=Path)
+    options = parser.parse_args()
+
+    source = f"Prometheus at {os.environ['PROMETHEUS_URL']}" if os.environ.get("PROMETHEUS_URL") else \
+        "the functions' metrics ports"
+    if options.command == "snapshot":
+        metrics.save(options.file, snapshot())
+    elif options.command == "report":
+        write(build(metrics.load(options.before), metrics.load(options.after), {}, options.profile, source),
+              options.out)
+    else:
+        from bench.load import load, running_shop
+
+        with running_shop():
+            before = snapshot()
+            started = time.time()
+            with PeakMemory() as memory:
+                load(options.users, options.spawn_rate, options.duration)
+            after = snapshot()
+            source += f", load run of {time.time() - started:.0f} s"
+            write(build(before, after, memory.peaks, options.profile, source), options.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The cost report's CPU per request, read from a function's own metrics, agrees with the kernel's accounting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from bench import metrics
+from bench.cost.report import measured
+from local.processes import free_port, start_function, stop, wait_for_port
+from shared.routes import route
+
+REQUESTS = 400
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process and all its descendants, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += tree_cpu_seconds(int(child))
+    return total
+
+
+def test_cpu_seconds_per_request_match_proc_accounting_within_15_percent(shop_settings):
+    port, metrics_port = free_port(), free_port()
+    running = start_function(route("catalog-list-products"), port, metrics_port, shop_settings,
+                             open(os.devnull, "wb"))
+    scrape_url = {"catalog-list-products": f"http://127.0.0.1:{metrics_port}/metrics"}
+    try:
+        wait_for_port(port, running.process)
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            for _ in range(20):  # warm: first-use clients and indexes are not what a request costs
+                client.get("/products", params={"limit": 5})
+            wait_for_port(metrics_port)
+            before, cpu_before = metrics.scrape(scrape_url), tree_cpu_seconds(running.process.pid)
+            for _ in range(REQUESTS):
+                assert client.get("/products", params={"limit": 5}).status_code == 200
+            cpu_after, after = tree_cpu_seconds(running.process.pid), metrics.scrape(scrape_url)
+    finally:
+        stop([running.process])
+
+    result = measured("catalog-list-products", before["catalog-list-products"], after["catalog-list-products"], 0)
+    kernel_per_request = (cpu_after - cpu_before) / REQUESTS
+    assert result.requests == REQUESTS
+    assert abs(result.cpu_per_request - kernel_per_request) / kernel_per_request < 0.15, (
+        result.cpu_per_request, kernel_per_request)
