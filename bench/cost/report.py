@@ -175,7 +175,7 @@ def _line_chart(levels: list[dict]) -> str:
             px, py = point(x, float(level[key])).split(",")
             parts.append(f'<circle cx="{px}" cy="{py}" r="3" fill="{colours[index % 3]}"/>'
                          f'<text x="{float(px) + 4}" y="{float(py) - 4}" font-size="9">${level[key]}</text>')
-        parts.append(f'<text x="{width - pad + 10}" y="{pad + 16 * index}" font-size="11" fill="{colours[index % 3]}">'
+        parts.append(f'<text x="{width + 20}" y="{pad + 16 * index}" font-size="11" fill="{colours[index % 3]}">'
                      f'{html.escape(key.removeprefix("monthly_usd_"))}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
 
 from bench import metrics
 from bench.cost.report import measured
+from bench.proc import tree_cpu_seconds
 from local.processes import free_port, start_function, stop, wait_for_port
 from shared.routes import route
 
 REQUESTS = 400
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """user + system CPU of a process and all its descendants, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += tree_cpu_seconds(int(child))
-    return total
 
 
 def test_cpu_seconds_per_request_match_proc_accounting_within_15_percent(shop_settings):

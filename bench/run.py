@@ -1,0 +1,291 @@
+"""`make bench`: three benchmarks, each printed as ratios measured in this same run (never asserted in tests).
+
+1. Cold start: spawn -> first answer of every endpoint function, median of RUNS, against a functions-framework
+   hello-world started the same way.
+2. Warm cost: CPU-microseconds per request (the function's whole process tree, from /proc) for
+   GET /products/{id}, GET /cart/{user} and POST /orders, against the floor: the hello-world's CPU per request
+   plus the raw store round trips the endpoint needs, done directly with the driver.
+3. Versus the seed design: GET /products/{id} as our function and as FastAPI + uvicorn on the same MongoDB.
+
+BENCH_RUNS (5), BENCH_REQUESTS (1000) and BENCH_CONCURRENCY (8) tune it. Results: bench/results/bench.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.proc import tree_cpu_seconds
+from local.config import local_setting
+from local.processes import ROOT, free_port, function_env, start_function, stop, wait_for_port
+from local.run import LocalShop
+from local.stores import drop_database, ensure_postgres, ensure_redis, start_mongo
+from shared.auth import issue_token
+from shared.routes import ROUTES, Route
+
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+RESULTS = ROOT / "bench" / "results"
+HELLO = Route("bench-hello", "GET", "/", "bench/hello.py", "hello", "hello world")
+SECRET = "bench-secret-" + uuid.uuid4().hex
+
+
+@contextmanager
+def stores():
+    """Fresh stores for this run: a SecantusDB in memory, a new PostgreSQL database, a new Redis prefix."""
+    run_id = uuid.uuid4().hex[:8]
+    mongo_port = free_port()
+    mongo = start_mongo(mongo_port, ":memory:")
+    database_url = local_setting("DATABASE_URL").rsplit("/", 1)[0] + f"/bench_{run_id}"
+    ensure_postgres(database_url)
+    ensure_redis(local_setting("REDIS_URL"))
+    try:
+        yield {"MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}", "MONGODB_DATABASE": f"bench_{run_id}",
+               "DATABASE_URL": database_url, "REDIS_URL": local_setting("REDIS_URL"),
+               "REDIS_KEY_PREFIX": f"bench:{run_id}:", "SHOP_JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    finally:
+        stop([mongo])
+        drop_database(database_url)
+
+
+def probe_path(route: Route) -> str:
+    return (route.path or "/").replace("{", "").replace("}", "")
+
+
+def first_answer_seconds(route: Route, settings: dict) -> float:
+    port = free_port()
+    started = time.perf_counter()
+    running = start_function(route, port, None, settings, subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}{probe_path(route)}", timeout=5)
+                return time.perf_counter() - started
+            except httpx.TransportError:
+                if running.process.poll() is not None:
+                    raise RuntimeError(f"{route.name} exited while starting")
+                time.sleep(0.005)
+    finally:
+        stop([running.process])
+
+
+def cold_start(settings: dict) -> list[dict]:
+    hello = statistics.median(first_answer_seconds(HELLO, settings) for _ in range(RUNS))
+    rows = [{"function": HELLO.name, "median_ms": round(hello * 1000), "ratio": 1.0}]
+    for route in ROUTES:
+        median = statistics.median(first_answer_seconds(route, settings) for _ in range(RUNS))
+        rows.append({"function": route.name, "median_ms": round(median * 1000), "ratio": round(median / hello, 2)})
+    return rows
+
+
+def cpu_per_request(pid: int, send, count: int) -> float:
+    before = tree_cpu_seconds(pid)
+    send(count)
+    return (tree_cpu_seconds(pid) - before) / count
+
+
+def sequential(client: httpx.Client, method: str, url: str, **kwargs):
+    def send(count: int):
+        for _ in range(count):
+            response = client.request(method, url, **kwargs() if callable(kwargs.get("factory")) else kwargs)
+            assert response.status_code < 400, response.text
+    return send
+
+
+def driver_floor(settings: dict, product_id: str, cart_key: str) -> dict[str, float]:
+    """Client-side CPU of the raw store round trips, done directly with each driver in this process."""
+    import pg8000.native
+    import redis
+    from bson import ObjectId
+    from pymongo import MongoClient
+
+    from local.stores import _connect
+
+    def timed(work, count=REQUESTS) -> float:
+        work()  # connect and warm
+        started = time.process_time()
+        for _ in range(count):
+            work()
+        return (time.process_time() - started) / count
+
+    mongo = MongoClient(settings["MONGODB_URL"])[settings["MONGODB_DATABASE"]]["products"]
+    cache = redis.Redis.from_url(settings["REDIS_URL"])
+    database = _connect(settings["DATABASE_URL"])
+    assert isinstance(database, pg8000.native.Connection)
+    floors = {
+        "mongo find_one": timed(lambda: mongo.find_one({"_id": ObjectId(product_id)})),
+        "redis HGETALL": timed(lambda: cache.hgetall(cart_key)),
+        "postgres round trip": timed(lambda: database.run("SELECT 1")),
+    }
+    database.close()
+    return floors
+
+
+# Store round trips per request, counted from the code: an order runs 24 PostgreSQL statements in 5
+# transactions (claim, insert, pay + outbox, deliver, confirm).
+POSTGRES_TRIPS_PER_ORDER = 24
+
+
+def warm_cost(settings: dict) -> tuple[list[dict], dict]:
+    ports = {route.name: (free_port(), free_port()) for route in ROUTES}
+    shop = LocalShop(settings, free_port(), ports, log_dir=RESULTS / "bench-logs")
+    shop.start()
+    hello_port = free_port()
+    hello = start_function(HELLO, hello_port, None, settings, subprocess.DEVNULL)
+    try:
+        wait_for_port(hello_port, hello.process)
+        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', secret=SECRET)}"}
+        user = "bench-user"
+        customer = {"Authorization": f"Bearer {issue_token(user, 'customer', secret=SECRET)}"}
+        with httpx.Client(base_url=shop.url, timeout=30) as client:
+            product = client.post("/products", headers=admin, json={
+                "sku": "BENCH-1", "name": "Bench Mug", "brand": "Bench", "stock_quantity": 1_000_000,
+                "price": {"amount": "9.90", "currency": "EUR"}}).json()
+            client.post(f"/cart/{user}/items", headers=customer, json={"product_sku": "BENCH-1", "quantity": 1})
+            order_body = {"user_id": user, "items": [{"product_sku": "BENCH-1", "quantity": 1}],
+                          "shipping_address": {"street": "1 Bench St", "city": "Lyon", "postal_code": "69001",
+                                               "country": "FR"},
+                          "payment": {"card_number": "4242424242424242", "expiry": "12/39", "cvv": "123"}}
+
+            def get_product(count):
+                for _ in range(count):
+                    assert client.get(f"/products/{product['id']}").status_code == 200
+
+            def get_cart(count):
+                for _ in range(count):
+                    assert client.get(f"/cart/{user}", headers=customer).status_code == 200
+
+            def create_order(count):
+                for _ in range(count):
+                    response = client.post("/orders", json=order_body,
+                                           headers={**customer, "Idempotency-Key": uuid.uuid4().hex})
+                    assert response.status_code == 201, response.text
+
+            with httpx.Client(base_url=f"http://127.0.0.1:{hello_port}", timeout=30) as direct:
+                def say_hello(count):
+                    for _ in range(count):
+                        assert direct.get("/").status_code == 200
+                for send in (say_hello, get_product, get_cart, create_order):
+                    send(20)  # warm up clients, pools and indexes
+                hello_cpu = cpu_per_request(hello.process.pid, say_hello, REQUESTS)
+            floors = driver_floor(settings, product["id"], f"{settings['REDIS_KEY_PREFIX']}cart:{user}")
+            orders = max(100, REQUESTS // 5)
+            cases = [
+                ("GET /products/{id}", "catalog-get-product", get_product, REQUESTS, floors["mongo find_one"]),
+                ("GET /cart/{user}", "cart-get-cart", get_cart, REQUESTS, floors["redis HGETALL"]),
+                ("POST /orders", "orders-create-order", create_order, orders,
+                 POSTGRES_TRIPS_PER_ORDER * floors["postgres round trip"]),
+            ]
+            rows = [{"endpoint": "hello world", "requests": REQUESTS, "cpu_us": round(hello_cpu * 1e6),
+                     "floor_us": round(hello_cpu * 1e6), "ratio": 1.0}]
+            for label, name, send, count, store_floor in cases:
+                used = cpu_per_request(shop.functions[name].process.pid, send, count)
+                floor = hello_cpu + store_floor
+                rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
+                             "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
+        return rows, {"product_id": product["id"], "driver_floor_us": {k: round(v * 1e6, 1) for k, v in floors.items()}}
+    finally:
+        stop([hello.process])
+        shop.stop()
+
+
+async def _blast(url: str, count: int, concurrency: int) -> float:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+        queue = iter(range(count))
+
+        async def worker():
+            for _ in queue:
+                response = await client.get(url)
+                assert response.status_code == 200, response.text
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+def serve_and_measure(process: subprocess.Popen, port: int, path: str) -> dict:
+    wait_for_port(port, process)
+    url = f"http://127.0.0.1:{port}{path}"
+    asyncio.run(_blast(url, 50, CONCURRENCY))  # warm
+    before = tree_cpu_seconds(process.pid)
+    elapsed = asyncio.run(_blast(url, REQUESTS, CONCURRENCY))
+    used = tree_cpu_seconds(process.pid) - before
+    return {"throughput_rps": round(REQUESTS / elapsed), "cpu_us_per_request": round(used / REQUESTS * 1e6)}
+
+
+def versus_seed(settings: dict) -> list[dict]:
+    route = next(r for r in ROUTES if r.name == "catalog-get-product")
+    with httpx.Client(timeout=10) as client:
+        lookup_port = free_port()
+        creator = start_function(next(r for r in ROUTES if r.name == "catalog-create-product"), lookup_port, None,
+                                 settings, subprocess.DEVNULL)
+        wait_for_port(lookup_port, creator.process)
+        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', secret=SECRET)}"}
+        product = client.post(f"http://127.0.0.1:{lookup_port}/products", headers=admin, json={
+            "sku": f"SEED-{uuid.uuid4().hex[:6]}", "name": "Seed Mug", "brand": "Bench", "stock_quantity": 5,
+            "price": {"amount": "4.50", "currency": "EUR"}}).json()
+        stop([creator.process])
+    path = f"/products/{product['id']}"
+    ours_port, seed_port = free_port(), free_port()
+    ours = start_function(route, ours_port, None, settings, subprocess.DEVNULL)
+    try:
+        function = serve_and_measure(ours.process, ours_port, path)
+    finally:
+        stop([ours.process])
+    env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
+    seed = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.seed_fastapi:app", "--host", "127.0.0.1",
+                             "--port", str(seed_port), "--log-level", "warning", "--no-access-log"],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        fastapi = serve_and_measure(seed, seed_port, path)
+    finally:
+        stop([seed])
+    return [
+        {"implementation": "functions-framework (ours)", **function, "cpu_ratio": 1.0},
+        {"implementation": "FastAPI + uvicorn (seed)", **fastapi,
+         "cpu_ratio": round(fastapi["cpu_us_per_request"] / function["cpu_us_per_request"], 2)},
+    ]
+
+
+def table(title: str, rows: list[dict]) -> str:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    lines = [title, "  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with stores() as settings:
+        cold = cold_start(settings)
+        print(table(f"\nCold start: spawn -> first answer, median of {RUNS} (ratio to hello world)", cold), flush=True)
+        warm, extra = warm_cost(settings)
+        print(table(f"\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips)", warm),
+              flush=True)
+        seed = versus_seed(settings)
+        print(table(f"\nGET /products/{{id}}: ours vs the seed's FastAPI + uvicorn "
+                    f"({REQUESTS} requests, concurrency {CONCURRENCY})", seed), flush=True)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": {
+        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY,
+        "cold_start": cold, "warm_cost": warm, "warm_cost_floors": extra["driver_floor_us"], "versus_seed": seed}
+    (RESULTS / "bench.json").write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {RESULTS / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
