@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from functions.catalog.store import products, stored_price
 from shared.catalog_contract import Reservation, ReservationRequest, ReservedLine
 from shared.errors import Conflict, NotFound, Unprocessable
-from shared.mongo import database
+from shared.mongo import collection
 
 
 class OutOfStock(Conflict):
@@ -22,7 +22,7 @@ class OutOfStock(Conflict):
 
 
 def _reservations():
-    return database()["stock_reservations"]
+    return collection("stock_reservations")
 
 
 async def reserve(request: ReservationRequest) -> tuple[Reservation, bool]:

@@ -16,7 +16,7 @@ from functions.catalog.models import ProductCreate, ProductPage, ProductPublic, 
 from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound
 from shared.money import Money
-from shared.mongo import database
+from shared.mongo import collection
 
 _SORTS = {
     "price": [("price.amount", ASCENDING), ("_id", ASCENDING)],
@@ -32,19 +32,20 @@ _index_lock = asyncio.Lock()
 
 async def products() -> AsyncCollection:
     """The products collection, with its indexes created once per process (idempotent)."""
-    collection = database()["products"]
-    key = id(collection.database.client)
+    products_collection = collection("products")
+    key = id(products_collection)
     if key not in _indexes_ready:
         async with _index_lock:
             if key not in _indexes_ready:
-                await collection.create_index("sku", unique=True, name="sku_unique")
-                await collection.create_index([("is_active", ASCENDING), ("created_at", DESCENDING)], name="listing")
-                await collection.create_index([("categories", ASCENDING), ("price.amount", ASCENDING)], name="category_price")
-                await collection.create_index([("brand_key", ASCENDING)], name="brand")
-                await collection.create_index([("tags", ASCENDING)], name="tags")
-                await collection.create_index([("price.amount", ASCENDING)], name="price")
+                await products_collection.create_index("sku", unique=True, name="sku_unique")
+                await products_collection.create_index([("is_active", ASCENDING), ("created_at", DESCENDING)], name="listing")
+                await products_collection.create_index([("categories", ASCENDING), ("price.amount", ASCENDING)],
+                                                       name="category_price")
+                await products_collection.create_index([("brand_key", ASCENDING)], name="brand")
+                await products_collection.create_index([("tags", ASCENDING)], name="tags")
+                await products_collection.create_index([("price.amount", ASCENDING)], name="price")
                 _indexes_ready.add(key)
-    return collection
+    return products_collection
 
 
 def _now() -> datetime:
