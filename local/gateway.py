@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from shared.errors import BadGateway, MethodNotAllowed, NotFound, PayloadTooLarge, Problem, ServiceUnavailable
+from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, Problem, ServiceUnavailable
 from shared.routes import public_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,9 +58,14 @@ def create_gateway(upstreams: dict[str, str]) -> Starlette:
         if len(body) > MAX_BODY:
             return _problem(PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        url = upstreams[chosen.name] + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # Forward the path exactly as received (still percent-encoded), never its decoded form.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        url = upstreams[chosen.name] + raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         try:
             upstream = await client.request(request.method, url, headers=headers, content=body)
+        except httpx.InvalidURL:
+            return _problem(BadRequest(f"The URL cannot be forwarded: {path!r}"))
         except httpx.ConnectError:
             return _problem(ServiceUnavailable(f"The function {chosen.name} is not running"))
         except httpx.HTTPError as error:

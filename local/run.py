@@ -73,6 +73,14 @@ class LocalShop:
         if self.relay_every:
             threading.Thread(target=self._tick_relay_forever, daemon=True).start()
 
+    def restart(self, name: str) -> None:
+        """Start a function again on its port (after it died or was killed), as Knative would."""
+        stop([self.functions[name].process])
+        route = next(route for route in self.routes if route.name == name)
+        port, metrics_port = self.function_ports[name]
+        self.functions[name] = start_function(route, port, metrics_port, self.settings, self._log(name))
+        wait_for_port(port, self.functions[name].process)
+
     def tick_relay(self) -> int:
         """Send the relay one PingSource-style CloudEvent; returns the HTTP status."""
         return ping(self.functions["orders-outbox-relay"].url)

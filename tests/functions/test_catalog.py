@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 
@@ -321,14 +322,18 @@ def test_each_endpoint_is_its_own_process(shop):
     assert len(pids) == len(shop.functions)
 
 
-def test_killing_one_function_leaves_the_others_serving(shop_settings, gateway):
-    port = free_port()
-    running = start_function(route("catalog-get-product"), port, None, shop_settings, open(os.devnull, "wb"))
-    wait_for_port(port, running.process)
-    stop([running.process])
+def test_killing_one_function_leaves_the_others_serving(shop, gateway):
+    killed = shop.functions["catalog-get-product"].process
+    try:
+        os.killpg(killed.pid, signal.SIGKILL)  # the whole function: framework master and its worker
+        killed.wait()
 
-    assert gateway.get("/products", params={"limit": 1}).status_code == 200
-    assert gateway.get("/search", params={"q": "lamp"}).status_code == 200
+        assert gateway.get("/products", params={"limit": 1}).status_code == 200
+        assert gateway.get("/search", params={"q": "lamp"}).status_code == 200
+        assert_problem(gateway.get(f"/products/{'a' * 24}"), 503)
+    finally:
+        shop.restart("catalog-get-product")
+    assert_problem(gateway.get(f"/products/{'a' * 24}"), 404)
 
 
 def test_metrics_are_served_on_their_own_port(shop, gateway):
