@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from contextlib import contextmanager
 
 import httpx
 
+from local.processes import free_port, start_function, stop, wait_for_port
 from shared.auth import issue_token
+from shared.routes import route
 
 RUN_ID = uuid.uuid4().hex[:8]
 JWT_SECRET = "test-secret-" + uuid.uuid4().hex
@@ -35,3 +39,15 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     assert {"type", "title", "status", "detail"} <= body.keys()
     assert body["status"] == status
     return body
+
+
+@contextmanager
+def function_alone(name: str, settings: dict[str, str], metrics_port: int | None = None):
+    """One endpoint function in its own process, with its own settings (outages, attribution), stopped after."""
+    port = free_port()
+    running = start_function(route(name), port, metrics_port, settings, open(os.devnull, "wb"))
+    try:
+        wait_for_port(port, running.process)
+        yield running
+    finally:
+        stop([running.process])

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import httpx
 import pytest
 import redis as redis_sync
 
-from local.processes import free_port, start_function, stop, wait_for_port
+from local.processes import free_port
 from shared.peers import url_variable
-from shared.routes import route
-from tests.support import ADMIN, assert_problem, bearer, unique
+from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 
 
 def new_product(gateway, **overrides) -> dict:
@@ -224,20 +222,9 @@ def test_ttl_is_set_and_refreshed_on_every_write(gateway, user, shop_settings, r
     assert redis_client.hgetall(key)[mug["sku"]] == "2"
 
 
-def run_alone(name: str, settings: dict[str, str]):
-    """One function on its own port with its own settings, for outage tests."""
-    port = free_port()
-    running = start_function(route(name), port, None, settings, open(os.devnull, "wb"))
-    wait_for_port(port, running.process)
-    return running
-
-
 def test_redis_down_answers_503(shop_settings, user):
-    running = run_alone("cart-get-cart", {**shop_settings, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
-    try:
-        response = httpx.get(f"{running.url}/cart/{user}", headers=bearer(user), timeout=5)
-    finally:
-        stop([running.process])
+    with function_alone("cart-get-cart", {**shop_settings, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}) as cart:
+        response = httpx.get(f"{cart.url}/cart/{user}", headers=bearer(user), timeout=5)
 
     assert_problem(response, 503)
 
@@ -246,13 +233,10 @@ def test_catalog_down_refuses_adds_but_still_shows_stored_lines(gateway, shop, s
     mug = new_product(gateway)
     add(gateway, user, mug["sku"], 2)
     no_catalog = {**shop.settings, url_variable("catalog-lookup-products"): f"http://127.0.0.1:{free_port()}"}
-    adder, reader = run_alone("cart-add-item", no_catalog), run_alone("cart-get-cart", no_catalog)
-    try:
+    with function_alone("cart-add-item", no_catalog) as adder, function_alone("cart-get-cart", no_catalog) as reader:
         added = httpx.post(f"{adder.url}/cart/{user}/items", json={"product_sku": mug["sku"], "quantity": 1},
                            headers=bearer(user), timeout=5)
         read = httpx.get(f"{reader.url}/cart/{user}", headers=bearer(user), timeout=5)
-    finally:
-        stop([adder.process, reader.process])
 
     assert_problem(added, 503)
     assert read.status_code == 200

@@ -10,9 +10,8 @@ import uuid
 import httpx
 import pytest
 
-from local.processes import free_port, start_function, stop, wait_for_port
-from shared.routes import route
-from tests.support import ADMIN, assert_problem, bearer, token, unique
+from local.processes import free_port
+from tests.support import ADMIN, assert_problem, bearer, function_alone, token, unique
 
 
 def product_body(**overrides) -> dict:
@@ -301,15 +300,9 @@ def test_unknown_paths_and_methods_are_problems(gateway):
 
 
 def test_store_down_answers_503_fast(shop_settings):
-    closed = free_port()  # nothing listens here
-    port = free_port()
-    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{closed}"}
-    running = start_function(route("catalog-get-product"), port, None, settings, open(os.devnull, "wb"))
-    try:
-        wait_for_port(port, running.process)
-        response = httpx.get(f"{running.url}/products/{'a' * 24}", timeout=5)
-    finally:
-        stop([running.process])
+    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{free_port()}"}  # nothing listens there
+    with function_alone("catalog-get-product", settings) as catalog:
+        response = httpx.get(f"{catalog.url}/products/{'a' * 24}", timeout=5)
 
     body = assert_problem(response, 503)
     assert "unavailable" in body["detail"]

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 
 from bench import metrics
 from bench.cost.report import measured
 from bench.proc import tree_cpu_seconds
-from local.processes import free_port, start_function, stop, wait_for_port
-from shared.routes import route
+from local.processes import free_port, wait_for_port
+from tests.support import function_alone
 
 REQUESTS = 400
 
 
 def test_cpu_seconds_per_request_match_proc_accounting_within_15_percent(shop_settings):
-    port, metrics_port = free_port(), free_port()
-    running = start_function(route("catalog-list-products"), port, metrics_port, shop_settings,
-                             open(os.devnull, "wb"))
+    metrics_port = free_port()
     scrape_url = {"catalog-list-products": f"http://127.0.0.1:{metrics_port}/metrics"}
-    try:
-        wait_for_port(port, running.process)
+    with function_alone("catalog-list-products", shop_settings, metrics_port) as running:
         with httpx.Client(base_url=running.url, timeout=10) as client:
             for _ in range(20):  # warm: first-use clients and indexes are not what a request costs
                 client.get("/products", params={"limit": 5})
@@ -30,8 +25,6 @@ def test_cpu_seconds_per_request_match_proc_accounting_within_15_percent(shop_se
             for _ in range(REQUESTS):
                 assert client.get("/products", params={"limit": 5}).status_code == 200
             cpu_after, after = tree_cpu_seconds(running.process.pid), metrics.scrape(scrape_url)
-    finally:
-        stop([running.process])
 
     result = measured("catalog-list-products", before["catalog-list-products"], after["catalog-list-products"], 0)
     kernel_per_request = (cpu_after - cpu_before) / REQUESTS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import boto3
@@ -13,9 +12,8 @@ from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
 
-from local.processes import free_port, start_function, stop, wait_for_port
-from shared.routes import route
-from tests.support import ADMIN, assert_problem, bearer, unique
+from local.processes import free_port
+from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 
 REGION = "eu-west-1"
 SENDER = "shop@example.com"
@@ -147,12 +145,8 @@ def aws_settings(shop, endpoint):
 
 @pytest.fixture
 def aws_notifier(shop, moto_url):
-    port = free_port()
-    running = start_function(route("notify-order-created"), port, None, aws_settings(shop, moto_url),
-                             open(os.devnull, "wb"))
-    wait_for_port(port, running.process)
-    yield running.url
-    stop([running.process])
+    with function_alone("notify-order-created", aws_settings(shop, moto_url)) as notifier:
+        yield notifier.url
 
 
 def test_the_aws_backend_sends_email_through_ses(gateway, aws_notifier):
@@ -179,14 +173,8 @@ def test_the_aws_backend_sends_sms_through_sns(aws_notifier):
 
 def test_a_transient_send_failure_fails_the_delivery_and_a_retry_sends(gateway, shop, aws_notifier):
     data, event_id = order_event_data(email="dave@example.com"), str(uuid.uuid4())
-    port = free_port()
-    broken = start_function(route("notify-order-created"), port, None,
-                            aws_settings(shop, f"http://127.0.0.1:{free_port()}"), open(os.devnull, "wb"))
-    wait_for_port(port, broken.process)
-    try:
+    with function_alone("notify-order-created", aws_settings(shop, f"http://127.0.0.1:{free_port()}")) as broken:
         first = deliver(broken.url, data, event_id)
-    finally:
-        stop([broken.process])
 
     assert first.status_code >= 500
     assert ledger(gateway, order_id=data["order_id"])["items"][0]["status"] == "failed"

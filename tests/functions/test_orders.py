@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import httpx
 import pytest
 
-from local.processes import free_port, start_function, stop, wait_for_port
+from local.processes import free_port
 from local.stores import _connect
-from shared.routes import route
-from tests.support import ADMIN, assert_problem, bearer, unique
+from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 
 CARD = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000009995"
@@ -265,21 +263,11 @@ def test_the_schema_refuses_illegal_status_transitions(gateway, user, db):
                "VALUES (:id, 'u', 'shipped', 'EUR', 1, '{}', '1234')", id=uuid.uuid4())
 
 
-def alone(name, settings):
-    port = free_port()
-    running = start_function(route(name), port, None, settings, open(os.devnull, "wb"))
-    wait_for_port(port, running.process)
-    return running
-
-
 def test_orders_survive_a_sink_outage_and_the_relay_delivers_later(gateway, shop, user, db):
     lamp = product(gateway, stock=10)
-    no_sink = alone("orders-create-order", {**shop.settings, "K_SINK": f"http://127.0.0.1:{free_port()}"})
-    try:
+    with function_alone("orders-create-order", {**shop.settings, "K_SINK": f"http://127.0.0.1:{free_port()}"}) as no_sink:
         responses = [httpx.post(f"{no_sink.url}/orders", json=order_body(user, [(lamp, 1)]), timeout=10,
                                 headers={**bearer(user), "Idempotency-Key": uuid.uuid4().hex}) for _ in range(3)]
-    finally:
-        stop([no_sink.process])
     assert [r.status_code for r in responses] == [201] * 3
     assert {r.json()["status"] for r in responses} == {"paid"}
     order_ids = [r.json()["id"] for r in responses]
@@ -296,10 +284,8 @@ def test_orders_survive_a_sink_outage_and_the_relay_delivers_later(gateway, shop
 
 
 def test_database_down_answers_503(shop_settings, user):
-    running = alone("orders-list-orders", {**shop_settings, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x"})
-    try:
-        response = httpx.get(f"{running.url}/orders/{user}", headers=bearer(user), timeout=5)
-    finally:
-        stop([running.process])
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    with function_alone("orders-list-orders", {**shop_settings, "DATABASE_URL": unreachable}) as orders:
+        response = httpx.get(f"{orders.url}/orders/{user}", headers=bearer(user), timeout=5)
 
     assert_problem(response, 503)
