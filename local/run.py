@@ -21,7 +21,7 @@ import httpx
 
 from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
 from local.ping import ping
-from local.processes import ROOT, Running, start_function, stop, wait_for_port
+from local.processes import ROOT, Running, is_listening, start_function, stop, wait_for_port
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
 from shared.peers import url_variable
 from shared.routes import ROUTES, Route
@@ -109,13 +109,15 @@ def default_ports() -> dict[str, tuple[int, int]]:
 
 def main() -> int:
     settings = {name: local_setting(name) for name in LOCAL_DEFAULTS}
+    ports = default_ports()
+    busy = _busy_ports([GATEWAY_PORT, *(port for pair in ports.values() for port in pair)])
+    if busy:
+        print(f"cannot start the shop: ports {busy} are in use (is `make up` already running?). Set GATEWAY_PORT, "
+              "FUNCTION_BASE_PORT or METRICS_BASE_PORT to move it.", file=sys.stderr)
+        return 1
     started: list[subprocess.Popen] = []
     try:
-        if not os.environ.get("MONGODB_URL"):
-            print("starting SecantusDB (MongoDB protocol) on 127.0.0.1:27017, data in .local/mongo")
-            started.append(start_mongo(27017, str(ROOT / ".local" / "mongo"), open(_local_log("mongo"), "ab")))
-        ensure_redis(settings["REDIS_URL"])
-        ensure_postgres(settings["DATABASE_URL"])
+        started += _start_stores(settings)
     except StoreMissing as missing:
         print(f"cannot start the shop: {missing}", file=sys.stderr)
         stop(started)
@@ -126,7 +128,7 @@ def main() -> int:
     added = asyncio.run(seed(only_if_empty=True))
     if added:
         print(f"seeded the demo catalog: {added} products")
-    shop = LocalShop(settings, GATEWAY_PORT, default_ports(), relay_every=RELAY_EVERY_SECONDS)
+    shop = LocalShop(settings, GATEWAY_PORT, ports, relay_every=RELAY_EVERY_SECONDS)
     # Ctrl-C, or SIGINT/SIGTERM from a supervisor (a background shell ignores SIGINT unless told otherwise).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -136,19 +138,49 @@ def main() -> int:
         for route in ROUTES:
             port, metrics_port = shop.function_ports[route.name]
             print(f"  {route.method or 'EVENT':6} {route.path or '-':32} {route.name:30} :{port} metrics :{metrics_port}")
-        exited: set[str] = set()
-        while True:
-            for name, running in shop.functions.items():
-                if name not in exited and running.process.poll() is not None:
-                    print(f"function {name} exited with {running.process.returncode}", file=sys.stderr)
-                    exited.add(name)
-            time.sleep(1)
+        _supervise(shop)
     except KeyboardInterrupt:
         print("\nstopping the shop")
+    except (RuntimeError, TimeoutError) as failure:
+        print(f"cannot start the shop: {failure}", file=sys.stderr)
+        return 1
     finally:
         shop.stop()
         stop(started)
     return 0
+
+
+def _start_stores(settings: dict[str, str]) -> list[subprocess.Popen]:
+    """The stores the shop needs: started here where possible; the processes this started are returned."""
+    started = []
+    if not os.environ.get("MONGODB_URL"):
+        if is_listening("127.0.0.1", 27017):
+            print("using the MongoDB-protocol server already listening on 127.0.0.1:27017")
+        else:
+            print("starting SecantusDB (MongoDB protocol) on 127.0.0.1:27017, data in .local/mongo")
+            started.append(start_mongo(27017, str(ROOT / ".local" / "mongo"), open(_local_log("mongo"), "ab")))
+    ensure_redis(settings["REDIS_URL"])
+    ensure_postgres(settings["DATABASE_URL"])
+    return started
+
+
+def _supervise(shop: LocalShop) -> None:
+    """Restart a function that exits, as Knative would start a new replica; give up on one that cannot start."""
+    given_up: set[str] = set()
+    while True:
+        for name, running in list(shop.functions.items()):
+            if name not in given_up and running.process.poll() is not None:
+                print(f"function {name} exited with {running.process.returncode}; restarting it", file=sys.stderr)
+                try:
+                    shop.restart(name)
+                except (RuntimeError, TimeoutError) as failure:
+                    print(f"function {name} does not start again ({failure}); leaving it down", file=sys.stderr)
+                    given_up.add(name)
+        time.sleep(1)
+
+
+def _busy_ports(ports: list[int]) -> list[int]:
+    return [port for port in ports if is_listening("127.0.0.1", port)]
 
 
 def _interrupt(signum, frame) -> None:
