@@ -20,9 +20,9 @@ RUN pip install . \
 USER 10001
 ENV PYTHONPATH=/app \
     PORT=8080 \
-    METRICS_PORT=9090 \
+    METRICS_PORT=9464 \
     WORKERS=1 \
     THREADS=8 \
     OPENAPI_PATH=/app/openapi.json
-EXPOSE 8080 9090
+EXPOSE 8080 9464
 CMD ["functions-framework"]

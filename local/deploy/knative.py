@@ -9,7 +9,8 @@ from shared.routes import ROUTES, Route, public_routes
 NAMESPACE = "shop"
 IMAGE = "shop-functions"  # kustomization.yaml's `images:` maps this to the registry
 SERVING_PORT = 8080
-METRICS_PORT = 9090
+# Not 9090/9091: queue-proxy, the sidecar in every Knative pod, serves its own metrics there (same network).
+METRICS_PORT = 9464
 PUBLIC_HOST = "shop.example.com"
 PUBLISHES_EVENTS = "shop.example.com/publishes-events"
 EVENT_PUBLISHERS = {"orders-create-order", "orders-outbox-relay"}

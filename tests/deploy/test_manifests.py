@@ -99,6 +99,16 @@ def test_services_follow_the_route_table():
         assert (labels.get("networking.knative.dev/visibility") == "cluster-local") == (route.visibility == "cluster-local")
 
 
+def test_functions_stay_off_the_ports_knative_reserves_in_each_pod():
+    reserved = {8012, 8013, 8022, 8008, 9090, 9091}  # queue-proxy: proxy, h2c, admin, profiling, metrics
+    for service in by_kind("Service"):
+        container = service["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert container["ports"][0]["containerPort"] not in reserved
+        assert int(env["METRICS_PORT"]) not in reserved
+        assert service["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == env["METRICS_PORT"]
+
+
 def test_no_secret_values_are_committed_in_the_services():
     for service in by_kind("Service"):
         for item in service["spec"]["template"]["spec"]["containers"][0]["env"]:
