@@ -82,6 +82,7 @@ class ProductPublic(_ProductFields):
 
     id: str
     sku: str
+    images: list[str] = []  # validated when written; re-parsing every URL on each read cost a tenth of a GET
     created_at: datetime
     updated_at: datetime
 
