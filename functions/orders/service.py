@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from functions.orders import cart_client, outbox, payment, rules, store
 from functions.orders.models import CreateOrder, OrderPublic
 from shared import catalog_client
-from shared.errors import BadGateway, Conflict, PaymentRequired, Problem, Unprocessable
+from shared.errors import BadGateway, Conflict, PaymentRequired, Problem, Unprocessable, as_problem
 from shared.events import ORDER_CREATED
 from shared.logs import logger
 from shared.postgres import Connection, in_transaction
@@ -40,10 +40,12 @@ async def create_order(cmd: CreateOrder, *, idempotency_key: str, authorization:
         return await _place(order_id, cmd, idempotency_key, authorization)
     except _Decided as decided:
         raise decided.refusal from None
-    except Problem as refusal:
-        ORDERS.labels(refusal.slug).inc()
-        if refusal.status >= 500:
-            # Nothing was decided (a store or peer was down): free the key so the client's retry can proceed.
+    except Exception as error:
+        refusal = as_problem(error)
+        ORDERS.labels(refusal.slug if refusal else "error").inc()
+        if refusal is None or refusal.status >= 500:
+            # Nothing was decided (a store or peer was down, or a bug): free the key so a retry can proceed.
+            # A pending order left behind is cancelled, and its stock released, by the relay's sweep.
             await _quietly(in_transaction(lambda db: store.forget_claim(db, cmd.user_id, idempotency_key)))
         else:
             await in_transaction(lambda db: store.save_response(db, cmd.user_id, idempotency_key, refusal.status,
