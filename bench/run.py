@@ -22,13 +22,12 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
-from local.processes import ROOT, free_port, function_env, start_function, stop, wait_for_port
+from local.processes import ROOT, free_port, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import drop_database, ensure_postgres, ensure_redis, start_mongo
 from shared.auth import issue_token
@@ -75,7 +74,7 @@ def first_answer_seconds(route: Route, settings: dict) -> float:
                 return time.perf_counter() - started
             except httpx.TransportError:
                 if running.process.poll() is not None:
-                    raise RuntimeError(f"{route.name} exited while starting")
+                    raise RuntimeError(f"{route.name} exited while starting") from None
                 time.sleep(0.005)
     finally:
         stop([running.process])
@@ -94,14 +93,6 @@ def cpu_per_request(pid: int, send, count: int) -> float:
     before = tree_cpu_seconds(pid)
     send(count)
     return (tree_cpu_seconds(pid) - before) / count
-
-
-def sequential(client: httpx.Client, method: str, url: str, **kwargs):
-    def send(count: int):
-        for _ in range(count):
-            response = client.request(method, url, **kwargs() if callable(kwargs.get("factory")) else kwargs)
-            assert response.status_code < 400, response.text
-    return send
 
 
 def driver_floor(settings: dict, product_id: str, cart_key: str) -> dict[str, float]:
@@ -274,7 +265,7 @@ def main() -> None:
         cold = cold_start(settings)
         print(table(f"\nCold start: spawn -> first answer, median of {RUNS} (ratio to hello world)", cold), flush=True)
         warm, extra = warm_cost(settings)
-        print(table(f"\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips)", warm),
+        print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips)", warm),
               flush=True)
         seed = versus_seed(settings)
         print(table(f"\nGET /products/{{id}}: ours vs the seed's FastAPI + uvicorn "

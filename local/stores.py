@@ -84,8 +84,6 @@ def ensure_postgres(url: str) -> None:
 
 def create_database(url: str) -> None:
     """Create the database named in `url` when it does not exist yet."""
-    import pg8000.native
-
     parts = urlsplit(url)
     name = parts.path.lstrip("/") or "postgres"
     admin = urlunsplit(parts._replace(path="/postgres"))

@@ -35,6 +35,3 @@ class Money(BaseModel):
 
     amount: Amount
     currency: Currency
-
-    def times(self, quantity: int) -> Money:
-        return Money(amount=self.amount * quantity, currency=self.currency)

@@ -17,9 +17,9 @@ from typing import Callable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
-from pg8000.exceptions import DatabaseError, InterfaceError
+from pg8000.exceptions import InterfaceError
 
-from shared.errors import Conflict, register_unavailable
+from shared.errors import register_unavailable
 from shared.logs import logger
 from shared.settings import PostgresSettings, settings
 
@@ -123,10 +123,6 @@ def pool() -> Pool:
     return _pool
 
 
-def transaction() -> "contextmanager[Connection]":
-    return pool().transaction()
-
-
 async def in_transaction(work: Callable[[Connection], T]) -> T:
     """Run `work(connection)` in one transaction on a worker thread."""
     def run() -> T:
@@ -164,18 +160,3 @@ def migrate(target: Pool) -> list[str]:
     if applied_now:
         _log.info("migrations applied", extra={"versions": applied_now})
     return applied_now
-
-
-def is_unique_violation(error: DatabaseError) -> bool:
-    return _code(error) == "23505"
-
-
-def _code(error: DatabaseError) -> str | None:
-    detail = error.args[0] if error.args else None
-    return detail.get("C") if isinstance(detail, dict) else None
-
-
-def raise_for_conflict(error: DatabaseError) -> None:
-    """Turn the integrity errors a caller can cause into 409s; anything else stays a bug."""
-    if _code(error) in ("23505", "23514", "P0001", "40001", "40P01"):
-        raise Conflict(error.args[0].get("M", "conflict")) from error

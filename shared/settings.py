@@ -44,8 +44,6 @@ class AuthSettings(_Settings):
 class PeerSettings(_Settings):
     """Where this function finds the functions it calls over HTTP."""
 
-    catalog_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
-    cart_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
     peer_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
 
 

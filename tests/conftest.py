@@ -4,8 +4,6 @@ every endpoint function running as its own functions-framework process behind th
 from __future__ import annotations
 
 import os
-import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from local.config import local_setting
 from local.processes import free_port, stop
 from local.run import LocalShop
-from local.stores import create_database, drop_database, ensure_postgres, ensure_redis, start_mongo
+from local.stores import drop_database, ensure_postgres, ensure_redis, start_mongo
 
 from tests.support import JWT_SECRET, RUN_ID
 

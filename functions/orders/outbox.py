@@ -76,10 +76,11 @@ async def deliver(row: OutboxRow) -> bool:
         else:
             await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{row.subject}")
     except Problem as failure:
-        await in_transaction(lambda db: _failed(db, row, failure.detail))
+        error = failure.detail
+        await in_transaction(lambda db: _failed(db, row, error))
         DELIVERIES.labels(row.destination, "failed").inc()
         _log.warning("outbox delivery failed", extra={"outbox_id": str(row.id), "destination": row.destination,
-                                                      "attempts": row.attempts + 1, "error": failure.detail})
+                                                      "attempts": row.attempts + 1, "error": error})
         return False
     await in_transaction(lambda db: _delivered(db, row))
     DELIVERIES.labels(row.destination, "delivered").inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from shared.routes import ROUTES, Route, public_routes
+from shared.routes import Route, public_routes
 
 NAMESPACE = "shop"
 IMAGE = "shop-functions"  # kustomization.yaml's `images:` maps this to the registry
@@ -137,7 +137,3 @@ def routing() -> dict:
     return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": "shop-api", "namespace": NAMESPACE},
             "spec": {"hosts": [PUBLIC_HOST], "gateways": ["knative-serving/knative-ingress-gateway"], "http": http}}
-
-
-def all_services() -> list[dict]:
-    return [service(route) for route in ROUTES]
