@@ -74,7 +74,9 @@ async def deliver(row: OutboxRow) -> bool:
         if row.destination == "sink":
             await events.publish(str(row.id), row.event_type, row.source, row.subject, row.data, row.created_at)
         else:
-            await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{row.subject}")
+            # 404: there is no reservation to give back (nothing was taken), which is as good as released.
+            await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{row.subject}",
+                             expected=(200, 404))
     except Problem as failure:
         error = failure.detail
         await in_transaction(lambda db: _failed(db, row, error))

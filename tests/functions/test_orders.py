@@ -289,3 +289,24 @@ def test_database_down_answers_503(shop_settings, user):
         response = httpx.get(f"{orders.url}/orders/{user}", headers=bearer(user), timeout=5)
 
     assert_problem(response, 503)
+
+
+def test_the_relay_cancels_abandoned_orders_and_gives_their_stock_back(gateway, shop, user, db):
+    lamp = product(gateway, stock=5)
+    order_id = str(uuid.uuid4())
+    reserved = httpx.post(shop.functions["catalog-reserve-stock"].url + "/internal/stock/reservations",
+                          json={"reservation_id": order_id, "lines": [{"sku": lamp["sku"], "quantity": 2}]})
+    assert reserved.status_code == 201 and stock_of(gateway, lamp) == 3
+    # An order whose function died after reserving: still pending ten minutes later.
+    db.run("INSERT INTO orders (id, user_id, currency, total_amount, shipping_address, card_last4, created_at) "
+           "VALUES (CAST(:id AS uuid), :user, 'EUR', 50, '{}', '4242', now() - interval '10 minutes')",
+           id=order_id, user=user)
+
+    assert shop.tick_relay() == 200
+    db.run("UPDATE outbox SET next_attempt_at = now() WHERE subject = :id", id=order_id)
+    assert shop.tick_relay() == 200
+
+    assert db.run("SELECT status, failure_reason FROM orders WHERE id = CAST(:id AS uuid)", id=order_id) == [
+        ["cancelled", "abandoned"]]
+    assert stock_of(gateway, lamp) == 5
+    assert db.run("SELECT count(*) FROM outbox WHERE subject = :id AND sent_at IS NOT NULL", id=order_id) == [[1]]
