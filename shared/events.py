@@ -10,8 +10,6 @@ from shared import peers
 from shared.errors import ServiceUnavailable
 from shared.settings import EventSettings, settings
 
-ORDER_CREATED = "com.example.shop.order.created"
-
 
 class SinkUnavailable(ServiceUnavailable):
     """The event could not be handed to the sink; it stays in the outbox for the relay."""

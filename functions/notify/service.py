@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from functions.notify import channels, store, templates
 from functions.notify.models import NotificationRequest, OrderCreated
 from shared.errors import Problem, Unprocessable, validation_errors
-from shared.events import ORDER_CREATED
+from shared.event_types import ORDER_CREATED
 from shared.postgres import Connection, in_transaction
 
 NOTIFICATIONS = Counter("shop_notifications", "Notifications, by channel and outcome", ["channel", "outcome"])

@@ -4,7 +4,8 @@ import uuid
 
 import functions_framework.aio
 
-from functions.orders import service, store
+from functions.orders import store
+from functions.orders.models import OrderPublic
 from shared.auth import require_user
 from shared.errors import Forbidden, NotFound
 from shared.http import endpoint, json_response
@@ -24,4 +25,4 @@ async def get_order(request, order_id):
         raise NotFound(f"No order '{order_id}'")
     if not (user.is_admin or row["user_id"] == user.id):
         raise Forbidden("You may only read your own orders")
-    return json_response(service.public(row))
+    return json_response(OrderPublic.from_row(row))

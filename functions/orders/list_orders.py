@@ -2,8 +2,8 @@
 
 import functions_framework.aio
 
-from functions.orders import service, store
-from functions.orders.models import HistoryQuery, OrderPage
+from functions.orders import store
+from functions.orders.models import HistoryQuery, OrderPage, OrderPublic
 from shared import ids
 from shared.auth import require_owner_or_admin
 from shared.http import endpoint, json_response, parse_query
@@ -16,6 +16,6 @@ async def list_orders(request, user_id):
     require_owner_or_admin(request.headers, ids.user_id(user_id))
     query = parse_query(HistoryQuery, request)
     rows, total = await in_transaction(lambda db: store.list_orders(db, user_id, query.limit, query.offset, query.status))
-    page = OrderPage.model_validate({"items": [service.public(row) for row in rows], "total": total,
+    page = OrderPage.model_validate({"items": [OrderPublic.from_row(row) for row in rows], "total": total,
                                      "limit": query.limit, "offset": query.offset})
     return json_response(page)

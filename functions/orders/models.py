@@ -128,6 +128,12 @@ class OrderPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def from_row(cls, row: dict) -> dict:
+        """A stored order (with its lines) as the JSON the API answers."""
+        return cls.model_validate({**row, "id": str(row["id"]), "total_price": row["total_amount"]},
+                                  strict=False).model_dump(mode="json")
+
 
 class OrderPage(BaseModel):
     items: list[OrderPublic]

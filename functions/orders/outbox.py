@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from shared import events, peers
 from shared.errors import Problem
+from shared.event_types import ORDER_CREATED
 from shared.logs import logger
 from shared.postgres import Connection, in_transaction
 
@@ -91,7 +92,7 @@ async def deliver(row: OutboxRow) -> bool:
 
 def _delivered(db: Connection, row: OutboxRow) -> None:
     db.run("UPDATE outbox SET sent_at = now(), last_error = NULL WHERE id = :id", id=row.id)
-    if row.event_type == events.ORDER_CREATED:
+    if row.event_type == ORDER_CREATED:
         db.run("UPDATE orders SET status = 'confirmed' WHERE id = CAST(:id AS uuid) AND status = 'paid'",
                id=row.subject)
 

@@ -18,7 +18,7 @@ from functions.orders import cart_client, outbox, payment, rules, store
 from functions.orders.models import CreateOrder, OrderPublic
 from shared import catalog_client
 from shared.errors import BadGateway, Conflict, PaymentRequired, Problem, Unprocessable, as_problem
-from shared.events import ORDER_CREATED
+from shared.event_types import ORDER_CREATED
 from shared.logs import logger
 from shared.postgres import Connection, in_transaction
 from shared.settings import AuthSettings, settings
@@ -86,14 +86,14 @@ def _mark_paid(db: Connection, order_id, cmd: CreateOrder, key: str, total, curr
     rules.check_transition("pending", "paid")
     store.set_status(db, order_id, "pending", "paid")
     store.record_payment(db, order_id, total, currency, cmd.payment.last4, "approved", None)
-    order = public(store.get_order(db, order_id))
+    order = OrderPublic.from_row(store.get_order(db, order_id))
     event = outbox.add(db, "sink", ORDER_CREATED, "/orders", str(order_id), event_data(order))
     store.save_response(db, cmd.user_id, key, 201, order)
     return order, event
 
 
 def _confirmed_response(db: Connection, order_id, user_id: str, key: str) -> dict:
-    order = public(store.get_order(db, order_id))
+    order = OrderPublic.from_row(store.get_order(db, order_id))
     store.save_response(db, user_id, key, 201, order)
     return order
 
@@ -142,11 +142,6 @@ async def _replay(earlier: store.Claim, user_id: str, key: str, fingerprint: str
         await asyncio.sleep(0.05)
         claim = await in_transaction(lambda db: store.find_claim(db, user_id, key))
     raise Conflict("A request with this Idempotency-Key is still being processed", headers={"Retry-After": "1"})
-
-
-def public(row: dict) -> dict:
-    return OrderPublic.model_validate({**row, "id": str(row["id"]), "total_price": row["total_amount"]},
-                                      strict=False).model_dump(mode="json")
 
 
 def event_data(order: dict) -> dict:
