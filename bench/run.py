@@ -29,7 +29,7 @@ from bench.proc import tree_cpu_seconds
 from local.config import local_setting
 from local.processes import ROOT, free_port, start_function, stop, wait_for_port
 from local.run import LocalShop
-from local.stores import drop_database, ensure_postgres, ensure_redis, start_mongo
+from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from shared.auth import issue_token
 from shared.routes import ROUTES, Route
 
@@ -57,6 +57,7 @@ def stores():
     finally:
         stop([mongo])
         drop_database(database_url)
+        delete_keys(local_setting("REDIS_URL"), f"bench:{run_id}:*")
 
 
 def probe_path(route: Route) -> str:
@@ -130,8 +131,7 @@ POSTGRES_TRIPS_PER_ORDER = 24
 
 
 def warm_cost(settings: dict) -> tuple[list[dict], dict]:
-    ports = {route.name: (free_port(), free_port()) for route in ROUTES}
-    shop = LocalShop(settings, free_port(), ports, log_dir=RESULTS / "bench-logs")
+    shop = LocalShop.on_free_ports(settings, log_dir=RESULTS / "bench-logs")
     shop.start()
     hello_port = free_port()
     hello = start_function(HELLO, hello_port, None, settings, subprocess.DEVNULL)

@@ -21,7 +21,7 @@ import httpx
 
 from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
 from local.ping import ping
-from local.processes import ROOT, Running, is_listening, start_function, stop, wait_for_port
+from local.processes import ROOT, Running, free_ports, is_listening, start_function, stop, wait_for_port
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
 from shared.peers import url_variable
 from shared.routes import ROUTES, Route
@@ -43,6 +43,13 @@ class LocalShop:
     functions: dict[str, Running] = field(default_factory=dict)
     gateway: subprocess.Popen | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def on_free_ports(cls, settings: dict[str, str], log_dir: Path | None = None) -> LocalShop:
+        """A shop whose gateway and functions take ports nothing else uses (tests, benchmarks)."""
+        gateway_port, *ports = free_ports(1 + 2 * len(ROUTES))
+        pairs = {route.name: (ports[2 * index], ports[2 * index + 1]) for index, route in enumerate(ROUTES)}
+        return cls(settings, gateway_port, pairs, log_dir=log_dir)
 
     @property
     def url(self) -> str:

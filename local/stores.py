@@ -67,6 +67,19 @@ def ensure_redis(url: str) -> None:
                        "or set REDIS_URL to a running Redis.")
 
 
+def delete_keys(url: str, pattern: str) -> None:
+    """Delete the Redis keys matching `pattern` (a test or benchmark session's prefix), in batches."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+    finally:
+        client.close()
+
+
 def ensure_postgres(url: str) -> None:
     """PostgreSQL answers at `url` (starting the local cluster if installed) and the database exists."""
     host, port = _host_port(url, 5432)

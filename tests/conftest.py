@@ -11,7 +11,7 @@ import pytest
 from local.config import local_setting
 from local.processes import free_port, stop
 from local.run import LocalShop
-from local.stores import drop_database, ensure_postgres, ensure_redis, start_mongo
+from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 
 from tests.support import JWT_SECRET, RUN_ID
 
@@ -41,12 +41,13 @@ def postgres_url():
 def redis_url():
     url = local_setting("REDIS_URL")
     ensure_redis(url)
-    return url
+    yield url
+    delete_keys(url, f"test:{RUN_ID}:*")
 
 
 @pytest.fixture(scope="session")
-def shop_settings(mongo_url, postgres_url, redis_url) -> dict[str, str]:
-    return {
+def shop_settings(mongo_url, postgres_url, redis_url):
+    settings = {
         "MONGODB_URL": mongo_url,
         "MONGODB_DATABASE": f"shop_test_{RUN_ID}",
         "DATABASE_URL": postgres_url,
@@ -55,14 +56,17 @@ def shop_settings(mongo_url, postgres_url, redis_url) -> dict[str, str]:
         "SHOP_JWT_SECRET": JWT_SECRET,
         "LOG_LEVEL": "INFO",
     }
+    yield settings
+    if os.environ.get("MONGODB_URL"):  # a server the session did not start: drop what it wrote there
+        from pymongo import MongoClient
+
+        with MongoClient(mongo_url, serverSelectionTimeoutMS=2000) as client:
+            client.drop_database(settings["MONGODB_DATABASE"])
 
 
 @pytest.fixture(scope="session")
 def shop(shop_settings, tmp_path_factory):
-    from shared.routes import ROUTES
-
-    ports = {route.name: (free_port(), free_port()) for route in ROUTES}
-    running = LocalShop(shop_settings, free_port(), ports, log_dir=tmp_path_factory.mktemp("logs"))
+    running = LocalShop.on_free_ports(shop_settings, log_dir=tmp_path_factory.mktemp("logs"))
     try:
         running.start()
         yield running
