@@ -31,6 +31,7 @@ from local.processes import ROOT, free_port, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from shared.auth import issue_token
+from shared.postgres import connect
 from shared.routes import ROUTES, Route
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -103,7 +104,6 @@ def driver_floor(settings: dict, product_id: str, cart_key: str) -> dict[str, fl
     from bson import ObjectId
     from pymongo import MongoClient
 
-    from local.stores import _connect
 
     def timed(work, count=REQUESTS) -> float:
         work()  # connect and warm
@@ -114,7 +114,7 @@ def driver_floor(settings: dict, product_id: str, cart_key: str) -> dict[str, fl
 
     mongo = MongoClient(settings["MONGODB_URL"])[settings["MONGODB_DATABASE"]]["products"]
     cache = redis.Redis.from_url(settings["REDIS_URL"])
-    database = _connect(settings["DATABASE_URL"])
+    database = connect(settings["DATABASE_URL"], timeout=5)
     assert isinstance(database, pg8000.native.Connection)
     floors = {
         "mongo find_one": timed(lambda: mongo.find_one({"_id": ObjectId(product_id)})),

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, Problem, ServiceUnavailable
+from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
+from shared.http import problem_response
 from shared.routes import public_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +25,6 @@ OPENAPI = Path(os.environ.get("OPENAPI_PATH", ROOT / "openapi.json"))
 MAX_BODY = 1024 * 1024  # the functions enforce their own, smaller limit; this only protects the gateway
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
-
-
-def _problem(problem: Problem) -> Response:
-    return Response(json.dumps(problem.body()), status_code=problem.status,
-                    media_type="application/problem+json", headers=problem.headers)
 
 
 def _closing(client: httpx.AsyncClient):
@@ -49,14 +45,14 @@ def create_gateway(upstreams: dict[str, str]) -> Starlette:
         path = request.url.path
         candidates = [route for route in routes if route.match(path) is not None]
         if not candidates:
-            return _problem(NotFound(f"No endpoint serves {path}"))
+            return problem_response(NotFound(f"No endpoint serves {path}"))
         chosen = next((route for route in candidates if route.method == request.method), None)
         if chosen is None:
             allowed = ", ".join(sorted({route.method for route in candidates}))
-            return _problem(MethodNotAllowed(f"{path} accepts {allowed}", headers={"Allow": allowed}))
+            return problem_response(MethodNotAllowed(f"{path} accepts {allowed}", headers={"Allow": allowed}))
         body = await request.body()
         if len(body) > MAX_BODY:
-            return _problem(PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
+            return problem_response(PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         # Forward the path exactly as received (still percent-encoded), never its decoded form.
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -65,17 +61,17 @@ def create_gateway(upstreams: dict[str, str]) -> Starlette:
         try:
             upstream = await client.request(request.method, url, headers=headers, content=body)
         except httpx.InvalidURL:
-            return _problem(BadRequest(f"The URL cannot be forwarded: {path!r}"))
+            return problem_response(BadRequest(f"The URL cannot be forwarded: {path!r}"))
         except httpx.ConnectError:
-            return _problem(ServiceUnavailable(f"The function {chosen.name} is not running"))
+            return problem_response(ServiceUnavailable(f"The function {chosen.name} is not running"))
         except httpx.HTTPError as error:
-            return _problem(BadGateway(f"The function {chosen.name} failed to answer: {type(error).__name__}"))
+            return problem_response(BadGateway(f"The function {chosen.name} failed to answer: {type(error).__name__}"))
         response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
 
     async def openapi(request: Request) -> Response:
         if not OPENAPI.exists():
-            return _problem(NotFound("openapi.json has not been generated: run `make manifests`"))
+            return problem_response(NotFound("openapi.json has not been generated: run `make manifests`"))
         return FileResponse(OPENAPI, media_type="application/json")
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from local.processes import is_listening, wait_for_port
+from shared.postgres import connect
 
 
 class StoreMissing(RuntimeError):
@@ -100,7 +101,7 @@ def create_database(url: str) -> None:
     parts = urlsplit(url)
     name = parts.path.lstrip("/") or "postgres"
     admin = urlunsplit(parts._replace(path="/postgres"))
-    connection = _connect(admin)
+    connection = connect(admin, timeout=5)
     try:
         if not connection.run("SELECT 1 FROM pg_database WHERE datname = :name", name=name):
             connection.run(f'CREATE DATABASE "{name}"')
@@ -111,17 +112,8 @@ def create_database(url: str) -> None:
 def drop_database(url: str) -> None:
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
-    connection = _connect(urlunsplit(parts._replace(path="/postgres")))
+    connection = connect(urlunsplit(parts._replace(path="/postgres")), timeout=5)
     try:
         connection.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         connection.close()
-
-
-def _connect(url: str):
-    import pg8000.native
-
-    parts = urlsplit(url)
-    return pg8000.native.Connection(user=parts.username or "postgres", password=parts.password, host=parts.hostname,
-                                    port=parts.port or 5432, database=parts.path.lstrip("/"), ssl_context=False,
-                                    timeout=5)

@@ -7,17 +7,14 @@ which is how the local runner points functions at each other.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import httpx
 
 from shared.errors import BadGateway, Problem, ServiceUnavailable
+from shared.loop_local import per_event_loop
 from shared.logs import request_id
 from shared.settings import PeerSettings, settings
-
-_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-
 
 def service_url(name: str) -> str:
     return os.environ.get(url_variable(name)) or f"http://{name}"
@@ -27,17 +24,16 @@ def url_variable(name: str) -> str:
     return name.upper().replace("-", "_") + "_URL"
 
 
-def client() -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    existing = _clients.get(loop)
-    if existing is None:
-        timeout = settings(PeerSettings).peer_timeout_seconds
-        # retries=2 re-tries connection failures only (never a request that may have reached the peer).
-        existing = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
-                                     transport=httpx.AsyncHTTPTransport(retries=2),
-                                     limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
-        _clients[loop] = existing
-    return existing
+def _new_client() -> httpx.AsyncClient:
+    """The shared HTTP client for calls to other functions (and the event sink)."""
+    timeout = settings(PeerSettings).peer_timeout_seconds
+    # retries=2 re-tries connection failures only (never a request that may have reached the peer).
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
+                             transport=httpx.AsyncHTTPTransport(retries=2),
+                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
+
+
+client = per_event_loop(_new_client)
 
 
 async def call(name: str, method: str, path: str, *, params=None, json=None, headers=None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from contextlib import contextmanager
 
@@ -14,31 +13,29 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from shared.errors import register_unavailable
+from shared.loop_local import per_event_loop
 from shared.settings import RedisSettings, settings
 
 register_unavailable(RedisConnectionError, RedisTimeoutError)
 
 REDIS_LATENCY = Histogram("shop_redis_operation_duration_seconds", "Redis round trips, by operation", ["operation"],
                           buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1))
-_clients: dict[asyncio.AbstractEventLoop, Redis] = {}
 
 
-def redis() -> Redis:
+def _new_client() -> Redis:
     """The shared client; one quick retry, then 503 — never a hang past the configured timeout."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        config = settings(RedisSettings)
-        client = Redis.from_url(
-            config.redis_url,
-            socket_connect_timeout=config.redis_timeout_seconds / 2,
-            socket_timeout=config.redis_timeout_seconds,
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-            decode_responses=True,
-            health_check_interval=30,
-        )
-        _clients[loop] = client
-    return client
+    config = settings(RedisSettings)
+    return Redis.from_url(
+        config.redis_url,
+        socket_connect_timeout=config.redis_timeout_seconds / 2,
+        socket_timeout=config.redis_timeout_seconds,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        decode_responses=True,
+        health_check_interval=30,
+    )
+
+
+redis = per_event_loop(_new_client)
 
 
 def key(*parts: str) -> str:

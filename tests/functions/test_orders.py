@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from local.processes import free_port
-from local.stores import _connect
+from shared.postgres import connect
 from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 
 CARD = "4242424242424242"
@@ -19,7 +19,7 @@ PROCESSOR_ERROR = "4000000000000119"
 
 @pytest.fixture(scope="module")
 def db(postgres_url):
-    connection = _connect(postgres_url)
+    connection = connect(postgres_url, timeout=5)
     yield connection
     connection.close()
 
