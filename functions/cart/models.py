@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.catalog_contract import Sku
 from shared.money import Currency, DecimalString
 
 MAX_QUANTITY_PER_LINE = 100
 MAX_LINES = 50
+MAX_ORDERED_LINES = 100  # an order's lines, as many as one catalog lookup takes
+MAX_ORDERED_QUANTITY = 1000  # an order line's quantity, as the catalog reserves it
 
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY_PER_LINE)]
 
@@ -27,6 +29,54 @@ class SetQuantity(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     quantity: Quantity
+
+
+class CartQuery(BaseModel):
+    """`?priced=false` answers the stored lines without asking the catalog (the orders function's read)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priced: bool = True
+
+
+class OrderedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    product_sku: Sku
+    quantity: Annotated[int, Field(ge=1, le=MAX_ORDERED_QUANTITY)]
+
+
+class OrderedLines(BaseModel):
+    """What an order took from the cart: each ordered line comes out of the cart once per order id."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    lines: Annotated[list[OrderedLine], Field(min_length=1, max_length=MAX_ORDERED_LINES)]
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, lines: list[OrderedLine]) -> list[OrderedLine]:
+        if len({line.product_sku for line in lines}) != len(lines):
+            raise ValueError("each product_sku may appear only once")
+        return lines
+
+
+class StoredLine(BaseModel):
+    product_sku: str
+    quantity: int
+
+
+class CartLines(BaseModel):
+    """The cart's lines as stored, after an order's removal."""
+
+    user_id: str
+    items: list[StoredLine]
+    applied: bool = Field(description="false when this order's quantities had already been removed: nothing changed")
+
+    @classmethod
+    def of(cls, user_id: str, lines: dict[str, int], applied: bool) -> CartLines:
+        return cls(user_id=user_id, applied=applied,
+                   items=[StoredLine(product_sku=sku, quantity=quantity) for sku, quantity in sorted(lines.items())])
 
 
 class CartLine(BaseModel):
@@ -47,5 +97,6 @@ class CartPublic(BaseModel):
     total_price: DecimalString | None = Field(description="null when the lines mix currencies or are not priced")
     currency: Currency | None
     mixed_currencies: bool = False
-    priced: bool = Field(description="false when the catalog was unavailable: lines are shown as stored, unpriced")
+    priced: bool = Field(description="false when asked with priced=false or when the catalog was unavailable: "
+                                     "lines are shown as stored, unpriced")
     updated_at: datetime | None

@@ -83,6 +83,11 @@ async def remove_item(user_id: str, sku: str, *, carts, lookup) -> CartPublic:
     return await show(user_id, await carts.remove(user_id, sku), lookup=lookup)
 
 
+def unpriced(user_id: str, stored) -> CartPublic:
+    """The stored cart without asking the catalog: names and prices null, `priced: false`."""
+    return view(user_id, stored.lines, None, stored.updated_at)
+
+
 async def show(user_id: str, stored, *, lookup) -> CartPublic:
     """The stored cart priced by the catalog; when the catalog is unavailable, unpriced rather than failing."""
     if not stored.lines:

@@ -2,7 +2,9 @@
 
 Every write is one Lua script, so checks and changes are atomic (no read-modify-write races), and each write
 refreshes the cart's TTL and its place in the `carts:active` sorted set that the active-carts gauge counts.
-Both keys live on one Redis primary (the scripts touch two keys: use a single instance, not Redis Cluster).
+Taking an order's lines out also sets the marker `cart-order:<user>:<order>` in the same script, so it happens
+once per order. All keys live on one Redis primary (the scripts touch several keys: use a single instance, not
+Redis Cluster).
 """
 
 from __future__ import annotations
@@ -56,6 +58,26 @@ if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') =
   return {'ok', redis.call('ZCARD', KEYS[2]), {}}
 end
 """ + _TOUCH
+# KEYS: cart, active set, order marker. ARGV: now_ms, ttl, user, then sku and ordered quantity for each line.
+# A line gone meanwhile stays gone; lines of other SKUs are untouched; the marker makes a repeat change nothing.
+_REMOVE_ORDERED = """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'already_applied', redis.call('ZCARD', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+end
+for i = 4, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if current > 0 then
+    local left = current - tonumber(ARGV[i + 1])
+    if left > 0 then redis.call('HSET', KEYS[1], ARGV[i], left) else redis.call('HDEL', KEYS[1], ARGV[i]) end
+  end
+end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return {'ok', redis.call('ZCARD', KEYS[2]), {}}
+end
+""" + _TOUCH
 # ARGV: user
 _CLEAR = """
 redis.call('DEL', KEYS[1])
@@ -93,17 +115,22 @@ def _script(source: str):
     return found
 
 
-async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart:
+async def _run(operation: str, script: str, user_id: str, *args, keys: tuple[str, ...] = ()) -> list:
+    """Run a write script on the cart, its active-carts entry and `keys`; counts the outcome it reports first."""
     ttl = settings(RedisSettings).cart_ttl_seconds
     with timed(operation):
-        result = await _script(script)(keys=[_cart_key(user_id), key("carts", "active")],
+        result = await _script(script)(keys=[_cart_key(user_id), key("carts", "active"), *keys],
                                        args=[int(time.time() * 1000), ttl, user_id, *args])
-    outcome = result[0]
-    CART_WRITES.labels(operation, outcome).inc()
+    CART_WRITES.labels(operation, result[0]).inc()
+    return result
+
+
+async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart:
+    outcome, *result = await _run(operation, script, user_id, *args)
     if outcome != "ok":
-        raise _refusal(outcome, args[0] if args else "", int(result[1]))
-    ACTIVE_CARTS.set(int(result[1]))
-    return _parse(result[2])
+        raise _refusal(outcome, args[0] if args else "", int(result[0]))
+    ACTIVE_CARTS.set(int(result[0]))
+    return _parse(result[1])
 
 
 def _refusal(outcome: str, sku: str, current: int) -> Exception:
@@ -130,6 +157,15 @@ async def set_quantity(user_id: str, sku: str, quantity: int, stock: int) -> Sto
 
 async def remove(user_id: str, sku: str) -> StoredCart:
     return await _write("remove_item", _REMOVE, user_id, sku)
+
+
+async def remove_ordered(user_id: str, order_id: str, lines: list[tuple[str, int]]) -> tuple[StoredCart, bool]:
+    """Take an order's quantities out of the cart once: the remaining cart, and False when already done before."""
+    outcome, active, remaining = await _run("remove_ordered", _REMOVE_ORDERED, user_id,
+                                            *(part for line in lines for part in line),
+                                            keys=(key("cart-order", user_id, order_id),))
+    ACTIVE_CARTS.set(int(active))
+    return _parse(remaining), outcome == "ok"
 
 
 async def clear(user_id: str) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+import uuid
 
 import httpx
 import pytest
 import redis as redis_sync
 
-from local.processes import free_port
+from local.processes import free_port, wait_for_port
 from shared.peers import url_variable
 from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 
@@ -254,3 +257,223 @@ def test_cart_metrics_show_activity_and_redis_latency(gateway, shop, user):
     assert "shop_cart_active_carts " in text
     assert 'shop_redis_operation_duration_seconds_count{operation="add_item"}' in text
     assert 'shop_cart_writes_total{operation="add_item",outcome="ok"}' in text
+
+
+def lines_of(cart: dict) -> dict[str, int]:
+    return {line["product_sku"]: line["quantity"] for line in cart["items"]}
+
+
+def test_unpriced_read_answers_the_stored_lines(gateway, user):
+    mug = new_product(gateway)
+    add(gateway, user, mug["sku"], 2)
+
+    response = gateway.get(f"/cart/{user}", params={"priced": "false"}, headers=bearer(user))
+
+    assert response.status_code == 200, response.text
+    cart = response.json()
+    assert cart["priced"] is False and cart["total_price"] is None and cart["total_items"] == 2
+    assert cart["items"] == [{"product_sku": mug["sku"], "quantity": 2, "name": None, "price_per_item": None,
+                              "item_total_price": None, "currency": None, "available": None}]
+    assert cart["updated_at"]
+    assert gateway.get(f"/cart/{user}", headers=bearer(user)).json()["priced"] is True  # the default stays priced
+    assert gateway.get(f"/cart/{user}", params={"priced": "false"}, headers=ADMIN).status_code == 200
+    assert_problem(gateway.get(f"/cart/{user}", params={"priced": "false"}, headers=bearer("someone-else")), 403)
+
+
+@pytest.mark.parametrize("query", ["priced=maybe", "priced=false&priced=true", "colour=red", "priced=false&x=1"])
+def test_invalid_and_unknown_cart_query_parameters_are_rejected(gateway, user, query):
+    body = assert_problem(gateway.get(f"/cart/{user}?{query}", headers=bearer(user)), 422)
+
+    assert body["errors"][0]["field"].startswith("query.")
+
+
+def lookups_served(metrics_port: int) -> int:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    return int(sum(float(count) for count in re.findall(
+        r'^shop_http_requests_total\{function="catalog-lookup-products"[^}]*\} (\S+)$', text, re.MULTILINE)))
+
+
+def test_unpriced_read_makes_no_catalog_call(gateway, shop_settings, user):
+    mug = new_product(gateway)
+    add(gateway, user, mug["sku"], 2)
+    metrics_port = free_port()
+    with function_alone("catalog-lookup-products", shop_settings, metrics_port) as catalog:
+        assert httpx.get(f"{catalog.url}/internal/products/lookup", params={"skus": mug["sku"]}).status_code == 200
+        wait_for_port(metrics_port)
+        with function_alone("cart-get-cart", {**shop_settings,
+                                              url_variable("catalog-lookup-products"): catalog.url}) as reader:
+            unpriced = httpx.get(f"{reader.url}/cart/{user}?priced=false", headers=bearer(user), timeout=5)
+            after_unpriced = lookups_served(metrics_port)
+            priced = httpx.get(f"{reader.url}/cart/{user}", headers=bearer(user), timeout=5)
+            after_priced = lookups_served(metrics_port)
+
+    assert unpriced.status_code == 200 and unpriced.json()["priced"] is False
+    assert after_unpriced == 1  # only the warm-up lookup above
+    assert priced.json()["priced"] is True and priced.json()["items"][0]["price_per_item"] == "12.50"
+    assert after_priced == 2  # the same reader does ask the catalog when pricing
+
+
+def test_unpriced_read_answers_while_the_catalog_is_down(gateway, shop, user):
+    mug = new_product(gateway)
+    add(gateway, user, mug["sku"], 3)
+    no_catalog = {**shop.settings, url_variable("catalog-lookup-products"): f"http://127.0.0.1:{free_port()}"}
+    with function_alone("cart-get-cart", no_catalog) as reader:
+        unpriced = httpx.get(f"{reader.url}/cart/{user}?priced=false", headers=bearer(user), timeout=5)
+        default = httpx.get(f"{reader.url}/cart/{user}", headers=bearer(user), timeout=5)
+
+    assert unpriced.status_code == 200 and default.status_code == 200
+    assert unpriced.json()["priced"] is False and default.json()["priced"] is False
+    assert unpriced.json()["items"] == default.json()["items"]
+    assert lines_of(unpriced.json()) == {mug["sku"]: 3}
+
+
+def remove_ordered(shop, user, order_id, lines: dict[str, int], **options) -> httpx.Response:
+    url = f"{shop.functions['cart-remove-ordered'].url}/internal/cart/{user}/orders/{order_id}"
+    body = {"lines": [{"product_sku": sku, "quantity": quantity} for sku, quantity in lines.items()]}
+    return httpx.post(url, json=body, timeout=10, **options)
+
+
+def cart_with(gateway, user, quantities: list[int]) -> list[str]:
+    """The user's cart filled with one new product per quantity; their SKUs in that order."""
+    skus = [new_product(gateway)["sku"] for _ in quantities]
+    for sku, quantity in zip(skus, quantities):
+        assert add(gateway, user, sku, quantity).status_code == 200
+    return skus
+
+
+def test_an_order_removes_exactly_its_quantities_and_leaves_other_lines(gateway, shop, user):
+    mug, pot, kettle = cart_with(gateway, user, [5, 2, 1])
+
+    response = remove_ordered(shop, user, uuid.uuid4(), {mug: 3, pot: 2})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"user_id": user, "applied": True, "items": sorted(
+        [{"product_sku": mug, "quantity": 2}, {"product_sku": kettle, "quantity": 1}], key=lambda l: l["product_sku"])}
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 2, kettle: 1}
+
+
+def test_the_same_order_id_again_changes_nothing(gateway, shop, user):
+    mug, pot = cart_with(gateway, user, [4, 1])
+    order_id = uuid.uuid4()
+    assert remove_ordered(shop, user, order_id, {mug: 1}).json()["applied"] is True
+    add(gateway, user, mug, 2)  # the shopper adds more after ordering
+
+    again = remove_ordered(shop, user, order_id, {mug: 1})
+    other_spelling = remove_ordered(shop, user, str(order_id).upper(), {mug: 1})
+
+    assert again.status_code == 200 and again.json()["applied"] is False
+    assert other_spelling.json()["applied"] is False
+    assert lines_of(again.json()) == {mug: 5, pot: 1}
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 5, pot: 1}
+
+
+def test_two_orders_each_remove_their_quantities(gateway, shop, user):
+    (mug,) = cart_with(gateway, user, [5])
+
+    first = remove_ordered(shop, user, uuid.uuid4(), {mug: 2})
+    second = remove_ordered(shop, user, uuid.uuid4(), {mug: 2})
+
+    assert first.json()["applied"] is True and second.json()["applied"] is True
+    assert lines_of(second.json()) == {mug: 1}
+
+
+def test_lines_reaching_zero_or_gone_meanwhile_are_not_brought_back(gateway, shop, shop_settings, redis_client,
+                                                                   user):
+    mug, pot, kettle = cart_with(gateway, user, [1, 2, 3])
+    gateway.delete(f"/cart/{user}/items/{pot}", headers=bearer(user))  # removed by the shopper before the order ends
+
+    partly = remove_ordered(shop, user, uuid.uuid4(), {mug: 1, pot: 2, kettle: 1})
+    emptied = remove_ordered(shop, user, uuid.uuid4(), {kettle: 5})
+
+    assert lines_of(partly.json()) == {kettle: 2}
+    assert emptied.json() == {"user_id": user, "items": [], "applied": True}
+    assert not redis_client.exists(cart_key(shop_settings, user))
+    assert redis_client.zscore(f"{shop_settings['REDIS_KEY_PREFIX']}carts:active", user) is None
+
+
+def test_removal_refreshes_the_cart_and_marks_the_order_for_the_cart_ttl(gateway, shop, shop_settings, redis_client,
+                                                                        user):
+    mug, pot = cart_with(gateway, user, [3, 1])
+    key = cart_key(shop_settings, user)
+    redis_client.expire(key, 100)
+    stamp_before = redis_client.hget(key, "@updated_at")
+    order_id = uuid.uuid4()
+    time.sleep(0.01)
+
+    remove_ordered(shop, user, order_id, {mug: 1})
+
+    week = 7 * 24 * 3600
+    assert week - 60 < redis_client.ttl(key) <= week
+    assert int(redis_client.hget(key, "@updated_at")) > int(stamp_before)
+    marker = f"{shop_settings['REDIS_KEY_PREFIX']}cart-order:{user}:{order_id}"
+    assert week - 60 < redis_client.ttl(marker) <= week
+    assert redis_client.zscore(f"{shop_settings['REDIS_KEY_PREFIX']}carts:active", user) is not None
+
+
+def test_concurrent_removals_for_one_order_apply_once(gateway, shop, user):
+    mug, pot = cart_with(gateway, user, [10, 2])
+    order_id = uuid.uuid4()
+    url = f"{shop.functions['cart-remove-ordered'].url}/internal/cart/{user}/orders/{order_id}"
+
+    async def remove_twenty_times():
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await asyncio.gather(*(client.post(url, json={"lines": [
+                {"product_sku": mug, "quantity": 3}, {"product_sku": pot, "quantity": 1}]}) for _ in range(20)))
+
+    responses = asyncio.run(remove_twenty_times())
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert sorted(r.json()["applied"] for r in responses) == [False] * 19 + [True]
+    assert all(lines_of(r.json()) == {mug: 7, pot: 1} for r in responses)
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 7, pot: 1}
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"lines": []}, {"lines": [{"product_sku": "X", "quantity": 0}]},
+    {"lines": [{"product_sku": "X", "quantity": 1001}]}, {"lines": [{"product_sku": "X", "quantity": "2"}]},
+    {"lines": [{"product_sku": "X", "quantity": 1.5}]}, {"lines": [{"product_sku": "bad sku", "quantity": 1}]},
+    {"lines": [{"product_sku": "X", "quantity": 1}, {"product_sku": "X", "quantity": 2}]},
+    {"lines": [{"product_sku": "X", "quantity": 1, "price": "1.00"}]},
+    {"lines": [{"product_sku": "X", "quantity": 1}], "clear": True},
+    {"lines": [{"product_sku": f"X{i}", "quantity": 1} for i in range(101)]}, [],
+])
+def test_invalid_removal_bodies_are_rejected_and_change_nothing(gateway, shop, user, body):
+    (mug,) = cart_with(gateway, user, [2])
+    url = f"{shop.functions['cart-remove-ordered'].url}/internal/cart/{user}/orders/{uuid.uuid4()}"
+
+    assert_problem(httpx.post(url, json=body, timeout=10), 422)
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 2}
+
+
+def test_bad_ids_and_malformed_requests_to_the_removal_are_problems(shop, user):
+    base = shop.functions["cart-remove-ordered"].url
+    order_id = uuid.uuid4()
+    body = {"lines": [{"product_sku": "X", "quantity": 1}]}
+
+    assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/not-a-uuid", json=body), 404)
+    assert_problem(httpx.post(f"{base}/internal/cart/%20bad%20id/orders/{order_id}", json=body), 422)
+    assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/{order_id}", content=b'{"lines":',
+                              headers={"Content-Type": "application/json"}), 400)
+    assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/{order_id}", content=b"lines",
+                              headers={"Content-Type": "text/plain"}), 415)
+    assert_problem(httpx.get(f"{base}/internal/cart/{user}/orders/{order_id}"), 405)
+
+
+def test_the_removal_is_not_served_by_the_public_gateway(gateway, user):
+    response = gateway.post(f"/internal/cart/{user}/orders/{uuid.uuid4()}",
+                            json={"lines": [{"product_sku": "X", "quantity": 1}]}, headers=bearer(user))
+
+    assert response.status_code == 404
+
+
+def test_removal_with_redis_down_answers_503_quickly(shop_settings, user):
+    no_redis = {**shop_settings, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with function_alone("cart-remove-ordered", no_redis) as remover:
+        started = time.monotonic()
+        response = httpx.post(f"{remover.url}/internal/cart/{user}/orders/{uuid.uuid4()}",
+                              json={"lines": [{"product_sku": "X", "quantity": 1}]}, timeout=5)
+        elapsed = time.monotonic() - started
+
+    assert_problem(response, 503)
+    assert response.headers["Retry-After"]
+    assert elapsed < 2
