@@ -34,5 +34,7 @@ async def reserve(reservation_id: str, lines: list[tuple[str, int]]) -> Reservat
     return Reservation.model_validate_json(response.content)
 
 
-async def release(reservation_id: str) -> None:
-    await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{reservation_id}")
+async def confirm(reservation_id: str) -> Reservation:
+    """Keep the reserved stock for good; a 409 `reservation-released` passes through as PeerRefused."""
+    response = await peers.call("catalog-confirm-stock", "POST", f"/internal/stock/reservations/{reservation_id}/confirm")
+    return Reservation.model_validate_json(response.content)

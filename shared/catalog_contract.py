@@ -58,6 +58,8 @@ class ReservedLine(BaseModel):
 
 
 class Reservation(BaseModel):
+    """reserving → reserved → confirmed (kept for a paid order), or → released (given back, or refused)."""
+
     reservation_id: str
-    state: Literal["reserved", "released"]
+    state: Literal["reserved", "confirmed", "released"]
     lines: list[ReservedLine]

@@ -86,6 +86,19 @@ class ServiceUnavailable(Problem):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class RecordedProblem(Problem):
+    """A problem answered before (stored, or passed on by another function), answered again as it was."""
+
+    def __init__(self, status: int, body: dict, headers: dict | None = None):
+        extensions = {key: value for key, value in body.items()
+                      if key not in ("type", "title", "status", "detail", "errors", "request_id")}
+        super().__init__(body.get("detail") or f"Refused ({status})", errors=body.get("errors"), headers=headers,
+                         extensions=extensions)
+        self.status = status
+        self.slug = str(body.get("type", "")).rsplit("/", 1)[-1] or "refused"
+        self.title = body.get("title") or "Refused"
+
+
 def register_unavailable(*exception_types: type[BaseException]) -> None:
     """Declare driver exceptions that mean "a store or peer cannot be reached" (answered 503).
 
@@ -114,3 +127,15 @@ def validation_errors(pydantic_errors: list[dict], location: str) -> list[dict]:
         }
         for error in pydantic_errors
     ]
+
+
+class PreconditionFailed(Problem):
+    """412: an `If-Match` names no current version of the resource (RFC 9110 §15.5.13)."""
+
+    status, slug, title = 412, "precondition-failed", "Precondition Failed"
+
+
+class PreconditionRequired(Problem):
+    """428: the change is only accepted as a conditional request (RFC 6585 §3)."""
+
+    status, slug, title = 428, "precondition-required", "Precondition Required"

@@ -11,7 +11,7 @@ import os
 
 import httpx
 
-from shared.errors import BadGateway, Problem, ServiceUnavailable
+from shared.errors import BadGateway, RecordedProblem, ServiceUnavailable
 from shared.loop_local import per_event_loop
 from shared.logs import request_id
 from shared.settings import PeerSettings, settings
@@ -56,7 +56,7 @@ async def call(name: str, method: str, path: str, *, params=None, json=None, hea
     raise PeerRefused(response)
 
 
-class PeerRefused(Problem):
+class PeerRefused(RecordedProblem):
     """A peer's 4xx answer, carried through with its status and detail unless the caller handles it."""
 
     def __init__(self, response: httpx.Response):
@@ -64,7 +64,4 @@ class PeerRefused(Problem):
             body = response.json()
         except ValueError:
             body = {}
-        super().__init__(body.get("detail") or f"The peer answered {response.status_code}", errors=body.get("errors"))
-        self.status = response.status_code
-        self.slug = body.get("type", "").rsplit("/", 1)[-1] or "peer-refused"
-        self.title = body.get("title") or "Refused"
+        super().__init__(response.status_code, body if isinstance(body, dict) else {})

@@ -1,7 +1,9 @@
-"""PostgreSQL through pg8000: a small per-process connection pool, transactions, and versioned migrations.
+"""PostgreSQL through pg8000: a bounded per-process connection pool, transactions, and versioned migrations.
 
 pg8000 is synchronous and its connections are not thread-safe: each unit of work borrows one connection,
 and async functions run that work in a thread (`await in_transaction(work)`) so the event loop never blocks.
+A process opens at most DATABASE_MAX_CONNECTIONS connections; a request that cannot get one within
+DATABASE_ACQUIRE_TIMEOUT_SECONDS, or that the server refuses ("too many clients"), answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Callable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
-from pg8000.exceptions import InterfaceError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
-from shared.errors import register_unavailable
+from shared.errors import ServiceUnavailable, register_unavailable
 from shared.logs import logger
 from shared.settings import PostgresSettings, settings
 
@@ -28,7 +30,9 @@ register_unavailable(InterfaceError)
 T = TypeVar("T")
 Connection = pg8000.native.Connection
 _log = logger("postgres")
-POOL_SIZE = 8
+# SQLSTATEs that mean "the server cannot take this connection now": too_many_connections, cannot_connect_now,
+# admin/crash shutdown. They are a full or restarting server, not a bug.
+_BUSY_SERVER = {"53300", "57P03", "57P01", "57P02"}
 
 
 @lru_cache(maxsize=1)
@@ -48,32 +52,40 @@ def connect(url: str, timeout: float) -> Connection:
 
 
 class Pool:
-    """Idle connections reused across requests; a broken one is dropped instead of returned."""
+    """At most `size` open connections; idle ones are reused, a broken one is dropped instead of returned."""
 
-    def __init__(self, url: str, timeout: float, size: int = POOL_SIZE):
-        self.url, self.timeout = url, timeout
+    def __init__(self, url: str, timeout: float, size: int = 8, acquire_timeout: float = 1.0):
+        self.url, self.timeout, self.acquire_timeout = url, timeout, acquire_timeout
+        self._open = threading.BoundedSemaphore(size)
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue(maxsize=size)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
+        if not self._open.acquire(timeout=self.acquire_timeout):
+            raise ServiceUnavailable("All database connections of this instance are busy; retry shortly")
         try:
-            connection = self._idle.get_nowait()
-        except queue.Empty:
-            connection = connect(self.url, self.timeout)
-        healthy = True
-        try:
-            yield connection
-        except InterfaceError:
-            healthy = False
-            raise
-        finally:
-            if healthy and _is_idle(connection):
-                try:
+            try:
+                connection = self._idle.get_nowait()
+            except queue.Empty:
+                connection = _connect_or_unavailable(self.url, self.timeout)
+            healthy = True
+            try:
+                yield connection
+            except InterfaceError:
+                healthy = False
+                raise
+            except DatabaseError as error:
+                if _sqlstate(error) in _BUSY_SERVER:
+                    healthy = False
+                    raise ServiceUnavailable("The database is refusing work right now; retry shortly") from error
+                raise
+            finally:
+                if healthy and _is_idle(connection):
                     self._idle.put_nowait(connection)
-                except queue.Full:
-                    connection.close()
-            else:
-                _close_quietly(connection)
+                else:
+                    _close_quietly(connection)
+        finally:
+            self._open.release()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -85,6 +97,20 @@ class Pool:
                 _rollback_quietly(connection)
                 raise
             connection.run("COMMIT")
+
+
+def _connect_or_unavailable(url: str, timeout: float) -> Connection:
+    try:
+        return connect(url, timeout)
+    except DatabaseError as error:
+        if _sqlstate(error) in _BUSY_SERVER:
+            raise ServiceUnavailable("The database has no connection to spare (too many clients)") from error
+        raise
+
+
+def _sqlstate(error: DatabaseError) -> str | None:
+    details = error.args[0] if error.args else None
+    return details.get("C") if isinstance(details, dict) else None
 
 
 def _is_idle(connection: Connection) -> bool:
@@ -117,7 +143,8 @@ def pool() -> Pool:
     with _pool_lock:
         if _pool is None:
             config = settings(PostgresSettings)
-            candidate = Pool(config.database_url, config.database_timeout_seconds)
+            candidate = Pool(config.database_url, config.database_timeout_seconds,
+                             config.database_max_connections, config.database_acquire_timeout_seconds)
             migrate(candidate)
             _pool = candidate
     return _pool
@@ -127,6 +154,16 @@ async def in_transaction(work: Callable[[Connection], T]) -> T:
     """Run `work(connection)` in one transaction on a worker thread."""
     def run() -> T:
         with pool().transaction() as connection:
+            return work(connection)
+
+    return await asyncio.to_thread(run)
+
+
+async def in_connection(work: Callable[[Connection], T]) -> T:
+    """Run `work(connection)` without a transaction block: each statement commits on its own (one round trip
+    for a single statement, instead of three with BEGIN and COMMIT)."""
+    def run() -> T:
+        with pool().connection() as connection:
             return work(connection)
 
     return await asyncio.to_thread(run)

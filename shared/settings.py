@@ -35,6 +35,24 @@ class RedisSettings(_Settings):
 class PostgresSettings(_Settings):
     database_url: str = Field(pattern=r"^postgres(ql)?://")
     database_timeout_seconds: float = Field(default=1.5, gt=0, le=2)
+    # Open connections per process: requests past it wait this long for one, then get 503.
+    database_max_connections: int = Field(default=8, ge=1, le=100)
+    database_acquire_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+
+
+class StockSettings(_Settings):
+    # A reservation no paid order confirmed within this long is released by the catalog's sweep.
+    reservation_ttl_seconds: float = Field(default=60, gt=0, le=3600)
+
+
+class CheckoutSettings(_Settings):
+    """How long an unfinished order may wait for its request before the sweep resolves it, and retry limits."""
+
+    order_lease_seconds: float = Field(default=20, gt=0, le=600)
+    idempotency_wait_seconds: float = Field(default=3, ge=0, le=30)
+    outbox_max_attempts: int = Field(default=12, ge=1, le=100)
+    outbox_max_backoff_seconds: float = Field(default=30, gt=0, le=3600)
+    outbox_first_retry_seconds: float = Field(default=10, ge=0, le=600)
 
 
 class AuthSettings(_Settings):

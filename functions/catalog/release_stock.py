@@ -1,4 +1,8 @@
-"""DELETE /internal/stock/reservations/{reservation_id} — give reserved stock back, once (cluster-local)."""
+"""DELETE /internal/stock/reservations/{reservation_id} — give reserved stock back, once (cluster-local).
+
+An id never reserved answers 200 `released` with no lines, and stays released: a reserve call arriving later
+with that id takes nothing. A confirmed (sold) reservation answers 409.
+"""
 
 import functions_framework.aio
 

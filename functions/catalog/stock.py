@@ -1,94 +1,227 @@
-"""Stock reservations: conditional decrements that can never drive stock below zero, all lines or none.
+"""Stock reservations that survive a crash at any line: every product's hold is idempotent on its own.
 
-Each reservation is a document keyed by the caller's id (the order id), which makes reserving and releasing
-idempotent: a retried release never adds stock twice.
+A reservation is a document keyed by the caller's id (the order id) that moves
+    reserving ──all lines held──▶ reserved ──confirm──▶ confirmed   (the stock is sold)
+        └──refused / released / expired──▶ releasing ──▶ released   (the stock is back)
+and each product lists the ids of the reservations holding stock in it (`holds`):
+- hold:    `$inc -q` + `$push id`  only where `holds ≠ id`  (a retried hold takes nothing twice);
+- release: `$inc +q` + `$pull id`  only where `holds = id`  (a retried release gives nothing twice);
+- confirm: `$pull id` alone (the stock stays sold; the product's list stays short).
+So a reservation left half-made or half-released by a dead instance is completed or undone exactly, by the next
+call with its id or by the sweep (`sweep`), which also releases reservations nobody confirmed before they expire.
+Releasing an id never seen leaves a `released` tombstone, so a reserve call that arrives late takes nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from functions.catalog.store import products, stored_price
 from shared.catalog_contract import Reservation, ReservationRequest, ReservedLine
-from shared.errors import Conflict, NotFound, Unprocessable
+from shared.errors import Conflict, NotFound, Problem, RecordedProblem, Unprocessable
+from shared.faults import fault_point
+from shared.logs import logger
 from shared.mongo import collection
+from shared.settings import StockSettings, settings
+
+_log = logger("catalog.stock")
+_ready: set[int] = set()
 
 
 class OutOfStock(Conflict):
     slug, title = "out-of-stock", "Out of Stock"
 
 
-def _reservations():
-    return collection("stock_reservations")
+class ReservationReleased(Conflict):
+    """The reservation was given back (expired, released, or never made): its stock is not held any more."""
+
+    slug, title = "reservation-released", "Reservation Released"
+
+
+async def _reservations():
+    reservations = collection("stock_reservations")
+    if id(reservations) not in _ready:
+        await reservations.create_index([("state", ASCENDING), ("expires_at", ASCENDING)], name="state_expiry")
+        _ready.add(id(reservations))
+    return reservations
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 async def reserve(request: ReservationRequest) -> tuple[Reservation, bool]:
-    """The reservation, and whether it was made now (False: the same id was reserved before)."""
-    wanted = [{"sku": line.sku, "quantity": line.quantity} for line in request.lines]
+    """Hold stock for all lines or none; the reservation and whether this call made it (False: made before)."""
+    wanted = sorted(({"sku": line.sku, "quantity": line.quantity} for line in request.lines),
+                    key=lambda line: line["sku"])  # one order of holding for every caller
+    reservations = await _reservations()
+    ttl = timedelta(seconds=settings(StockSettings).reservation_ttl_seconds)
     try:
-        await _reservations().insert_one({"_id": request.reservation_id, "lines": wanted, "state": "reserving",
-                                          "created_at": datetime.now(timezone.utc)})
+        await reservations.insert_one({"_id": request.reservation_id, "lines": wanted, "state": "reserving",
+                                       "created_at": _now(), "expires_at": _now() + ttl})
+        created = True
     except DuplicateKeyError:
-        return await _existing(request.reservation_id, wanted), False
-    collection = await products()
-    taken: list[ReservedLine] = []
-    for line in sorted(request.lines, key=lambda line: line.sku):  # one order of locking for every caller
-        product = await collection.find_one_and_update(
-            {"sku": line.sku, "is_active": True, "stock_quantity": {"$gte": line.quantity}},
-            {"$inc": {"stock_quantity": -line.quantity}},
+        existing = await reservations.find_one({"_id": request.reservation_id})
+        if [{"sku": line["sku"], "quantity": line["quantity"]} for line in existing["lines"]] != wanted \
+                and existing["state"] != "released":
+            raise Conflict(f"The reservation id '{request.reservation_id}' was used for other lines")
+        if existing["state"] == "released":
+            raise _refusal_of(existing)
+        if existing["state"] != "reserving":
+            return _answer(existing), False
+        created = False  # a reservation a dead instance left half-made: complete it
+    return await _hold_all(request.reservation_id, wanted), created
+
+
+async def _hold_all(reservation_id: str, wanted: list[dict]) -> Reservation:
+    collection_ = await products()
+    held: list[ReservedLine] = []
+    for line in wanted:
+        product = await collection_.find_one_and_update(
+            {"sku": line["sku"], "is_active": True, "stock_quantity": {"$gte": line["quantity"]},
+             "holds": {"$ne": reservation_id}},
+            {"$inc": {"stock_quantity": -line["quantity"], "version": 1}, "$push": {"holds": reservation_id}},
             projection={"name": 1, "price": 1}, return_document=ReturnDocument.AFTER)
+        if product is None:  # held already by an earlier attempt with this id, or refused
+            product = await collection_.find_one({"sku": line["sku"], "holds": reservation_id},
+                                                 {"name": 1, "price": 1})
         if product is None:
-            await _undo(taken)
-            await _reservations().delete_one({"_id": request.reservation_id})
-            raise await _refusal(line.sku)
-        taken.append(ReservedLine(sku=line.sku, quantity=line.quantity, name=product["name"],
-                                  price=stored_price(product["price"])))
-    await _reservations().update_one({"_id": request.reservation_id},
-                                     {"$set": {"state": "reserved", "lines": [t.model_dump(mode="json") for t in taken]}})
-    return Reservation(reservation_id=request.reservation_id, state="reserved", lines=taken), True
+            refusal = await _refusal(line["sku"])
+            await _give_back(reservation_id, {"state": "reserving"}, refusal)
+            raise refusal
+        held.append(ReservedLine(sku=line["sku"], quantity=line["quantity"], name=product["name"],
+                                 price=stored_price(product["price"])))
+        await fault_point("catalog.reserve.between-lines")
+    done = await (await _reservations()).find_one_and_update(
+        {"_id": reservation_id, "state": "reserving"},
+        {"$set": {"state": "reserved", "lines": [line.model_dump(mode="json") for line in held]}},
+        return_document=ReturnDocument.AFTER)
+    if done is None:  # released while this call was holding (it expired, or the order was given up): undo ours
+        current = await (await _reservations()).find_one({"_id": reservation_id})
+        if current["state"] in ("reserved", "confirmed"):
+            return _answer(current)  # another call with the same id finished it
+        await _unhold(reservation_id, current["lines"])
+        raise ReservationReleased(f"The reservation '{reservation_id}' was released while it was being made")
+    await fault_point("catalog.reserve.after-commit")
+    return _answer(done)
 
 
 async def release(reservation_id: str) -> Reservation:
-    """Give the reserved stock back, once: releasing again answers the released reservation unchanged."""
-    document = await _reservations().find_one_and_update(
-        {"_id": reservation_id, "state": "reserved"},
-        {"$set": {"state": "released", "released_at": datetime.now(timezone.utc)}})
+    """Give the held stock back, once; a released reservation answers unchanged, an unknown id leaves a tombstone."""
+    reservations = await _reservations()
+    document = await reservations.find_one_and_update(
+        {"_id": reservation_id, "state": {"$in": ["reserving", "reserved", "releasing"]}},
+        {"$set": {"state": "releasing"}}, return_document=ReturnDocument.AFTER)
+    if document is not None:
+        return await _finish_release(document)
+    existing = await reservations.find_one({"_id": reservation_id})
+    if existing is None:
+        try:  # nothing was held; make sure a reserve call still on its way holds nothing either
+            await reservations.insert_one({"_id": reservation_id, "lines": [], "state": "released",
+                                           "created_at": _now(), "released_at": _now()})
+        except DuplicateKeyError:
+            return await release(reservation_id)  # that reserve call just arrived: release what it holds
+        return Reservation(reservation_id=reservation_id, state="released", lines=[])
+    if existing["state"] == "confirmed":
+        raise Conflict(f"The reservation '{reservation_id}' is confirmed for a paid order; it cannot be released")
+    return _answer(existing)
+
+
+async def confirm(reservation_id: str) -> Reservation:
+    """Keep the held stock for good (the order is paid); idempotent. A released reservation cannot be confirmed."""
+    reservations = await _reservations()
+    document = await reservations.find_one_and_update(
+        {"_id": reservation_id, "state": {"$in": ["reserved", "confirmed"]}},
+        {"$set": {"state": "confirmed", "confirmed_at": _now()}}, return_document=ReturnDocument.AFTER)
     if document is None:
-        existing = await _reservations().find_one({"_id": reservation_id})
+        existing = await reservations.find_one({"_id": reservation_id})
         if existing is None:
             raise NotFound(f"No reservation '{reservation_id}'")
-        if existing["state"] != "released":
-            raise Conflict(f"The reservation '{reservation_id}' is still being made")
-        return _as_reservation(existing)
-    await _undo([ReservedLine.model_validate(line, strict=False) for line in document["lines"]])
-    return _as_reservation(document | {"state": "released"})
+        if existing["state"] == "reserving":
+            raise Conflict(f"The reservation '{reservation_id}' is still being made; reserve it again first")
+        raise ReservationReleased(f"The reservation '{reservation_id}' was released; its stock is not held any more")
+    await fault_point("catalog.confirm.before-pull")
+    await (await products()).update_many({"sku": {"$in": [line["sku"] for line in document["lines"]]},
+                                          "holds": reservation_id}, {"$pull": {"holds": reservation_id}})
+    return _answer(document)
 
 
-async def _existing(reservation_id: str, wanted: list[dict]) -> Reservation:
-    existing = await _reservations().find_one({"_id": reservation_id})
-    if existing is None or existing["state"] == "reserving":
-        raise Conflict(f"The reservation '{reservation_id}' is being made by another request")
-    if [{"sku": line["sku"], "quantity": line["quantity"]} for line in existing["lines"]] != \
-            sorted(wanted, key=lambda line: line["sku"]):
-        raise Conflict(f"The reservation id '{reservation_id}' was used for other lines")
-    return _as_reservation(existing)
+async def sweep(limit: int = 500) -> dict[str, int]:
+    """Release expired or half-released reservations, and settle any hold whose reservation is no longer held."""
+    reservations = await _reservations()
+    stale = reservations.find({"$or": [{"state": {"$in": ["reserving", "reserved"]}, "expires_at": {"$lt": _now()}},
+                                       {"state": "releasing"}]}, {"_id": 1}).limit(limit)
+    expired = [document["_id"] async for document in stale]
+    for reservation_id in expired:
+        await release(reservation_id)
+    settled = 0
+    held = (await products()).find({"holds.0": {"$exists": True}}, {"sku": 1, "holds": 1}).limit(limit)
+    by_reservation: dict[str, list[str]] = {}
+    async for product in held:
+        for reservation_id in product["holds"]:
+            by_reservation.setdefault(reservation_id, []).append(product["sku"])
+    if by_reservation:
+        async for document in reservations.find({"_id": {"$in": list(by_reservation)},
+                                                 "state": {"$in": ["released", "confirmed"]}}):
+            settled += len(by_reservation[document["_id"]])
+            if document["state"] == "confirmed":
+                await (await products()).update_many({"sku": {"$in": by_reservation[document["_id"]]},
+                                                      "holds": document["_id"]}, {"$pull": {"holds": document["_id"]}})
+            else:
+                await _unhold(document["_id"], document["lines"])
+    if expired or settled:
+        _log.info("reservations swept", extra={"released": len(expired), "holds_settled": settled})
+    return {"released": len(expired), "holds_settled": settled}
 
 
-def _as_reservation(document: dict) -> Reservation:
-    return Reservation(reservation_id=document["_id"], state=document["state"],
-                       lines=[ReservedLine.model_validate(line, strict=False) for line in document["lines"]])
+async def _finish_release(document: dict) -> Reservation:
+    await _unhold(document["_id"], document["lines"])
+    await fault_point("catalog.release.before-commit")
+    released = await (await _reservations()).find_one_and_update(
+        {"_id": document["_id"], "state": "releasing"},
+        {"$set": {"state": "released", "released_at": _now()}}, return_document=ReturnDocument.AFTER)
+    return _answer(released or document | {"state": "released"})
 
 
-async def _undo(taken: list[ReservedLine]) -> None:
-    collection = await products()
-    for line in taken:
-        await collection.update_one({"sku": line.sku}, {"$inc": {"stock_quantity": line.quantity}})
+async def _give_back(reservation_id: str, condition: dict, refusal: Problem) -> None:
+    """A refused reservation: give back what it holds and remember why, so a retry is answered the same."""
+    document = await (await _reservations()).find_one_and_update(
+        {"_id": reservation_id, **condition},
+        {"$set": {"state": "releasing", "refusal": {"status": refusal.status, "body": refusal.body()}}},
+        return_document=ReturnDocument.AFTER)
+    if document is not None:
+        await _finish_release(document)
 
 
-async def _refusal(sku: str) -> Exception:
+async def _unhold(reservation_id: str, lines: list[dict]) -> None:
+    collection_ = await products()
+    for line in lines:
+        await collection_.update_one({"sku": line["sku"], "holds": reservation_id},
+                                     {"$inc": {"stock_quantity": line["quantity"], "version": 1},
+                                      "$pull": {"holds": reservation_id}})
+
+
+def _refusal_of(document: dict) -> Problem:
+    """Why a released reservation holds nothing: the same refusal as its first call got, or its release."""
+    refusal = document.get("refusal")
+    if refusal is not None:
+        return RecordedProblem(refusal["status"], refusal["body"])
+    return ReservationReleased(f"The reservation '{document['_id']}' was released; reserve under a new id")
+
+
+def _answer(document: dict) -> Reservation:
+    state = "released" if document["state"] == "releasing" else document["state"]
+    if state == "reserving":
+        raise Conflict(f"The reservation '{document['_id']}' is being made by another request")
+    lines = [line for line in document["lines"] if "name" in line]
+    return Reservation(reservation_id=document["_id"], state=state,
+                       lines=[ReservedLine.model_validate(line, strict=False) for line in lines])
+
+
+async def _refusal(sku: str) -> Problem:
     product = await (await products()).find_one({"sku": sku}, {"is_active": 1, "stock_quantity": 1})
     if product is None:
         return NotFound(f"No product with sku '{sku}'",

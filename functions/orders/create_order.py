@@ -3,9 +3,10 @@
 import functions_framework.aio
 
 from functions.orders import service
+from functions.orders.adapters import real_ports
 from functions.orders.models import IDEMPOTENCY_KEY, CreateOrder
 from shared.auth import require_owner, require_user
-from shared.errors import BadRequest
+from shared.errors import BadRequest, Conflict
 from shared.http import endpoint, json_response, parse_body
 
 
@@ -20,6 +21,10 @@ async def create_order(request):
                                   "message": "1-64 visible ASCII characters"}])
     order = await parse_body(CreateOrder, request)
     require_owner(request.headers, order.user_id)  # a customer orders only for themself
-    status, body = await service.create_order(order, idempotency_key=key,
-                                              authorization=request.headers["authorization"])
-    return json_response(body, status, headers={"Location": f"/orders/details/{body['id']}"} if status == 201 else None)
+    outcome = await service.place_order(order, key, request.headers["authorization"], real_ports())
+    if isinstance(outcome, service.InProgress):
+        raise Conflict("A request with this Idempotency-Key is still being processed; retry it",
+                       headers={"Retry-After": str(round(outcome.retry_after))})
+    if isinstance(outcome, service.Refused):
+        raise outcome.problem
+    return json_response(outcome.order, 201, headers={"Location": f"/orders/details/{outcome.order['id']}"})

@@ -119,12 +119,13 @@ class OrderPublic(BaseModel):
     user_id: str
     status: Status
     items: list[OrderLinePublic]
-    total_price: DecimalString
-    currency: Currency
+    total_price: DecimalString | None = Field(description="null while a pending order's stock is being reserved")
+    currency: Currency | None
     shipping_address: Address
     contact: Contact
     card_last4: str
     failure_reason: str | None
+    refunded_at: datetime | None = Field(default=None, description="when an approved charge was given back")
     created_at: datetime
     updated_at: datetime
 
@@ -148,6 +149,38 @@ class HistoryQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
     status: Status | None = None
+
+
+class OutboxQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["dead", "pending", "sent"] = "dead"
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class OutboxEntry(BaseModel):
+    id: str
+    destination: Literal["sink", "release-stock", "cart"]
+    event_type: str
+    subject: str = Field(description="the order the row is about")
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    dead_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> dict:
+        return cls.model_validate({**row, "id": str(row["id"])}, strict=False).model_dump(mode="json")
+
+
+class OutboxPage(BaseModel):
+    items: list[OutboxEntry]
+    total: int
+    limit: int
+    offset: int
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")

@@ -23,8 +23,10 @@ _DECLINES = {INSUFFICIENT_FUNDS: "insufficient_funds", DECLINED: "card_declined"
 
 @dataclass(frozen=True)
 class Charge:
-    outcome: Literal["approved", "declined", "error"]
+    outcome: Literal["approved", "declined", "error", "voided"]  # voided: the order was given up before a charge
     reason: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
 
 
 def luhn_valid(number: str) -> bool:
@@ -44,8 +46,8 @@ def expiry_in_future(expiry: str, today: date) -> bool:
     return (year, month) >= (today.year, today.month)
 
 
-def charge(card_number: str, amount: Decimal, currency: str) -> Charge:
-    """Charge the card; the decision depends only on the card number (see the table above)."""
+def decide(card_number: str) -> Charge:
+    """The processor's decision for a card; it depends only on the card number (see the table above)."""
     if card_number == PROCESSOR_ERROR:
         return Charge("error", "processor_unavailable")
     if card_number in _DECLINES:

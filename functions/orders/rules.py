@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from shared.catalog_contract import ReservedLine
-from shared.errors import Unprocessable
 
 # The same machine is enforced by the schema (order_status_transitions + trigger).
 TRANSITIONS = {
@@ -26,9 +25,9 @@ def check_transition(current: str, new: str) -> None:
         raise IllegalTransition(f"an order cannot go from {current} to {new}")
 
 
-def order_total(lines: list[ReservedLine]) -> tuple[str, Decimal]:
-    """The order's currency and total; one order is paid in one currency."""
+def order_total(lines: list[ReservedLine]) -> tuple[str, Decimal] | None:
+    """The order's currency and total; None when the lines are priced in several (one order, one currency)."""
     currencies = {line.price.currency for line in lines}
     if len(currencies) != 1:
-        raise Unprocessable(f"An order is paid in one currency; these products are priced in {sorted(currencies)}")
+        return None
     return currencies.pop(), sum((line.price.amount * line.quantity for line in lines), Decimal("0"))

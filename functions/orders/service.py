@@ -1,8 +1,20 @@
-"""Placing an order: idempotency, stock reservation, payment, the outbox event, and compensation.
+"""Placing an order so that an instance dying at any line loses no stock, no charge and no answer.
+
+After Brandur Leach's "Implementing Stripe-like Idempotency Keys in Postgres": the intent is recorded before
+any side effect, and every foreign mutation is keyed by an id decided before the first one — the order id:
+1. claim the Idempotency-Key and insert the `pending` order, in one statement;
+2. hold the stock: the catalog reservation's id is the order id (`functions/catalog/stock.py`);
+3. charge: the processor decides once per order id (`processor.py`);
+4. confirm the reservation (the stock is sold), then one transaction: order `paid`, its lines and payment, the
+   outbox rows (the order-created event; the cart's removal for a cart order) and the key's answer.
+Each step's own record is its recovery point: a retry with the same key resumes the order where the dead request
+stopped. A request that dies unanswered holds its key only for ORDER_LEASE_SECONDS; then the relay's sweep
+(`resolve_unfinished`) finishes it when the charge was approved, or voids the charge and gives the order up.
 
 pending ──pay──▶ paid ──event published──▶ confirmed
    ├──declined──▶ payment_failed   (stock released)
-   └──processor error / abandoned──▶ cancelled   (stock released)
+   └──processor error / mixed currencies / given up / reservation expired──▶ cancelled   (stock released;
+                                                                            a charge made is refunded)
 """
 
 from __future__ import annotations
@@ -10,144 +22,212 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 import uuid
+from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from functions.orders import cart_client, outbox, payment, rules, store
-from functions.orders.models import CreateOrder, OrderPublic
-from shared import catalog_client
-from shared.errors import BadGateway, Conflict, PaymentRequired, Problem, Unprocessable, as_problem
-from shared.event_types import ORDER_CREATED
+from functions.orders.models import CreateOrder
+from functions.orders.payment import Charge
+from functions.orders.ports import Attempt, Ports, Priced
+from functions.orders.store import Busy, Claimed, Finished, Mismatch
+from shared.catalog_contract import Reservation
+from shared.errors import BadGateway, Conflict, PaymentRequired, Problem, RecordedProblem, Unprocessable
+from shared.faults import fault_point
 from shared.logs import logger
-from shared.postgres import Connection, in_transaction
-from shared.settings import AuthSettings, settings
+from shared.settings import AuthSettings, CheckoutSettings, settings
 
 ORDERS = Counter("shop_orders", "Order attempts, by outcome", ["outcome"])
 PAYMENTS = Counter("shop_payments", "Card charges, by outcome", ["outcome"])
-REPLAY_WAIT_SECONDS = 10
 _log = logger("orders")
 
 
-async def create_order(cmd: CreateOrder, *, idempotency_key: str, authorization: str) -> tuple[int, dict]:
-    """The (status, body) of this request — the first result again when the key was used before."""
+@dataclass(frozen=True)
+class Placed:
+    order: dict
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A definitive answer for this key: the same refusal is answered to every retry."""
+
+    problem: Problem
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """Another request is working on this key; retry after this many seconds."""
+
+    retry_after: float
+
+
+Outcome = Placed | Refused | InProgress
+
+
+class OrderGivenUp(Conflict):
+    slug, title = "order-abandoned", "Order Abandoned"
+
+
+async def place_order(cmd: CreateOrder, key: str, authorization: str, ports: Ports) -> Outcome:
+    config = settings(CheckoutSettings)
     fingerprint = _keyed_hash(cmd.fingerprint())
-    order_id = uuid.uuid4()
-    earlier = await in_transaction(lambda db: store.claim_key(db, cmd.user_id, idempotency_key, fingerprint, order_id))
-    if earlier is not None:
-        return await _replay(earlier, cmd.user_id, idempotency_key, fingerprint)
+    deadline = time.monotonic() + config.idempotency_wait_seconds
+    while True:
+        claim = await ports.ledger.claim(cmd, key, fingerprint, uuid.uuid4(), config.order_lease_seconds)
+        if not isinstance(claim, Busy) or time.monotonic() + 0.05 > deadline:
+            break
+        await asyncio.sleep(min(0.05 + claim.seconds_left / 10, 0.25))
+    if isinstance(claim, Mismatch):
+        return Refused(Unprocessable("This Idempotency-Key was used for a different request", errors=[
+            {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+             "message": "use a new key for a new request"}]))
+    if isinstance(claim, Busy):
+        return InProgress(max(1.0, claim.seconds_left))
+    if isinstance(claim, Finished):
+        return await _replay(claim, ports)
+    attempt = Attempt(cmd.user_id, key, claim.order_id, cmd.payment.last4, from_cart=cmd.items is None)
     try:
-        return await _place(order_id, cmd, idempotency_key, authorization)
-    except _Decided as decided:
-        raise decided.refusal from None
-    except Exception as error:
-        refusal = as_problem(error)
-        ORDERS.labels(refusal.slug if refusal else "error").inc()
-        if refusal is None or refusal.status >= 500:
-            # Nothing was decided (a store or peer was down, or a bug): free the key so a retry can proceed.
-            # A pending order left behind is cancelled, and its stock released, by the relay's sweep.
-            await _quietly(in_transaction(lambda db: store.forget_claim(db, cmd.user_id, idempotency_key)))
-        else:
-            await in_transaction(lambda db: store.save_response(db, cmd.user_id, idempotency_key, refusal.status,
-                                                                refusal.body()))
-        raise
-
-
-async def _place(order_id: uuid.UUID, cmd: CreateOrder, key: str, authorization: str) -> tuple[int, dict]:
-    wanted = [(item.product_sku, item.quantity) for item in cmd.items] if cmd.items else \
-        await cart_client.lines(cmd.user_id, authorization)
-    if not wanted:
-        raise Unprocessable("The cart is empty: add items or send them in the order")
-    reservation = await catalog_client.reserve(str(order_id), wanted)
-    try:
-        currency, total = rules.order_total(reservation.lines)
-        await in_transaction(lambda db: store.insert_order(
-            db, order_id, cmd.user_id, reservation.lines, currency, total,
-            cmd.shipping_address.model_dump(mode="json"), cmd.contact.model_dump(mode="json", exclude_none=True),
-            cmd.payment.last4))
+        outcome = await _advance(attempt, claim, cmd, authorization, ports)
     except BaseException:
-        await _quietly(catalog_client.release(str(order_id)))
+        # Nothing definitive was answered (a store or peer failed, or a bug): the order stays pending and the
+        # client's retry with this key resumes it at once; without a retry the sweep resolves it.
+        await _quietly(ports.ledger.release_lease(attempt))
+        ORDERS.labels("interrupted").inc()
         raise
+    ORDERS.labels("created" if isinstance(outcome, Placed) else outcome.problem.slug).inc()
+    return outcome
 
-    charge = payment.charge(cmd.payment.card_number.get_secret_value(), total, currency)
+
+async def _advance(attempt: Attempt, claim: Claimed, cmd: CreateOrder, authorization: str, ports: Ports) -> Outcome:
+    lines = claim.requested
+    if lines is None:
+        lines = await ports.cart.lines(cmd.user_id, authorization)
+        if not lines:
+            return await _refuse_unreserved(attempt, Unprocessable("The cart is empty: add items or send them in "
+                                                                   "the order"), ports)
+        lines = await ports.ledger.set_requested(attempt.order_id, lines)
+    await fault_point("orders.before-reserve")
+    reservation = await ports.catalog.reserve(attempt.order_id, lines)
+    if isinstance(reservation, Problem):
+        if reservation.slug == "reservation-released":  # the sweep gave this order up meanwhile
+            return await _given_up(attempt, ports)
+        return await _refuse_unreserved(attempt, reservation, ports)
+    await fault_point("orders.after-reserve")
+    priced = _priced(reservation)
+    if priced is None:
+        currencies = sorted({line.price.currency for line in reservation.lines})
+        refusal = Unprocessable(f"An order is paid in one currency; these products are priced in {currencies}")
+        return await _fail(attempt, "cancelled", "mixed_currencies", refusal, None, None, ports)
+    charge = await ports.processor.charge(attempt.order_id, cmd.payment.card_number.get_secret_value(),
+                                          priced.total, priced.currency)
     PAYMENTS.labels(charge.outcome).inc()
-    if charge.outcome != "approved":
-        await _fail(order_id, cmd, key, charge, total, currency)
-
-    order, event = await in_transaction(lambda db: _mark_paid(db, order_id, cmd, key, total, currency))
-    if await outbox.deliver(event):
-        order = await in_transaction(lambda db: _confirmed_response(db, order_id, cmd.user_id, key))
-    ORDERS.labels("created").inc()
-    await cart_client.empty(cmd.user_id, authorization)
-    return 201, order
-
-
-def _mark_paid(db: Connection, order_id, cmd: CreateOrder, key: str, total, currency) -> tuple[dict, outbox.OutboxRow]:
-    rules.check_transition("pending", "paid")
-    store.set_status(db, order_id, "pending", "paid")
-    store.record_payment(db, order_id, total, currency, cmd.payment.last4, "approved", None)
-    order = OrderPublic.from_row(store.get_order(db, order_id))
-    event = outbox.add(db, "sink", ORDER_CREATED, "/orders", str(order_id), event_data(order))
-    store.save_response(db, cmd.user_id, key, 201, order)
-    return order, event
-
-
-def _confirmed_response(db: Connection, order_id, user_id: str, key: str) -> dict:
-    order = OrderPublic.from_row(store.get_order(db, order_id))
-    store.save_response(db, user_id, key, 201, order)
-    return order
-
-
-async def _fail(order_id, cmd: CreateOrder, key: str, charge: payment.Charge, total, currency) -> None:
-    """Record a refused charge, queue the stock's release with it, release now, and answer the refusal."""
+    await fault_point("orders.after-charge")
+    if charge.outcome == "voided":
+        return await _given_up(attempt, ports)
     if charge.outcome == "declined":
-        status = "payment_failed"
-        refusal: Problem = PaymentRequired(f"The card was declined: {charge.reason}",
-                                           extensions={"order_id": str(order_id), "reason": charge.reason})
-    else:
-        status = "cancelled"
+        refusal = PaymentRequired(f"The card was declined: {charge.reason}",
+                                  extensions={"order_id": str(attempt.order_id), "reason": charge.reason})
+        return await _fail(attempt, "payment_failed", charge.reason, refusal, priced, charge, ports)
+    if charge.outcome == "error":
         refusal = BadGateway("The payment processor failed; nothing was charged and the stock was released",
-                             extensions={"order_id": str(order_id), "reason": charge.reason})
-
-    def record(db: Connection) -> outbox.OutboxRow:
-        rules.check_transition("pending", status)
-        store.set_status(db, order_id, "pending", status, charge.reason)
-        store.record_payment(db, order_id, total, currency, cmd.payment.last4, charge.outcome, charge.reason)
-        store.save_response(db, cmd.user_id, key, refusal.status, refusal.body())
-        return outbox.add(db, "release-stock", "release-stock", "/orders", str(order_id), {"order_id": str(order_id)})
-
-    await outbox.deliver(await in_transaction(record))
-    ORDERS.labels(status).inc()
-    raise _Decided(refusal)
+                             extensions={"order_id": str(attempt.order_id), "reason": charge.reason})
+        return await _fail(attempt, "cancelled", charge.reason, refusal, priced, charge, ports)
+    return await _complete(attempt, charge, ports)
 
 
-class _Decided(Exception):
-    """A refusal already recorded with its order; create_order must not record it again."""
+async def _complete(attempt: Attempt, charge: Charge, ports: Ports) -> Outcome:
+    """The charge is approved: keep the stock and record the order paid — or refund when the stock was let go."""
+    confirmed = await ports.catalog.confirm(attempt.order_id)
+    if confirmed is None:  # the reservation expired before it was confirmed: its stock is back; so is the money
+        await ports.processor.refund(attempt.order_id)
+        refusal = OrderGivenUp("The order took too long and its stock was released; the charge was refunded. "
+                               "Send the order again with a new Idempotency-Key",
+                               extensions={"order_id": str(attempt.order_id), "refunded": True})
+        answer = await ports.ledger.refund(attempt, charge, refusal)
+        return await _replay(answer, ports) if answer is not None else Refused(refusal)
+    await fault_point("orders.after-confirm")
+    paid = await ports.ledger.pay(attempt, _priced(confirmed), charge)
+    if isinstance(paid, Finished):
+        return await _replay(paid, ports)
+    await fault_point("orders.after-pay")
+    order = paid.order
+    for row in paid.rows:
+        if await ports.outbox.deliver(row) and row.destination == "sink":
+            order = order | {"status": "confirmed"}
+    return Placed(order)
 
-    def __init__(self, refusal: Problem):
-        self.refusal = refusal
+
+async def _fail(attempt: Attempt, status: str, reason: str, refusal: Problem, priced: Priced | None,
+                charge: Charge | None, ports: Ports) -> Outcome:
+    """Record the refusal with its order, queue the stock's release with it, and release now."""
+    recorded = await ports.ledger.fail(attempt, status, reason, refusal, priced, charge)
+    if isinstance(recorded, Finished):
+        return await _replay(recorded, ports)
+    for row in recorded:
+        await ports.outbox.deliver(row)
+    return Refused(refusal)
 
 
-async def _replay(earlier: store.Claim, user_id: str, key: str, fingerprint: str) -> tuple[int, dict]:
-    if not hmac.compare_digest(earlier.request_hash, fingerprint):
-        raise Unprocessable("This Idempotency-Key was used for a different request",
-                            errors=[{"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
-                                     "message": "use a new key for a new request"}])
-    claim: store.Claim | None = earlier
-    for _ in range(int(REPLAY_WAIT_SECONDS / 0.05)):
-        if claim is None:
-            raise Conflict("The earlier request with this Idempotency-Key failed; send it again")
-        if claim.response_status is not None:
-            return claim.response_status, claim.response_body
-        await asyncio.sleep(0.05)
-        claim = await in_transaction(lambda db: store.find_claim(db, user_id, key))
-    raise Conflict("A request with this Idempotency-Key is still being processed", headers={"Retry-After": "1"})
+async def _refuse_unreserved(attempt: Attempt, refusal: Problem, ports: Ports) -> Outcome:
+    await ports.ledger.refuse_unreserved(attempt, refusal)
+    return Refused(refusal)
 
 
-def event_data(order: dict) -> dict:
-    """The order-created event's data: what a confirmation message needs, including how to reach the user."""
-    return {key: order[key] for key in ("id", "user_id", "status", "items", "total_price", "currency", "contact",
-                                        "created_at")} | {"order_id": order["id"]}
+async def _given_up(attempt: Attempt, ports: Ports) -> Outcome:
+    """The sweep gave this order up (its request had stopped for longer than the lease): answer as it did."""
+    answer = await ports.ledger.final_answer(attempt)
+    if answer is not None:
+        return await _replay(answer, ports)
+    return await _abandon(attempt, ports)
+
+
+async def _abandon(attempt: Attempt, ports: Ports) -> Outcome:
+    refusal = OrderGivenUp("The order was not completed in time and has been cancelled; nothing was charged. "
+                           "Send it again with a new Idempotency-Key", extensions={"order_id": str(attempt.order_id)})
+    recorded = await ports.ledger.abandon(attempt, refusal)
+    if isinstance(recorded, Finished):
+        return await _replay(recorded, ports)
+    for row in recorded:
+        await ports.outbox.deliver(row)
+    return Refused(refusal)
+
+
+async def resolve_unfinished(ports: Ports, limit: int = 100) -> dict[str, int]:
+    """The sweep: orders whose request died unanswered are finished when their charge was approved, else given up
+    (the processor is told to refuse a charge still on its way: void). Each key is leased while it is resolved."""
+    resolved = {"completed": 0, "given_up": 0}
+    for unfinished in await ports.ledger.take_unfinished(settings(CheckoutSettings).order_lease_seconds, limit):
+        attempt = Attempt(unfinished.user_id, unfinished.key, unfinished.order_id,
+                          await ports.ledger.card_last4(unfinished.order_id), unfinished.from_cart)
+        try:
+            charge = await ports.processor.void(attempt.order_id)
+            if charge.outcome == "approved":
+                await _complete(attempt, charge, ports)
+                resolved["completed"] += 1
+            else:
+                await _abandon(attempt, ports)
+                resolved["given_up"] += 1
+        except Exception as error:  # noqa: BLE001 - its lease expires and the next sweep tries again
+            _log.warning("unfinished order not resolved yet", extra={"order_id": str(attempt.order_id),
+                                                                     "error": repr(error)})
+    if any(resolved.values()):
+        _log.info("unfinished orders resolved", extra=resolved)
+    return resolved
+
+
+async def _replay(answer: Finished, ports: Ports) -> Outcome:
+    if answer.status == 201:
+        return Placed(await ports.ledger.order(answer.order_id))
+    return Refused(RecordedProblem(answer.status, answer.body or {}))
+
+
+def _priced(reservation: Reservation) -> Priced | None:
+    currencies = {line.price.currency for line in reservation.lines}
+    if len(currencies) != 1:
+        return None
+    total = sum((line.price.amount * line.quantity for line in reservation.lines), start=0)
+    return Priced(reservation.lines, currencies.pop(), total)
 
 
 def _keyed_hash(text: str) -> str:
@@ -159,5 +239,5 @@ def _keyed_hash(text: str) -> str:
 async def _quietly(work) -> None:
     try:
         await work
-    except Exception as error:  # noqa: BLE001 - compensation is retried by the relay's sweep
+    except Exception as error:  # noqa: BLE001 - the lease then simply runs out
         _log.warning("best-effort step failed", extra={"error": repr(error)})

@@ -1,78 +1,171 @@
-"""PostgreSQL queries of the orders domain (pg8000, synchronous: called inside `in_transaction`)."""
+"""PostgreSQL queries of the orders domain (pg8000, synchronous: called inside `in_transaction`/`in_connection`)."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from shared.catalog_contract import ReservedLine
 from shared.postgres import Connection
 
 ORDER_COLUMNS = ("id, user_id, status, currency, total_amount, shipping_address, contact, card_last4, "
-                 "failure_reason, created_at, updated_at")
+                 "failure_reason, refunded_at, created_at, updated_at")
 
 
 @dataclass(frozen=True)
-class Claim:
+class Claimed:
+    """This request holds the key: a new order, or one an earlier request left unfinished."""
+
     order_id: uuid.UUID
-    request_hash: str
-    response_status: int | None
-    response_body: dict | None
+    requested: list[tuple[str, int]] | None  # None: from the cart, not read yet
+    resumed: bool
 
 
-def claim_key(db: Connection, user_id: str, key: str, request_hash: str, order_id: uuid.UUID) -> Claim | None:
-    """Claim an Idempotency-Key for a new order; None when claimed now, else the earlier claim."""
-    claimed = db.run("INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id) "
-                     "VALUES (:user_id, :key, :hash, :order_id) ON CONFLICT DO NOTHING RETURNING order_id",
-                     user_id=user_id, key=key, hash=request_hash, order_id=order_id)
-    return None if claimed else find_claim(db, user_id, key)
+@dataclass(frozen=True)
+class Finished:
+    """The key's request was answered: the same answer again (an order's current state for a success)."""
+
+    order_id: uuid.UUID
+    status: int
+    body: dict | None
 
 
-def find_claim(db: Connection, user_id: str, key: str) -> Claim | None:
-    rows = db.run("SELECT order_id, request_hash, response_status, response_body FROM idempotency_keys "
+@dataclass(frozen=True)
+class Busy:
+    """Another request holds the key for this many more seconds."""
+
+    seconds_left: float
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The key was used for a different request."""
+
+
+Claim = Claimed | Finished | Busy | Mismatch
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A key whose request stopped before answering (its instance died), now leased by the sweep."""
+
+    user_id: str
+    key: str
+    order_id: uuid.UUID
+    from_cart: bool
+
+
+def claim(db: Connection, user_id: str, key: str, request_hash: str, order_id: uuid.UUID, lease: float,
+          requested: list[tuple[str, int]] | None, address: dict, contact: dict, card_last4: str) -> Claim:
+    """Claim the key and record the pending order in one statement, or take over a key whose lease expired."""
+    created = db.run(
+        "WITH k AS (INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, locked_until) "
+        "VALUES (:user_id, :key, :hash, :order_id, now() + make_interval(secs => :lease)) "
+        "ON CONFLICT DO NOTHING RETURNING order_id) "
+        "INSERT INTO orders (id, user_id, shipping_address, contact, card_last4, requested_lines, from_cart) "
+        "SELECT order_id, :user_id, CAST(:address AS jsonb), CAST(:contact AS jsonb), :last4, "
+        "CAST(:requested AS jsonb), :from_cart FROM k RETURNING id",
+        user_id=user_id, key=key, hash=request_hash, order_id=order_id, lease=lease, address=json.dumps(address),
+        contact=json.dumps(contact), last4=card_last4, from_cart=requested is None,
+        requested=None if requested is None else json.dumps(_lines_json(requested)))
+    if created:
+        return Claimed(order_id, requested, resumed=False)
+    taken = db.run(
+        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease) FROM orders o "
+        "WHERE k.user_id = :user_id AND k.idempotency_key = :key AND k.request_hash = :hash "
+        "AND k.recovery_point = 'started' AND k.locked_until < now() AND o.id = k.order_id "
+        "RETURNING k.order_id, o.requested_lines", user_id=user_id, key=key, hash=request_hash, lease=lease)
+    if taken:
+        return Claimed(taken[0][0], _lines_from_json(taken[0][1]), resumed=True)
+    rows = db.run("SELECT order_id, request_hash, response_status, response_body, "
+                  "EXTRACT(EPOCH FROM locked_until - now()) FROM idempotency_keys "
                   "WHERE user_id = :user_id AND idempotency_key = :key", user_id=user_id, key=key)
-    return Claim(*rows[0]) if rows else None
+    if not rows:  # deleted between the statements (never, today): claim again
+        return claim(db, user_id, key, request_hash, order_id, lease, requested, address, contact, card_last4)
+    found_order, found_hash, status, body, seconds_left = rows[0]
+    if found_hash != request_hash:
+        return Mismatch()
+    if status is not None:
+        return Finished(found_order, status, body)
+    return Busy(max(0.0, float(seconds_left)))
 
 
-def save_response(db: Connection, user_id: str, key: str, status: int, body: dict) -> None:
-    db.run("UPDATE idempotency_keys SET response_status = :status, response_body = CAST(:body AS jsonb) "
-           "WHERE user_id = :user_id AND idempotency_key = :key",
-           status=status, body=json.dumps(body, default=str), user_id=user_id, key=key)
+def set_requested(db: Connection, order_id: uuid.UUID, lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Fix what a cart order buys, once: a resumed request reuses the first attempt's lines."""
+    rows = db.run("UPDATE orders SET requested_lines = COALESCE(requested_lines, CAST(:lines AS jsonb)) "
+                  "WHERE id = :id RETURNING requested_lines", id=order_id, lines=json.dumps(_lines_json(lines)))
+    return _lines_from_json(rows[0][0])
 
 
-def forget_claim(db: Connection, user_id: str, key: str) -> None:
-    """Free a key whose request failed before deciding anything, so the client's retry can proceed."""
-    db.run("DELETE FROM idempotency_keys WHERE user_id = :user_id AND idempotency_key = :key AND "
-           "response_status IS NULL", user_id=user_id, key=key)
+def release_lease(db: Connection, user_id: str, key: str) -> None:
+    """This request stops working on the key (it failed without an answer): a retry may resume it at once."""
+    db.run("UPDATE idempotency_keys SET locked_until = now() WHERE user_id = :user_id AND idempotency_key = :key "
+           "AND recovery_point = 'started'", user_id=user_id, key=key)
 
 
-def insert_order(db: Connection, order_id: uuid.UUID, user_id: str, lines: list[ReservedLine], currency: str,
-                 total: Decimal, address: dict, contact: dict, card_last4: str) -> None:
-    db.run("INSERT INTO orders (id, user_id, currency, total_amount, shipping_address, contact, card_last4) "
-           "VALUES (:id, :user_id, :currency, :total, CAST(:address AS jsonb), CAST(:contact AS jsonb), :last4)",
-           id=order_id, user_id=user_id, currency=currency, total=total, address=json.dumps(address),
-           contact=json.dumps(contact), last4=card_last4)
-    for number, line in enumerate(lines, start=1):
+def take_unfinished(db: Connection, lease: float, limit: int) -> list[Unfinished]:
+    """Lease keys whose request died unanswered, so only this sweep resolves them for the next `lease` seconds."""
+    rows = db.run(
+        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease) FROM orders o "
+        "WHERE (k.user_id, k.idempotency_key) IN (SELECT user_id, idempotency_key FROM idempotency_keys "
+        "  WHERE recovery_point = 'started' AND locked_until < now() ORDER BY locked_until LIMIT :limit "
+        "  FOR UPDATE SKIP LOCKED) AND o.id = k.order_id "
+        "RETURNING k.user_id, k.idempotency_key, k.order_id, o.from_cart", lease=lease, limit=limit)
+    return [Unfinished(*row) for row in rows]
+
+
+def answer(db: Connection, user_id: str, key: str, status: int, body: dict | None) -> None:
+    """The key's final answer (a success stores no body: replays read the order as it is then)."""
+    db.run("UPDATE idempotency_keys SET response_status = :status, response_body = CAST(:body AS jsonb), "
+           "recovery_point = 'finished' WHERE user_id = :user_id AND idempotency_key = :key",
+           status=status, body=None if body is None else json.dumps(body, default=str), user_id=user_id, key=key)
+
+
+def final_answer(db: Connection, user_id: str, key: str) -> Finished | None:
+    rows = db.run("SELECT order_id, response_status, response_body FROM idempotency_keys WHERE user_id = :user_id "
+                  "AND idempotency_key = :key AND response_status IS NOT NULL", user_id=user_id, key=key)
+    return Finished(*rows[0]) if rows else None
+
+
+def delete_unreserved(db: Connection, order_id: uuid.UUID) -> None:
+    """An order refused before anything was held (unknown product, out of stock): it never existed for the user."""
+    db.run("DELETE FROM orders WHERE id = :id AND status = 'pending'", id=order_id)
+
+
+def settle(db: Connection, order_id: uuid.UUID, new: str, reason: str | None = None,
+           lines: list[ReservedLine] | None = None, currency: str | None = None, total: Decimal | None = None,
+           refunded: bool = False) -> bool:
+    """Move the pending order to `new` with its lines and total; False when it is no longer pending."""
+    moved = db.run("UPDATE orders SET status = :new, failure_reason = COALESCE(:reason, failure_reason), "
+                   "currency = COALESCE(:currency, currency), total_amount = COALESCE(:total, total_amount), "
+                   "refunded_at = CASE WHEN :refunded THEN now() END "
+                   "WHERE id = :id AND status = 'pending' RETURNING id",
+                   new=new, reason=reason, currency=currency, total=total, refunded=refunded, id=order_id)
+    if moved and lines:
         db.run("INSERT INTO order_lines (order_id, line_no, product_sku, product_name, quantity, price_at_purchase, "
-               "currency) VALUES (:order_id, :no, :sku, :name, :quantity, :price, :currency)",
-               order_id=order_id, no=number, sku=line.sku, name=line.name, quantity=line.quantity,
-               price=line.price.amount, currency=line.price.currency)
+               "currency) SELECT :id, t.n, t.line->>'sku', t.line->>'name', (t.line->>'quantity')::int, "
+               "(t.line->'price'->>'amount')::numeric, t.line->'price'->>'currency' "
+               "FROM jsonb_array_elements(CAST(:lines AS jsonb)) WITH ORDINALITY AS t(line, n)",
+               id=order_id, lines=json.dumps([line.model_dump(mode="json") for line in lines]))
+    return bool(moved)
 
 
-def set_status(db: Connection, order_id: uuid.UUID, current: str, new: str, reason: str | None = None) -> bool:
-    """Move the order from `current` to `new`; False when it is no longer in `current` (someone else moved it)."""
-    return bool(db.run("UPDATE orders SET status = :new, failure_reason = COALESCE(:reason, failure_reason) "
-                       "WHERE id = :id AND status = :current RETURNING id",
-                       new=new, reason=reason, id=order_id, current=current))
+def record_payment(db: Connection, order_id: uuid.UUID, amount: Decimal | None, currency: str | None,
+                   card_last4: str, outcome: str, reason: str | None, refunded: bool = False) -> None:
+    db.run("INSERT INTO payments (order_id, amount, currency, card_last4, outcome, reason, refunded_at) "
+           "VALUES (:order_id, :amount, :currency, :last4, :outcome, :reason, CASE WHEN :refunded THEN now() END) "
+           "ON CONFLICT (order_id) DO NOTHING", order_id=order_id, amount=amount, currency=currency,
+           last4=card_last4, outcome=outcome, reason=reason, refunded=refunded)
 
 
-def record_payment(db: Connection, order_id: uuid.UUID, amount: Decimal, currency: str, card_last4: str,
-                   outcome: str, reason: str | None) -> None:
-    db.run("INSERT INTO payments (order_id, amount, currency, card_last4, outcome, reason) "
-           "VALUES (:order_id, :amount, :currency, :last4, :outcome, :reason)", order_id=order_id, amount=amount,
-           currency=currency, last4=card_last4, outcome=outcome, reason=reason)
+def order_facts(db: Connection, order_id: uuid.UUID) -> tuple[str, str, bool, list[tuple[str, int]] | None]:
+    """(status, card_last4, from_cart, requested lines) of an order."""
+    status, last4, from_cart, requested = db.run(
+        "SELECT status, card_last4, from_cart, requested_lines FROM orders WHERE id = :id", id=order_id)[0]
+    return status, last4, from_cart, _lines_from_json(requested)
 
 
 def get_order(db: Connection, order_id: uuid.UUID) -> dict | None:
@@ -81,7 +174,8 @@ def get_order(db: Connection, order_id: uuid.UUID) -> dict | None:
 
 
 def list_orders(db: Connection, user_id: str, limit: int, offset: int, status: str | None) -> tuple[list[dict], int]:
-    condition = "user_id = :user_id" + (" AND status = :status" if status else "")
+    # A pending order without a total is an attempt still being made: not part of the history yet.
+    condition = "user_id = :user_id AND total_amount IS NOT NULL" + (" AND status = :status" if status else "")
     params = {"user_id": user_id, **({"status": status} if status else {})}
     total = db.run(f"SELECT count(*) FROM orders WHERE {condition}", **params)[0][0]
     page = _orders(db, f"SELECT {ORDER_COLUMNS} FROM orders WHERE {condition} "
@@ -105,3 +199,15 @@ def _orders(db: Connection, sql: str, **params) -> list[dict]:
         for order in orders:
             order["items"] = by_order.get(order["id"], [])
     return orders
+
+
+def _lines_json(lines: list[tuple[str, int]]) -> list[dict]:
+    return [{"sku": sku, "quantity": quantity} for sku, quantity in lines]
+
+
+def _lines_from_json(stored: list[dict] | None) -> list[tuple[str, int]] | None:
+    return None if stored is None else [(line["sku"], line["quantity"]) for line in stored]
+
+
+def created_at(db: Connection, order_id: uuid.UUID) -> datetime:
+    return db.run("SELECT created_at FROM orders WHERE id = :id", id=order_id)[0][0]
