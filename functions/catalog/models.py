@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -20,6 +21,8 @@ def _http_url(value: str) -> str:
 
 
 ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+MAX_STOCK = 1_000_000
+StockQuantity = Annotated[int, Field(ge=0, le=MAX_STOCK)]
 
 
 class Attribute(BaseModel):
@@ -38,7 +41,7 @@ class _ProductFields(BaseModel):
     price: Money
     categories: Annotated[list[Label], Field(max_length=10)] = []
     brand: Text
-    stock_quantity: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    stock_quantity: StockQuantity = 0
     images: Annotated[list[ImageUrl], Field(max_length=20)] = []
     attributes: Annotated[list[Attribute], Field(max_length=50)] = []
     is_active: bool = True
@@ -50,7 +53,11 @@ class ProductCreate(_ProductFields):
 
 
 class ProductUpdate(BaseModel):
-    """A partial update: only the fields sent change, each validated as on create. The SKU never changes."""
+    """A partial update: only the fields sent change, each validated as on create. The SKU never changes.
+
+    Stock changes either by `stock_adjustment` (added atomically, so it never loses a concurrent reservation) or
+    by an absolute `stock_quantity`, which the endpoint accepts only with `If-Match` naming the current version.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -60,7 +67,10 @@ class ProductUpdate(BaseModel):
     price: Money | None = None
     categories: Annotated[list[Label], Field(max_length=10)] | None = None
     brand: Text | None = None
-    stock_quantity: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    stock_quantity: StockQuantity | None = None
+    stock_adjustment: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK, description=(
+        "Units to add (positive) or remove (negative), applied atomically; "
+        "refused (409) when stock would leave 0..1000000"))] | None = None
     images: Annotated[list[ImageUrl], Field(max_length=20)] | None = None
     attributes: Annotated[list[Attribute], Field(max_length=50)] | None = None
     is_active: bool | None = None
@@ -74,7 +84,16 @@ class ProductUpdate(BaseModel):
         nulls = [name for name, value in sent.items() if value is None]
         if nulls:
             raise ValueError(f"these fields cannot be null: {', '.join(nulls)}")
+        if "stock_quantity" in sent and "stock_adjustment" in sent:
+            raise ValueError("send either stock_quantity or stock_adjustment, not both")
         return self
+
+    @field_validator("stock_adjustment")
+    @classmethod
+    def _not_zero(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError("a stock adjustment must not be zero")
+        return value
 
 
 class ProductPublic(_ProductFields):
@@ -136,3 +155,43 @@ class LookupQuery(BaseModel):
     def _split(cls, value):
         return list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip())) \
             if isinstance(value, str) else value
+
+
+# ETags: a product's version (incremented by every write of its document) as the strong tag `"v<version>"`.
+# Documents written before versions existed have none: they are version 0.
+_ENTITY_TAGS = re.compile(r'\s*(?:(W/)?"([\x21\x23-\x7e]*)"\s*(?:,\s*|$))+$')
+_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
+_VERSION_TAG = re.compile(r"v(0|[1-9][0-9]{0,17})")  # at most 18 digits: always a BSON int64
+
+
+def etag(version: int) -> str:
+    return f'"v{version}"'
+
+
+def _tags(header: str) -> list[tuple[bool, str]]:
+    """(weak, opaque tag) for each entity tag of an If-Match / If-None-Match list; none when malformed."""
+    if not _ENTITY_TAGS.match(header):
+        return []
+    return [(bool(weak), tag) for weak, tag in _ENTITY_TAG.findall(header)]
+
+
+def _version(tag: str) -> int | None:
+    matched = _VERSION_TAG.fullmatch(tag)
+    return int(matched.group(1)) if matched else None
+
+
+def if_match_versions(header: str | None) -> frozenset[int] | None:
+    """The versions an `If-Match` accepts (strong comparison: weak tags never match); None when it accepts any
+    version (absent, or `*`). A malformed header or tags we never issued accept no version: 412."""
+    if header is None or header.strip() == "*":
+        return None
+    return frozenset(version for weak, tag in _tags(header) if not weak and (version := _version(tag)) is not None)
+
+
+def none_match(header: str | None, version: int) -> bool:
+    """Whether `If-None-Match` names this version (weak comparison) or is `*`: a GET answers 304 then."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(_version(tag) == version for _, tag in _tags(header))

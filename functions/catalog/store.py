@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
-
 
 from bson import Decimal128, ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from functions.catalog.models import ProductCreate, ProductPage, ProductPublic, ProductQuery, ProductUpdate, SearchQuery
+from functions.catalog.models import (
+    MAX_STOCK,
+    ProductCreate,
+    ProductPage,
+    ProductPublic,
+    ProductQuery,
+    ProductUpdate,
+    SearchQuery,
+    etag,
+)
 from shared.catalog_contract import CatalogItem
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, PreconditionFailed
 from shared.money import Money
 from shared.mongo import collection
 
@@ -26,6 +35,8 @@ _SORTS = {
 }
 # Where a search term is found, and what a match there is worth: the name outranks everything else.
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
+# Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py).
+_PUBLIC_FIELDS = {"holds": 0}
 _indexes_ready: set[int] = set()
 _index_lock = asyncio.Lock()
 
@@ -78,34 +89,88 @@ def to_public(document: dict) -> ProductPublic:
                                         strict=False)
 
 
-async def insert(product: ProductCreate) -> ProductPublic:
-    now = _now()
-    document = _to_document(product.model_dump()) | {"created_at": now, "updated_at": now}
+@dataclass(frozen=True, slots=True)
+class StoredProduct:
+    """A product document as read or written, with its version: every write of the document increments it."""
+
+    document: dict
+
+    @property
+    def version(self) -> int:
+        return self.document.get("version", 0)  # written before versions existed
+
+    def public(self) -> ProductPublic:
+        return to_public(self.document)
+
+
+def _new_document(product: ProductCreate, now: datetime) -> dict:
+    return _to_document(product.model_dump()) | {"created_at": now, "updated_at": now, "version": 1}
+
+
+async def insert(product: ProductCreate) -> StoredProduct:
+    document = _new_document(product, _now())
     try:
         result = await (await products()).insert_one(document)
     except DuplicateKeyError:
         raise Conflict(f"A product with sku '{product.sku}' already exists") from None
     document["_id"] = result.inserted_id
-    return to_public(document)
+    return StoredProduct(document)
 
 
-async def update(product_id: str, changes: ProductUpdate) -> ProductPublic:
-    fields = _to_document(changes.model_dump(exclude_unset=True)) | {"updated_at": _now()}
+def _version_filter(versions: frozenset[int]) -> dict:
+    # In MongoDB `$in: [None]` also matches a missing field: a document without a version is version 0.
+    return {"version": {"$in": sorted(versions) + ([None] if 0 in versions else [])}}
+
+
+async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset[int] | None) -> StoredProduct:
+    """Apply the changes in one conditional write: only at one of `versions` (None: any), and with
+    `stock_adjustment` only while stock stays within 0..MAX_STOCK. Every write increments the version."""
+    fields = changes.model_dump(exclude_unset=True)
+    adjustment = fields.pop("stock_adjustment", None)
+    query: dict = {"_id": _object_id(product_id)}
+    if versions is not None:
+        query |= _version_filter(versions)
+    increments = {"version": 1}
+    if adjustment is not None:
+        query["stock_quantity"] = {"$gte": -adjustment} if adjustment < 0 else {"$lte": MAX_STOCK - adjustment}
+        increments["stock_quantity"] = adjustment
     document = await (await products()).find_one_and_update(
-        {"_id": _object_id(product_id)}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+        query, {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments},
+        projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
     if document is None:
-        raise NotFound(f"No product with id '{product_id}'")
-    return to_public(document)
+        raise await _update_refusal(query["_id"], product_id, versions, adjustment)
+    return StoredProduct(document)
 
 
-async def get(product_id: str, *, include_inactive: bool) -> ProductPublic:
+async def _update_refusal(object_id: ObjectId, product_id: str, versions: frozenset[int] | None,
+                          adjustment: int | None) -> Exception:
+    """Why a conditional update matched nothing, from one read of the product as it is now."""
+    current = await (await products()).find_one({"_id": object_id}, {"version": 1, "stock_quantity": 1, "sku": 1})
+    if current is None:
+        return NotFound(f"No product with id '{product_id}'")
+    version = current.get("version", 0)
+    if versions is not None and version not in versions:
+        return PreconditionFailed(f"The product has changed: its current ETag is {etag(version)}; "
+                                  "GET it again and retry with that ETag in If-Match")
+    stock = current["stock_quantity"]
+    if adjustment is None:  # unreachable while versions only grow; kept so a refusal is never a 500
+        return Conflict("The product changed while it was being updated; retry")
+    if adjustment < 0:
+        message = f"Removing {-adjustment} units would drive the stock of '{current['sku']}' below zero"
+    else:
+        message = f"Adding {adjustment} units would take the stock of '{current['sku']}' past {MAX_STOCK}"
+    return Conflict(f"{message} ({stock} in stock)", extensions={"stock_quantity": stock},
+                    errors=[{"field": "body.stock_adjustment", "type": "stock_out_of_range", "message": message}])
+
+
+async def get(product_id: str, *, include_inactive: bool) -> StoredProduct:
     query: dict = {"_id": _object_id(product_id)}
     if not include_inactive:
         query["is_active"] = True
-    document = await (await products()).find_one(query)
+    document = await (await products()).find_one(query, _PUBLIC_FIELDS)
     if document is None:
         raise NotFound(f"No product with id '{product_id}'")
-    return to_public(document)
+    return StoredProduct(document)
 
 
 def _filters(query: ProductQuery, include_inactive: bool) -> dict:
@@ -178,6 +243,6 @@ async def count() -> int:
 
 async def insert_many(items: list[ProductCreate]) -> int:
     now = _now()
-    documents = [_to_document(item.model_dump()) | {"created_at": now, "updated_at": now} for item in items]
+    documents = [_new_document(item, now) for item in items]
     result = await (await products()).insert_many(documents, ordered=False)
     return len(result.inserted_ids)

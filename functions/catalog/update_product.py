@@ -1,10 +1,16 @@
-"""PATCH /products/{product_id} (admin) — change only the fields sent, each validated as on create."""
+"""PATCH /products/{product_id} (admin) — change only the fields sent, each validated as on create.
+
+Stock moves by `stock_adjustment` (atomic, never below zero: 409), or is set by `stock_quantity` only with
+`If-Match: "v<version>"` naming the current ETag (428 without it, 412 when stale), so it never overwrites a
+concurrent reservation. `If-Match` on other changes is honoured too. The response carries the new `ETag`.
+"""
 
 import functions_framework.aio
 
 from functions.catalog import store
-from functions.catalog.models import ProductUpdate
+from functions.catalog.models import ProductUpdate, etag, if_match_versions
 from shared.auth import require_admin
+from shared.errors import PreconditionRequired
 from shared.http import endpoint, json_response, parse_body
 
 
@@ -13,4 +19,9 @@ from shared.http import endpoint, json_response, parse_body
 async def update_product(request, product_id):
     require_admin(request.headers)
     changes = await parse_body(ProductUpdate, request)
-    return json_response(await store.update(product_id, changes))
+    versions = if_match_versions(request.headers.get("if-match"))
+    if changes.stock_quantity is not None and versions is None:
+        raise PreconditionRequired("Setting stock_quantity needs If-Match with the product's current ETag (from "
+                                   "GET /products/{id}); or send stock_adjustment to add or remove stock")
+    product = await store.update(product_id, changes, versions=versions)
+    return json_response(product.public(), headers={"ETag": etag(product.version)})

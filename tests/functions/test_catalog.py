@@ -174,9 +174,11 @@ def test_token_signed_with_another_secret_is_unauthorized(gateway):
 
 def test_patch_changes_only_the_fields_sent(gateway):
     created = create(gateway)
+    current = gateway.get(f"/products/{created['id']}").headers["etag"]
 
     response = gateway.patch(f"/products/{created['id']}", json={"price": {"amount": "79.00", "currency": "EUR"},
-                                                                 "stock_quantity": 0}, headers=ADMIN)
+                                                                 "stock_quantity": 0},
+                             headers={**ADMIN, "If-Match": current})
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -186,7 +188,10 @@ def test_patch_changes_only_the_fields_sent(gateway):
 
 
 @pytest.mark.parametrize("change", [{}, {"name": None}, {"sku": "NEW"}, {"stock_quantity": -5},
-                                    {"price": {"amount": "1"}}])
+                                    {"price": {"amount": "1"}}, {"stock_adjustment": 0},
+                                    {"stock_adjustment": 1_000_001}, {"stock_adjustment": "3"},
+                                    {"stock_adjustment": None}, {"stock_quantity": 4, "stock_adjustment": 1},
+                                    {"version": 9}, {"holds": []}])
 def test_patch_validates_like_create(gateway, change):
     created = create(gateway)
 

@@ -1,0 +1,190 @@
+"""Admin stock edits: relative (`stock_adjustment`) or conditional (`If-Match`), never losing a reservation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import httpx
+import pytest
+
+from tests.support import ADMIN, assert_problem, unique
+
+
+def new_product(gateway, stock: int) -> dict:
+    body = {"sku": unique("EDIT"), "name": "Edit Lamp", "price": {"amount": "20.00", "currency": "EUR"},
+            "brand": "Lumina", "stock_quantity": stock}
+    response = gateway.post("/products", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def patch(gateway, product: dict, body: dict, if_match: str | None = None) -> httpx.Response:
+    headers = {**ADMIN, "If-Match": if_match} if if_match is not None else ADMIN
+    return gateway.patch(f"/products/{product['id']}", json=body, headers=headers)
+
+
+def current(gateway, product: dict) -> httpx.Response:
+    response = gateway.get(f"/products/{product['id']}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def stock_of(gateway, product: dict) -> int:
+    return current(gateway, product).json()["stock_quantity"]
+
+
+@pytest.fixture(scope="module")
+def reservations(shop):
+    return shop.functions["catalog-reserve-stock"].url + "/internal/stock/reservations"
+
+
+def test_a_stock_adjustment_adds_and_removes_units(gateway):
+    lamp = new_product(gateway, 5)
+
+    added = patch(gateway, lamp, {"stock_adjustment": 7})
+    removed = patch(gateway, lamp, {"stock_adjustment": -10})
+
+    assert added.status_code == 200 and added.json()["stock_quantity"] == 12
+    assert removed.status_code == 200 and removed.json()["stock_quantity"] == 2
+    assert stock_of(gateway, lamp) == 2
+
+
+def test_an_adjustment_below_zero_is_a_conflict_and_changes_nothing(gateway):
+    lamp = new_product(gateway, 3)
+    before = current(gateway, lamp)
+
+    body = assert_problem(patch(gateway, lamp, {"stock_adjustment": -4, "name": "Not Renamed"}), 409)
+
+    assert body["stock_quantity"] == 3 and body["errors"][0]["field"] == "body.stock_adjustment"
+    after = current(gateway, lamp)
+    assert after.json() == before.json() and after.headers["etag"] == before.headers["etag"]
+
+
+def test_an_adjustment_past_the_maximum_stock_is_a_conflict(gateway):
+    lamp = new_product(gateway, 999_999)
+
+    assert_problem(patch(gateway, lamp, {"stock_adjustment": 2}), 409)
+    assert patch(gateway, lamp, {"stock_adjustment": 1}).json()["stock_quantity"] == 1_000_000
+
+
+def test_an_adjustment_can_remove_every_unit(gateway):
+    lamp = new_product(gateway, 4)
+
+    assert patch(gateway, lamp, {"stock_adjustment": -4}).json()["stock_quantity"] == 0
+
+
+@pytest.mark.parametrize("if_match", [None, "*"])
+def test_setting_stock_without_a_version_is_precondition_required(gateway, if_match):
+    lamp = new_product(gateway, 5)
+
+    body = assert_problem(patch(gateway, lamp, {"stock_quantity": 12}, if_match), 428)
+
+    assert "If-Match" in body["detail"] and "stock_adjustment" in body["detail"]
+    assert stock_of(gateway, lamp) == 5
+
+
+def test_setting_stock_with_a_stale_etag_is_precondition_failed(gateway):
+    lamp = new_product(gateway, 5)
+    stale = current(gateway, lamp).headers["etag"]
+    patch(gateway, lamp, {"stock_adjustment": -1})
+
+    body = assert_problem(patch(gateway, lamp, {"stock_quantity": 12}, stale), 412)
+
+    assert '"v2"' in body["detail"]
+    assert stock_of(gateway, lamp) == 4
+
+
+def test_setting_stock_with_the_current_etag_succeeds_and_moves_the_etag(gateway):
+    lamp = new_product(gateway, 5)
+    fresh = current(gateway, lamp).headers["etag"]
+
+    response = patch(gateway, lamp, {"stock_quantity": 12}, fresh)
+
+    assert response.status_code == 200 and response.json()["stock_quantity"] == 12
+    assert response.headers["etag"] != fresh
+    assert response.headers["etag"] == current(gateway, lamp).headers["etag"]
+    assert_problem(patch(gateway, lamp, {"stock_quantity": 1}, fresh), 412)
+
+
+def test_if_match_may_list_several_etags(gateway):
+    lamp = new_product(gateway, 5)
+    fresh = current(gateway, lamp).headers["etag"]
+
+    assert patch(gateway, lamp, {"stock_quantity": 6}, f'"v99", {fresh}').status_code == 200
+
+
+@pytest.mark.parametrize("if_match", ['W/"v1"', "v1", '"1"', '"v01"', '"v1" junk', "", '"v99999999999999999999"'])
+def test_a_weak_malformed_or_foreign_if_match_is_precondition_failed(gateway, if_match):
+    lamp = new_product(gateway, 5)
+
+    assert_problem(patch(gateway, lamp, {"stock_quantity": 6}, if_match), 412)
+    assert stock_of(gateway, lamp) == 5
+
+
+def test_if_match_on_other_fields_is_honoured(gateway):
+    lamp = new_product(gateway, 5)
+    fresh = current(gateway, lamp).headers["etag"]
+
+    assert patch(gateway, lamp, {"name": "First"}, fresh).status_code == 200
+    assert_problem(patch(gateway, lamp, {"name": "Second"}, fresh), 412)
+    assert current(gateway, lamp).json()["name"] == "First"
+
+
+def test_other_fields_without_if_match_update_as_before(gateway):
+    lamp = new_product(gateway, 5)
+    patch(gateway, lamp, {"stock_adjustment": 1})
+
+    assert patch(gateway, lamp, {"name": "Last Write Wins"}).status_code == 200
+
+
+def test_if_match_on_an_unknown_product_is_not_found(gateway):
+    unknown = {"id": "a" * 24}
+
+    assert_problem(patch(gateway, unknown, {"stock_quantity": 1}, '"v1"'), 404)
+    assert_problem(patch(gateway, unknown, {"stock_adjustment": -1}), 404)
+
+
+def test_setting_stock_after_a_reservation_needs_the_new_etag(gateway, reservations):
+    lamp = new_product(gateway, 5)
+    seen = current(gateway, lamp).headers["etag"]
+    reserved = httpx.post(reservations, json={"reservation_id": str(uuid.uuid4()),
+                                              "lines": [{"sku": lamp["sku"], "quantity": 2}]}, timeout=10)
+    assert reserved.status_code == 201, reserved.text
+
+    assert_problem(patch(gateway, lamp, {"stock_quantity": 5}, seen), 412)
+    assert stock_of(gateway, lamp) == 3
+
+
+@pytest.mark.parametrize("initial, adjustments, reservation_count", [
+    (1000, [5, -3, 7, -2] * 10, 40),  # plenty: every change lands
+    (15, [-3, 2, -1, 4, -5] * 6, 30),  # scarce: some are refused, and a refusal changes nothing
+])
+def test_concurrent_adjustments_and_reservations_never_lose_a_unit(shop, gateway, reservations, initial,
+                                                                   adjustments, reservation_count):
+    lamp = new_product(gateway, initial)
+    requests = [("adjust", units) for units in adjustments] + [("reserve", 1)] * reservation_count
+    random.Random(initial).shuffle(requests)
+
+    async def send(client: httpx.AsyncClient, kind: str, units: int) -> tuple[str, int]:
+        if kind == "adjust":
+            response = await client.patch(f"/products/{lamp['id']}", json={"stock_adjustment": units}, headers=ADMIN)
+            assert response.status_code in (200, 409), response.text
+            return kind, units if response.status_code == 200 else 0
+        response = await client.post(reservations, json={"reservation_id": str(uuid.uuid4()),
+                                                         "lines": [{"sku": lamp["sku"], "quantity": units}]})
+        assert response.status_code in (201, 409), response.text
+        return kind, units if response.status_code == 201 else 0
+
+    async def send_all() -> list[tuple[str, int]]:
+        async with httpx.AsyncClient(base_url=shop.url, timeout=30) as client:
+            return await asyncio.gather(*(send(client, kind, units) for kind, units in requests))
+
+    outcomes = asyncio.run(send_all())
+
+    adjusted = sum(units for kind, units in outcomes if kind == "adjust")
+    reserved = sum(units for kind, units in outcomes if kind == "reserve")
+    assert stock_of(gateway, lamp) == initial + adjusted - reserved
+    if initial == 1000:
+        assert adjusted == sum(adjustments) and reserved == reservation_count
