@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "8080"))
+FUNCTION_BASE_PORT = int(os.environ.get("FUNCTION_BASE_PORT", "8101"))
+METRICS_BASE_PORT = int(os.environ.get("METRICS_BASE_PORT", "9101"))
+MONGO_PORT = int(os.environ.get("MONGO_PORT", "27017"))  # where `make up` finds or starts SecantusDB
 LOCAL_DEFAULTS = {
-    "MONGODB_URL": "mongodb://127.0.0.1:27017",
+    "MONGODB_URL": f"mongodb://127.0.0.1:{MONGO_PORT}",
     "MONGODB_DATABASE": "shop",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "REDIS_KEY_PREFIX": "shop:",
@@ -13,9 +18,10 @@ LOCAL_DEFAULTS = {
     "SHOP_JWT_SECRET": "local-development-secret-not-for-production",
     "LOG_LEVEL": "INFO",
 }
-GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "8080"))
-FUNCTION_BASE_PORT = int(os.environ.get("FUNCTION_BASE_PORT", "8101"))
-METRICS_BASE_PORT = int(os.environ.get("METRICS_BASE_PORT", "9101"))
+# `make up`'s own files: SecantusDB's data (mongo/), its log (logs/), the pid and state files (run/).
+LOCAL_DIR = Path(os.environ.get("LOCAL_DIR") or Path(__file__).resolve().parent.parent / ".local")
+# A comma-separated list of route names starts only those functions (empty: every one).
+LOCAL_FUNCTIONS = [name.strip() for name in os.environ.get("LOCAL_FUNCTIONS", "").split(",") if name.strip()]
 # Local processes serve one request stream each, like one Knative replica: a single async worker.
 WORKERS = 1
 THREADS = 8  # only used by sync (gthread) functions; async ones run on the event loop

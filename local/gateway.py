@@ -1,6 +1,9 @@
 """The local stand-in for the cluster's HTTPRoutes: one port, public paths routed to functions by the route table.
 
     GATEWAY_UPSTREAMS='{"catalog-get-product": "http://127.0.0.1:8103", ...}' python -m local.gateway
+
+GET /_local/functions answers with each function's state (running, starting, backing-off, failed-to-start), as
+the runner writes it to the file named by LOCAL_STATE_FILE: the runner supervises, the gateway only shows.
 """
 
 from __future__ import annotations
@@ -8,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
@@ -36,7 +41,23 @@ def _closing(client: httpx.AsyncClient):
     return lifespan
 
 
-def create_gateway(upstreams: dict[str, str]) -> Starlette:
+def _timestamp(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds") if epoch is not None else None
+
+
+def functions_state(path: Path) -> dict:
+    """The runner's state file, with times as ISO 8601 and the seconds left before each next retry."""
+    content = json.loads(path.read_text())
+    now = time.time()
+    for state in content["functions"].values():
+        retry = state["next_retry_at"]
+        state["next_retry_in_seconds"] = round(max(0.0, retry - now), 3) if retry is not None else None
+        state["next_retry_at"], state["since"] = _timestamp(retry), _timestamp(state["since"])
+    content["updated_at"] = _timestamp(content["updated_at"])
+    return content
+
+
+def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) -> Starlette:
     routes = [route for route in public_routes() if route.name in upstreams]
     client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0),
                                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
@@ -74,8 +95,14 @@ def create_gateway(upstreams: dict[str, str]) -> Starlette:
             return problem_response(NotFound("openapi.json has not been generated: run `make manifests`"))
         return FileResponse(OPENAPI, media_type="application/json")
 
+    async def local_functions(request: Request) -> Response:
+        if state_file is None or not state_file.exists():
+            return problem_response(NotFound("This gateway runs without a runner's state file (LOCAL_STATE_FILE)"))
+        return JSONResponse(functions_state(state_file))
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[StarletteRoute("/openapi.json", openapi, methods=["GET"]),
+                             StarletteRoute("/_local/functions", local_functions, methods=["GET"]),
                              StarletteRoute("/{path:path}", proxy, methods=methods)],
                      lifespan=_closing(client))
 
@@ -84,7 +111,8 @@ def main() -> None:
     import uvicorn
 
     upstreams = json.loads(os.environ["GATEWAY_UPSTREAMS"])
-    uvicorn.run(create_gateway(upstreams), host=os.environ.get("HOST", "127.0.0.1"),
+    state_file = Path(os.environ["LOCAL_STATE_FILE"]) if os.environ.get("LOCAL_STATE_FILE") else None
+    uvicorn.run(create_gateway(upstreams, state_file), host=os.environ.get("HOST", "127.0.0.1"),
                 port=int(os.environ.get("PORT", "8080")), log_level="warning")
 
 

@@ -1,19 +1,38 @@
-"""Start endpoint functions as their own functions-framework processes, as Knative would run them."""
+"""Start the shop's processes, as Knative would run them, so that none of them outlives whoever started it.
+
+Every process starts in its own session (stopped as a group: a functions-framework process is a gunicorn master
+and its worker) with PR_SET_PDEATHSIG set to SIGTERM, through ctypes, in the child before it runs the program.
+Why this and not a parent-liveness pipe: the kernel delivers the signal however the parent dies, SIGKILL
+included, and the child has nothing to do for it, whereas a pipe has to be watched by each child, and
+functions-framework, uvicorn and SecantusDB are programs we do not change (it would take a wrapper process per
+function). Why SIGTERM and not SIGKILL: a gunicorn master that is SIGKILLed leaves its worker running, holding the
+port; one that gets SIGTERM stops its worker, and so do the gateway and SecantusDB stop cleanly.
+The kernel sends the signal when the *thread* that forked the child ends, not the process: so every child is
+forked by one spawner thread that lives as long as this process (a child started from a short-lived thread, such
+as the supervisor's, would otherwise be killed as soon as that thread ended).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.routes import Route
 
 ROOT = Path(__file__).resolve().parent.parent
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork: the child only calls it
 
 
 @dataclass
@@ -26,6 +45,52 @@ class Running:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class _Spawner:
+    """The one thread that forks every child, so that each child's parent-death signal is tied to this process."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def run(self, start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or self._thread.ident is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="spawner", daemon=True)
+                self._thread.start()
+        done: Future = Future()
+        self._requests.put((start, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            start, done = self._requests.get()
+            try:
+                done.set_result(start())
+            except BaseException as error:  # handed to the caller, who raises it
+                done.set_exception(error)
+
+
+_spawner = _Spawner()
+
+
+def _die_with_parent(parent: int, signum: int) -> Callable[[], None]:
+    def in_child() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl: nobody would signal us
+            os._exit(1)
+
+    return in_child
+
+
+def spawn(command: list[str], env: dict[str, str] | None = None, log_file=None, cwd: Path = ROOT) -> subprocess.Popen:
+    """Start `command` in its own session; it receives SIGTERM as soon as this process dies, however it dies."""
+    guard = _die_with_parent(os.getpid(), int(signal.SIGTERM))
+    return _spawner.run(lambda: subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT if log_file is not None else None,
+        start_new_session=True, preexec_fn=guard))
 
 
 def function_command() -> list[str]:
@@ -48,24 +113,26 @@ def function_env(route: Route, port: int, metrics_port: int | None, settings: di
 
 def start_function(route: Route, port: int, metrics_port: int | None, settings: dict[str, str],
                    log_file=None) -> Running:
-    process = subprocess.Popen(function_command(), env=function_env(route, port, metrics_port, settings),
-                               cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
-                               start_new_session=True)
+    process = spawn(function_command(), function_env(route, port, metrics_port, settings), log_file)
     return Running(route.name, process, port, metrics_port)
 
 
+class Cancelled(Exception):
+    """A wait was given up because shutting down was asked for."""
+
+
 def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 30.0,
-                  host: str = "127.0.0.1") -> None:
-    """Block until something accepts connections on `port`; fail early if `process` dies."""
+                  host: str = "127.0.0.1", cancelled: Callable[[], bool] | None = None) -> None:
+    """Block until something accepts connections on `port`; fail early if `process` dies or `cancelled()`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process {process.args!r} exited with {process.returncode} before listening on {port}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"stopped waiting for {host}:{port}")
+        if is_listening(host, port):
+            return
+        time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
@@ -94,21 +161,29 @@ def free_ports(count: int) -> list[int]:
 
 
 def stop(processes: list[subprocess.Popen], grace: float = 5.0) -> None:
-    """SIGTERM each process group, then SIGKILL what is left after `grace` seconds."""
+    """SIGTERM each process group, SIGKILL what is left after `grace` seconds: nothing of any group survives."""
     for process in processes:
         if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
+            signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
+            signal_group(process, signal.SIGKILL)
             process.wait()
+        sweep(process)
 
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
+def sweep(process: subprocess.Popen) -> None:
+    """SIGKILL what is left of the group of a process that has exited: a gunicorn worker whose master was
+    SIGKILLed keeps serving and holding the port. Call it right after the exit is seen: the group's id cannot be
+    handed to another process while any member lives, and a pid is not reused within moments of its exit."""
+    signal_group(process, signal.SIGKILL)
+
+
+def signal_group(process: subprocess.Popen, signum: int) -> None:
     try:
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass

@@ -1,203 +1,223 @@
-"""`make up`: the whole shop on this machine, no Docker — every endpoint its own functions-framework process.
+"""`make up` / `make down`: the whole shop on this machine, no Docker — every endpoint its own functions-framework
+process.
 
 Stores come from the environment (MONGODB_URL, REDIS_URL, DATABASE_URL) or their local defaults; without
-MONGODB_URL a SecantusDB server is started with its data under .local/. Ctrl-C stops everything started here.
+MONGODB_URL a SecantusDB server is started with its data under .local/. Ctrl-C or SIGTERM stops everything started
+here; a second one while it stops is ignored. Every process started here records its pid and start time in
+.local/run/shop.pids, and stops on its own if the runner dies: the next `make up`, or `make down`, stops what an
+earlier run left behind, and never a process it did not start.
+
+    python -m local.run [up]   # LOCAL_FUNCTIONS=catalog-get-product,... starts only those functions
+    python -m local.run down
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import json
+import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from local.config import FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, METRICS_BASE_PORT, local_setting
-from local.ping import ping
-from local.processes import ROOT, Running, free_ports, is_listening, start_function, stop, wait_for_port
+from local import pids
+from local.config import (FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, LOCAL_DIR, LOCAL_FUNCTIONS,
+                          METRICS_BASE_PORT, MONGO_PORT, local_setting)
+from local.processes import Cancelled, is_listening, stop
+from local.shop import LocalShop
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
-from shared.peers import url_variable
 from shared.routes import ROUTES, Route
 
+__all__ = ["LocalShop", "default_ports", "main"]
 
 RELAY_EVERY_SECONDS = 5.0
+RUN_DIR = LOCAL_DIR / "run"
+PID_FILE = RUN_DIR / "shop.pids"
+STATE_FILE = RUN_DIR / "functions.json"
 
 
-@dataclass
-class LocalShop:
-    """The functions and the gateway, started from the route table with one set of settings."""
+class Shutdown:
+    """SIGINT, SIGTERM or SIGHUP asks the runner to stop; once it is stopping, further signals are only noted.
 
-    settings: dict[str, str]
-    gateway_port: int
-    function_ports: dict[str, tuple[int, int]]  # route name -> (port, metrics port)
-    routes: tuple[Route, ...] = ROUTES
-    log_dir: Path | None = None
-    relay_every: float | None = None  # seconds between PingSource-like ticks to the outbox relay
-    functions: dict[str, Running] = field(default_factory=dict)
-    gateway: subprocess.Popen | None = None
-    _stopping: threading.Event = field(default_factory=threading.Event)
+    The handlers never raise: an exception from a signal lands wherever the main thread is, and a second Ctrl-C
+    used to interrupt the stopping itself and leave every function running."""
 
-    @classmethod
-    def on_free_ports(cls, settings: dict[str, str], log_dir: Path | None = None) -> LocalShop:
-        """A shop whose gateway and functions take ports nothing else uses (tests, benchmarks)."""
-        gateway_port, *ports = free_ports(1 + 2 * len(ROUTES))
-        pairs = {route.name: (ports[2 * index], ports[2 * index + 1]) for index, route in enumerate(ROUTES)}
-        return cls(settings, gateway_port, pairs, log_dir=log_dir)
+    def __init__(self) -> None:
+        self.requested: str | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._handle)
 
-    def start(self) -> None:
-        # Each function finds the others the way a Knative Service would, by name: here through <NAME>_URL.
-        peers = {url_variable(name): f"http://127.0.0.1:{port}" for name, (port, _) in self.function_ports.items()}
-        # Orders publish to K_SINK; here it is the notify function itself, as the broker's Trigger would deliver.
-        sink = {"K_SINK": peers[url_variable("notify-order-created")]}
-        self.settings = {**peers, **sink, **self.settings}
-        for route in self.routes:
-            port, metrics_port = self.function_ports[route.name]
-            self.functions[route.name] = start_function(route, port, metrics_port, self.settings, self._log(route.name))
-        upstreams = {name: running.url for name, running in self.functions.items()}
-        env = {**os.environ, **self.settings, "GATEWAY_UPSTREAMS": json.dumps(upstreams),
-               "PORT": str(self.gateway_port), "HOST": "127.0.0.1"}
-        log = self._log("gateway")
-        self.gateway = subprocess.Popen([sys.executable, "-m", "local.gateway"], env=env, cwd=ROOT, stdout=log,
-                                        stderr=subprocess.STDOUT if log else None, start_new_session=True)
-        for running in self.functions.values():
-            try:
-                wait_for_port(running.port, running.process)
-            except RuntimeError as failure:
-                where = f"; see {self.log_dir / (running.name + '.log')}" if self.log_dir else ""
-                raise RuntimeError(f"function {running.name} did not start{where}") from failure
-        wait_for_port(self.gateway_port, self.gateway)
-        if self.relay_every:
-            threading.Thread(target=self._tick_relay_forever, daemon=True).start()
+    def __call__(self) -> bool:
+        return self.requested is not None
 
-    def restart(self, name: str) -> None:
-        """Start a function again on its port (after it died or was killed), as Knative would."""
-        stop([self.functions[name].process])
-        route = next(route for route in self.routes if route.name == name)
-        port, metrics_port = self.function_ports[name]
-        self.functions[name] = start_function(route, port, metrics_port, self.settings, self._log(name))
-        wait_for_port(port, self.functions[name].process)
-
-    def tick_relay(self) -> int:
-        """Send the relay one PingSource-style CloudEvent; returns the HTTP status."""
-        return ping(self.functions["orders-outbox-relay"].url)
-
-    def _tick_relay_forever(self) -> None:
-        while not self._stopping.wait(self.relay_every):
-            try:
-                self.tick_relay()
-            except httpx.HTTPError:
-                pass  # the relay is down or restarting; the next tick tries again
-
-    def stop(self) -> None:
-        self._stopping.set()
-        stop([running.process for running in self.functions.values()] + ([self.gateway] if self.gateway else []))
-
-    def _log(self, name: str):
-        if self.log_dir is None:
-            return None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"{name}.log", "ab")
+    def _handle(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:
+            # os.write, not print: the main thread may be inside a print to the same stream.
+            os.write(2, f"already stopping the shop; {name} ignored\n".encode())
+            return
+        self.requested = name
 
 
-def default_ports() -> dict[str, tuple[int, int]]:
-    return {route.name: (FUNCTION_BASE_PORT + index, METRICS_BASE_PORT + index) for index, route in enumerate(ROUTES)}
+def default_ports(routes: tuple[Route, ...] = ROUTES) -> dict[str, tuple[int, int]]:
+    return {route.name: (FUNCTION_BASE_PORT + index, METRICS_BASE_PORT + index) for index, route in enumerate(routes)}
 
 
-def main() -> int:
-    settings = {name: local_setting(name) for name in LOCAL_DEFAULTS}
-    ports = default_ports()
+def selected_routes() -> tuple[Route, ...]:
+    """The routes LOCAL_FUNCTIONS names (every route when it is empty)."""
+    if not LOCAL_FUNCTIONS:
+        return ROUTES
+    unknown = set(LOCAL_FUNCTIONS) - {route.name for route in ROUTES}
+    if unknown:
+        raise SystemExit(f"LOCAL_FUNCTIONS names no such functions: {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(route.name for route in ROUTES)}")
+    return tuple(route for route in ROUTES if route.name in LOCAL_FUNCTIONS)
+
+
+def up() -> int:
+    shutdown = Shutdown()
+    shutdown.install()
+    if not stop_earlier_run(stop_a_live_runner=False):
+        return 1
+    routes = selected_routes()
+    ports = default_ports(routes)
     busy = _busy_ports([GATEWAY_PORT, *(port for pair in ports.values() for port in pair)])
     if busy:
-        print(f"cannot start the shop: ports {busy} are in use (is `make up` already running?). Set GATEWAY_PORT, "
-              "FUNCTION_BASE_PORT or METRICS_BASE_PORT to move it.", file=sys.stderr)
+        print(f"cannot start the shop: {_holders(busy)}\nThis checkout's shop did not start them, so they are left "
+              "alone. Stop them, or set GATEWAY_PORT, FUNCTION_BASE_PORT or METRICS_BASE_PORT to move the shop.",
+              file=sys.stderr)
         return 1
+    pid_file = pids.PidFile(PID_FILE)
+    pid_file.add("runner", os.getpid())
+    settings = {name: local_setting(name) for name in LOCAL_DEFAULTS}
     started: list[subprocess.Popen] = []
+    shop = LocalShop(settings, GATEWAY_PORT, ports, routes=routes, relay_every=RELAY_EVERY_SECONDS,
+                     state_file=STATE_FILE, pid_file=pid_file)
     try:
-        started += _start_stores(settings)
+        started += _start_stores(settings, pid_file, shutdown)
+        os.environ.update(settings)
+        from local.seed import seed
+
+        added = asyncio.run(seed(only_if_empty=True))
+        if added:
+            print(f"seeded the demo catalog: {added} products")
+        if not shutdown():
+            shop.start(require_all=False, cancelled=shutdown)
+            _print_routes(shop)
+        while not shutdown():
+            time.sleep(0.2)
+        print(f"\nstopping the shop ({shutdown.requested})", flush=True)
     except StoreMissing as missing:
         print(f"cannot start the shop: {missing}", file=sys.stderr)
-        stop(started)
         return 1
-    os.environ.update(settings)
-    from local.seed import seed
-
-    added = asyncio.run(seed(only_if_empty=True))
-    if added:
-        print(f"seeded the demo catalog: {added} products")
-    shop = LocalShop(settings, GATEWAY_PORT, ports, relay_every=RELAY_EVERY_SECONDS)
-    # Ctrl-C, or SIGINT/SIGTERM from a supervisor (a background shell ignores SIGINT unless told otherwise).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        shop.start()
-        print(f"\nthe shop is up at {shop.url}  (Ctrl-C stops it)", flush=True)
-        for route in ROUTES:
-            port, metrics_port = shop.function_ports[route.name]
-            print(f"  {route.method or 'EVENT':6} {route.path or '-':32} {route.name:30} :{port} metrics :{metrics_port}")
-        _supervise(shop)
-    except KeyboardInterrupt:
-        print("\nstopping the shop")
+    except Cancelled:
+        print(f"\nstopping the shop ({shutdown.requested})", flush=True)
     except (RuntimeError, TimeoutError) as failure:
         print(f"cannot start the shop: {failure}", file=sys.stderr)
         return 1
     finally:
         shop.stop()
         stop(started)
+        pid_file.remove()
+        STATE_FILE.unlink(missing_ok=True)
     return 0
 
 
-def _start_stores(settings: dict[str, str]) -> list[subprocess.Popen]:
+def down() -> int:
+    """Stop the shop of this checkout: a running runner (which stops what it started), then anything left."""
+    return 0 if stop_earlier_run(stop_a_live_runner=True) else 1
+
+
+def stop_earlier_run(stop_a_live_runner: bool) -> bool:
+    """Stop what an earlier run of this checkout left running, saying what it found; never a recycled pid.
+    False when a runner of this checkout is alive and `stop_a_live_runner` is false."""
+    recorded = pids.read(PID_FILE)
+    for process in recorded:
+        if process.holds_pid_as_stranger():
+            print(f"pid {process.pid} was {process.name} in an earlier run; it is now another process "
+                  f"({pids.command_line(process.pid)}): leaving it alone")
+    alive = [process for process in recorded if process.is_alive()]
+    runner = next((process for process in alive if process.name == "runner"), None)
+    if runner is not None:
+        if not stop_a_live_runner:
+            print(f"the shop of this checkout is already running (runner pid {runner.pid}); `make down` stops it",
+                  file=sys.stderr)
+            return False
+        print(f"stopping the shop (runner pid {runner.pid})", flush=True)
+        pids.terminate([runner], grace=30)  # it stops what it started; anything it leaves is stopped below
+        alive = [process for process in alive if process is not runner and process.is_alive()]
+        heading = "the runner left"
+    else:
+        heading = "an earlier run of this checkout (its runner is gone) left"
+    if alive:
+        print(f"{heading} {len(alive)} processes running; stopping them:")
+        for process in alive:
+            print(f"  pid {process.pid} ({process.name}): {pids.command_line(process.pid)[:100]}", flush=True)
+        pids.terminate(alive)
+    if runner is None and not alive and stop_a_live_runner:
+        print("no shop of this checkout is running")
+    PID_FILE.unlink(missing_ok=True)
+    return True
+
+
+def _start_stores(settings: dict[str, str], pid_file: pids.PidFile, shutdown: Shutdown) -> list[subprocess.Popen]:
     """The stores the shop needs: started here where possible; the processes this started are returned."""
     started = []
     if not os.environ.get("MONGODB_URL"):
-        if is_listening("127.0.0.1", 27017):
-            print("using the MongoDB-protocol server already listening on 127.0.0.1:27017")
+        if is_listening("127.0.0.1", MONGO_PORT):
+            print(f"using the MongoDB-protocol server already listening on 127.0.0.1:{MONGO_PORT}")
         else:
-            print("starting SecantusDB (MongoDB protocol) on 127.0.0.1:27017, data in .local/mongo")
-            started.append(start_mongo(27017, str(ROOT / ".local" / "mongo"), open(_local_log("mongo"), "ab")))
+            print(f"starting SecantusDB (MongoDB protocol) on 127.0.0.1:{MONGO_PORT}, data in {LOCAL_DIR / 'mongo'}")
+            with open(_local_log("mongo"), "ab") as log_file:
+                mongo = start_mongo(MONGO_PORT, str(LOCAL_DIR / "mongo"), log_file, cancelled=shutdown)
+            started.append(mongo)
+            pid_file.add("SecantusDB", mongo.pid)
     ensure_redis(settings["REDIS_URL"])
     ensure_postgres(settings["DATABASE_URL"])
     return started
 
 
-def _supervise(shop: LocalShop) -> None:
-    """Restart a function that exits, as Knative would start a new replica; give up on one that cannot start."""
-    given_up: set[str] = set()
-    while True:
-        for name, running in list(shop.functions.items()):
-            if name not in given_up and running.process.poll() is not None:
-                print(f"function {name} exited with {running.process.returncode}; restarting it", file=sys.stderr)
-                try:
-                    shop.restart(name)
-                except (RuntimeError, TimeoutError) as failure:
-                    print(f"function {name} does not start again ({failure}); leaving it down", file=sys.stderr)
-                    given_up.add(name)
-        time.sleep(1)
+def _print_routes(shop: LocalShop) -> None:
+    print(f"\nthe shop is up at {shop.url}  (Ctrl-C stops it; states at {shop.url}/_local/functions)", flush=True)
+    for route in shop.routes:
+        port, metrics_port = shop.function_ports[route.name]
+        state = shop.states[route.name].state
+        print(f"  {route.method or 'EVENT':6} {route.path or '-':32} {route.name:30} :{port} metrics :{metrics_port}"
+              f"{'' if state == 'running' else '  ' + state}", flush=True)
 
 
 def _busy_ports(ports: list[int]) -> list[int]:
     return [port for port in ports if is_listening("127.0.0.1", port)]
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _holders(ports: list[int]) -> str:
+    """Which process holds each busy port, as far as /proc tells (another user's processes may be hidden)."""
+    lines = []
+    for port in ports:
+        holders = pids.listeners(port)
+        named = ", ".join(f"pid {pid} ({pids.command_line(pid)[:100]})" for pid in holders) or \
+            "a process this user cannot see (try `sudo ss -ltnp`)"
+        lines.append(f"port {port} is in use by {named}")
+    return "\n".join(lines)
 
 
 def _local_log(name: str) -> Path:
-    path = ROOT / ".local" / "logs"
+    path = LOCAL_DIR / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path / f"{name}.log"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=["up", "down"], default="up")
+    command = parser.parse_args(argv).command
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return up() if command == "up" else down()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from local.processes import is_listening, wait_for_port
+from local.processes import is_listening, spawn, stop, wait_for_port
 from shared.postgres import connect
 
 
@@ -17,18 +18,25 @@ class StoreMissing(RuntimeError):
     """A store is not reachable and cannot be started here; the message says what to do."""
 
 
-def start_mongo(port: int, storage_path: str, log_file=None) -> subprocess.Popen:
-    """Start SecantusDB (a MongoDB-wire-compatible dev/test server) and wait until it answers `ping`."""
+def start_mongo(port: int, storage_path: str, log_file=None,
+                cancelled: Callable[[], bool] | None = None) -> subprocess.Popen:
+    """Start SecantusDB (a MongoDB-wire-compatible dev/test server) and wait until it answers `ping`.
+
+    Like every process started through local.processes, it stops on its own when its starter dies."""
     server = Path(sys.executable).parent / "secantusd-py"
     if not server.exists():
         raise StoreMissing("SecantusDB is not installed in this environment: run `make install` "
                            "(or set MONGODB_URL to a running MongoDB)")
     if storage_path != ":memory:":
         Path(storage_path).mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path],
-                               stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for_port(port, process, timeout=30)
-    _wait_for_ping(f"mongodb://127.0.0.1:{port}", process)
+    process = spawn([str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path],
+                    log_file=log_file or subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process, timeout=30, cancelled=cancelled)
+        _wait_for_ping(f"mongodb://127.0.0.1:{port}", process)
+    except BaseException:
+        stop([process])
+        raise
     return process
 
 
