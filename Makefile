@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 USER ?= alice
 ROLE ?= customer
 
-.PHONY: up test install promtool seed token manifests migrate bench load cost-report clean
+.PHONY: up down test install promtool seed token manifests migrate bench load cost-report clean
 
 up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080
 	$(PY) -m local.run
+
+down: $(STAMP)  ## stop this checkout's shop: a running `make up`, or what one that died left behind
+	$(PY) -m local.run down
 
 test: $(STAMP) promtool  ## install and run every test
 	$(PY) -m pytest

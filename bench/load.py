@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from local.config import GATEWAY_PORT
-from local.processes import ROOT, stop
+from local.processes import ROOT, spawn, stop
 
 RESULTS = ROOT / "bench" / "results"
 GATEWAY = f"http://127.0.0.1:{GATEWAY_PORT}"
@@ -38,8 +38,8 @@ def running_shop():
         return
     print("no shop at :8080 — starting one for this run", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    shop = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=ROOT, start_new_session=True,
-                            stdout=open(RESULTS / "shop.log", "ab"), stderr=subprocess.STDOUT)
+    with open(RESULTS / "shop.log", "ab") as log_file:  # the runner stops (and stops its shop) if this dies
+        shop = spawn([sys.executable, "-m", "local.run"], log_file=log_file)
     try:
         deadline = time.monotonic() + 120
         while not gateway_up():

@@ -27,7 +27,7 @@ import httpx
 
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
-from local.processes import ROOT, free_port, start_function, stop, wait_for_port
+from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from shared.auth import issue_token
@@ -132,10 +132,10 @@ POSTGRES_TRIPS_PER_ORDER = 24
 
 def warm_cost(settings: dict) -> tuple[list[dict], dict]:
     shop = LocalShop.on_free_ports(settings, log_dir=RESULTS / "bench-logs")
-    shop.start()
     hello_port = free_port()
     hello = start_function(HELLO, hello_port, None, settings, subprocess.DEVNULL)
     try:
+        shop.start()
         wait_for_port(hello_port, hello.process)
         admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', secret=SECRET)}"}
         user = "bench-user"
@@ -236,10 +236,8 @@ def versus_seed(settings: dict) -> list[dict]:
     finally:
         stop([ours.process])
     env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
-    seed = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.seed_fastapi:app", "--host", "127.0.0.1",
-                             "--port", str(seed_port), "--log-level", "warning", "--no-access-log"],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    seed = spawn([sys.executable, "-m", "uvicorn", "bench.seed_fastapi:app", "--host", "127.0.0.1",
+                  "--port", str(seed_port), "--log-level", "warning", "--no-access-log"], env, subprocess.DEVNULL)
     try:
         fastapi = serve_and_measure(seed, seed_port, path)
     finally:
