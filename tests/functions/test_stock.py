@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
 import pytest
 
+from local.ping import ping
+from pymongo import MongoClient
+from tests.checkout import started
 from tests.support import ADMIN, assert_problem, unique
 
 
 @pytest.fixture(scope="module")
 def reservations(shop):
     return shop.functions["catalog-reserve-stock"].url + "/internal/stock/reservations"
+
+
+@pytest.fixture(scope="module")
+def confirms(shop):
+    base = shop.functions["catalog-confirm-stock"].url + "/internal/stock/reservations"
+    return lambda reservation_id: f"{base}/{reservation_id}/confirm"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +90,51 @@ def test_reserve_and_release_are_idempotent(gateway, reservations, releases):
         assert released.status_code == 200 and released.json()["state"] == "released"
 
     assert stock_of(gateway, lamp) == 5
-    assert_problem(httpx.delete(f"{releases}/{uuid.uuid4()}"), 404)
+
+
+def test_releasing_an_unknown_id_leaves_a_tombstone_so_a_late_reserve_takes_nothing(gateway, reservations, releases):
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+
+    released = httpx.delete(f"{releases}/{reservation_id}")
+    late = reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+
+    assert released.status_code == 200 and released.json() == {"reservation_id": reservation_id, "state": "released",
+                                                                "lines": []}
+    assert assert_problem(late, 409)["type"].endswith("/reservation-released")
+    assert stock_of(gateway, lamp) == 5
+
+
+def test_a_confirmed_reservation_keeps_its_stock_and_cannot_be_released(gateway, reservations, releases, confirms):
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+
+    first, again = httpx.post(confirms(reservation_id)), httpx.post(confirms(reservation_id))
+
+    assert first.status_code == again.status_code == 200 and again.json()["state"] == "confirmed"
+    assert_problem(httpx.delete(f"{releases}/{reservation_id}"), 409)
+    assert stock_of(gateway, lamp) == 3
+    assert assert_problem(httpx.post(confirms(str(uuid.uuid4()))), 404)
+
+
+def test_a_released_reservation_cannot_be_confirmed(gateway, reservations, releases, confirms):
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+    httpx.delete(f"{releases}/{reservation_id}")
+
+    assert assert_problem(httpx.post(confirms(reservation_id)), 409)["type"].endswith("/reservation-released")
+    assert stock_of(gateway, lamp) == 5
+
+
+def test_a_refused_reservation_answers_the_same_refusal_again(gateway, reservations):
+    plenty, scarce, reservation_id = product(gateway, 10), product(gateway, 1), str(uuid.uuid4())
+
+    first = assert_problem(reserve(reservations, (plenty, 1), (scarce, 2), reservation_id=reservation_id), 409)
+    scarce_restocked = gateway.patch(f"/products/{scarce['id']}", json={"stock_adjustment": 5}, headers=ADMIN)
+    again = assert_problem(reserve(reservations, (plenty, 1), (scarce, 2), reservation_id=reservation_id), 409)
+
+    assert scarce_restocked.status_code == 200
+    assert first["type"] == again["type"] and first["errors"] == again["errors"]
+    assert stock_of(gateway, plenty) == 10
 
 
 def test_concurrent_reservations_never_oversell(gateway, reservations):
@@ -104,3 +158,36 @@ def test_concurrent_reservations_never_oversell(gateway, reservations):
                                   {"reservation_id": "has space", "lines": [{"sku": "A", "quantity": 1}]}])
 def test_invalid_reservations_are_rejected(reservations, body):
     assert_problem(httpx.post(reservations, json=body), 422)
+
+
+def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop, tmp_path):
+    lamp, kept = product(gateway, 5), product(gateway, 5)
+    settings = {**shop.settings, "RESERVATION_TTL_SECONDS": "0.5"}
+    with started("catalog-reserve-stock", settings, tmp_path / "reserve.log") as short_lived, \
+            started("catalog-expire-reservations", settings, tmp_path / "expire.log") as expire:
+        url = short_lived.url + "/internal/stock/reservations"
+        reserve(url, (lamp, 2))
+        confirmed_id = str(uuid.uuid4())
+        reserve(url, (kept, 2), reservation_id=confirmed_id)
+        assert httpx.post(shop.functions["catalog-confirm-stock"].url +
+                          f"/internal/stock/reservations/{confirmed_id}/confirm").status_code == 200
+        time.sleep(0.6)
+
+        assert ping(expire.url) == 200
+
+    assert stock_of(gateway, lamp) == 5 and stock_of(gateway, kept) == 3
+
+
+def test_the_sweep_gives_back_a_hold_left_on_a_released_reservation(gateway, shop, mongo_url, shop_settings,
+                                                                    reservations, releases):
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+    httpx.delete(f"{releases}/{reservation_id}")
+    with MongoClient(mongo_url) as client:  # a reserve call that outlived the release held the line again
+        client[shop_settings["MONGODB_DATABASE"]].products.update_one(
+            {"sku": lamp["sku"]}, {"$inc": {"stock_quantity": -2}, "$push": {"holds": reservation_id}})
+    assert stock_of(gateway, lamp) == 3
+
+    assert ping(shop.functions["catalog-expire-reservations"].url) == 200
+
+    assert stock_of(gateway, lamp) == 5

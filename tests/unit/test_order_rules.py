@@ -20,9 +20,9 @@ def test_a_card_is_valid_through_its_expiry_month(expiry, valid):
 
 
 def test_test_cards_decide_the_charge():
-    assert payment.charge(payment.INSUFFICIENT_FUNDS, Decimal(1), "EUR").reason == "insufficient_funds"
-    assert payment.charge(payment.PROCESSOR_ERROR, Decimal(1), "EUR").outcome == "error"
-    assert payment.charge("4242424242424242", Decimal(1), "EUR").outcome == "approved"
+    assert payment.decide(payment.INSUFFICIENT_FUNDS).reason == "insufficient_funds"
+    assert payment.decide(payment.PROCESSOR_ERROR).outcome == "error"
+    assert payment.decide("4242424242424242").outcome == "approved"
 
 
 @pytest.mark.parametrize("current, new", [("pending", "paid"), ("paid", "confirmed"), ("pending", "payment_failed"),
