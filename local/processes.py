@@ -161,12 +161,13 @@ def free_ports(count: int) -> list[int]:
 
 
 def stop(processes: list[subprocess.Popen], grace: float = 5.0) -> None:
-    """SIGTERM each process group, SIGKILL what is left after `grace` seconds: nothing of any group survives."""
-    for process in processes:
-        if process.poll() is None:
-            signal_group(process, signal.SIGTERM)
+    """SIGTERM each process group, SIGKILL what is left after `grace` seconds: nothing of any group survives.
+    A process that had already exited is not signalled (its pid may be another process's by now)."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    for process in processes:
+    for process in running:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

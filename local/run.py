@@ -49,8 +49,10 @@ class Shutdown:
         self.requested: str | None = None
 
     def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup the shop outlives the terminal
+            signal.signal(signal.SIGHUP, self._handle)
 
     def __call__(self) -> bool:
         return self.requested is not None

@@ -99,6 +99,9 @@ class LocalShop:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _supervisor: threading.Thread | None = None
+    _gateway_started: float = 0.0
+    _gateway_exits: int = 0
+    _gateway_retry_at: float | None = None
     _temporary_dir: Path | None = None
 
     @classmethod
@@ -132,10 +135,10 @@ class LocalShop:
             for route in self.routes:
                 self._spawn(route.name)
         self._start_gateway()
+        wait_for_port(self.gateway_port, self.gateway, cancelled=cancelled)  # one that cannot start is fatal
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
         self._wait_until_started(require_all, cancelled)
-        wait_for_port(self.gateway_port, self.gateway, cancelled=cancelled)
         if self.relay_every and "orders-outbox-relay" in self.functions:
             threading.Thread(target=self._tick_relay_forever, name="relay", daemon=True).start()
 
@@ -176,8 +179,12 @@ class LocalShop:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                for name in self.functions:
-                    self._check(name)
+                try:
+                    for name in self.functions:
+                        self._check(name)
+                    self._check_gateway()
+                except Exception:  # a bug here must not end the supervision of every function
+                    log.exception("the supervisor failed a round; it goes on")
 
     def _check(self, name: str) -> None:
         running, state = self.functions[name], self.states[name]
@@ -204,6 +211,25 @@ class LocalShop:
             log.warning("restarting function %s (restart %d, exit %d in a row)", name, state.restarts,
                         state.exits_in_a_row)
             self._spawn(name)
+
+    def _check_gateway(self) -> None:
+        """The gateway too is started again when it exits, with the same backoff."""
+        if self.gateway.poll() is None:
+            return
+        now = time.monotonic()
+        if self._gateway_retry_at is None:
+            sweep(self.gateway)
+            self._forget(self.gateway)
+            if now - self._gateway_started >= self.backoff.reset_after:
+                self._gateway_exits = 0
+            self._gateway_exits += 1
+            delay = self.backoff.delay(self._gateway_exits)
+            log.warning("the gateway exited with %s; starting it again %s", self.gateway.returncode,
+                        f"in {delay:.1f}s" if delay else "now")
+            self._gateway_retry_at = now + delay
+        if now >= self._gateway_retry_at:
+            self._gateway_retry_at = None
+            self._start_gateway()
 
     def _serving(self, name: str) -> None:
         state = self.states[name]
@@ -290,6 +316,7 @@ class LocalShop:
         finally:
             if log_file is not None:
                 log_file.close()
+        self._gateway_started = time.monotonic()
         if self.pid_file is not None:
             self.pid_file.add("gateway", self.gateway.pid)
 
@@ -334,8 +361,6 @@ class LocalShop:
                     return
             if cancelled is not None and cancelled():
                 raise Cancelled(f"stopped waiting for {what}")
-            if self.gateway is not None and self.gateway.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {self.gateway.returncode}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waited {timeout:.0f}s for {what}")
             time.sleep(0.05)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
 import uuid
 from contextlib import contextmanager
 
@@ -43,9 +43,10 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
 
 @contextmanager
 def function_alone(name: str, settings: dict[str, str], metrics_port: int | None = None):
-    """One endpoint function in its own process, with its own settings (outages, attribution), stopped after."""
+    """One endpoint function in its own process, with its own settings (outages, attribution), stopped after
+    (and, like every process started through local.processes, as soon as the test process dies)."""
     port = free_port()
-    running = start_function(route(name), port, metrics_port, settings, open(os.devnull, "wb"))
+    running = start_function(route(name), port, metrics_port, settings, subprocess.DEVNULL)
     try:
         wait_for_port(port, running.process)
         yield running

@@ -120,3 +120,21 @@ def test_an_explicit_restart_waits_until_the_function_serves(small_shop):
     assert before.poll() is not None
     assert shop.states[name].state == "running" and shop.states[name].restarts == 1
     assert_problem(httpx.get(f"{shop.url}/products/{'a' * 24}", timeout=10), 404)
+
+
+def test_a_killed_gateway_is_started_again(small_shop):
+    shop = small_shop(route("catalog-list-products"))
+    killed = shop.gateway
+    os.killpg(killed.pid, signal.SIGKILL)
+
+    wait_for(lambda: shop.gateway is not killed and shop.gateway.poll() is None)
+    response = wait_for(lambda: _get_or_none(f"{shop.url}/products?limit=1"), interval=0.05)
+
+    assert response.status_code == 200
+
+
+def _get_or_none(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.TransportError:
+        return None
