@@ -36,10 +36,13 @@ class AwsBackend:
 
     def __init__(self, region: str, sender: str):
         import boto3  # only the aws backend pays for importing boto3
+        from botocore.config import Config
 
+        # A send must end well within the delivery lease (NOTIFY_SEND_LEASE_SECONDS), or a redelivery sends again.
+        timeouts = Config(connect_timeout=2, read_timeout=5)
         self.sender = sender
-        self.ses = boto3.client("ses", region_name=region)
-        self.sns = boto3.client("sns", region_name=region)
+        self.ses = boto3.client("ses", region_name=region, config=timeouts)
+        self.sns = boto3.client("sns", region_name=region, config=timeouts)
 
     def send(self, channel: str, recipient: str, subject: str | None, body: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -59,8 +62,6 @@ class AwsBackend:
             raise SendFailed(f"AWS failed to send: {code or 'error'}") from error
         except BotoCoreError as error:
             raise SendFailed(f"AWS could not be reached: {type(error).__name__}") from error
-
-
 
 
 @lru_cache(maxsize=1)

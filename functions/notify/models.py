@@ -1,17 +1,18 @@
-"""Notification requests, the order-created event's data as this function reads it, and the ledger's rows."""
+"""Notification requests, the order-created event's data as this function reads it, the ledger's rows, and the
+dead letters."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, TypeAdapter, model_validator
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 Channel = Literal["email", "sms", "log"]
-Status = Literal["pending", "sent", "failed", "rejected"]
+Status = Literal["pending", "sending", "sent", "failed", "rejected"]
 _email = TypeAdapter(EmailStr)
 _phone = TypeAdapter(E164)
 
@@ -98,3 +99,43 @@ class NotificationQuery(BaseModel):
 class Accepted(BaseModel):
     id: str
     status: Status
+
+
+class DeadLetterEntry(BaseModel):
+    """An event the broker gave up on, whole: its attributes and data, and what replaying it did."""
+
+    id: str
+    source: str
+    event_id: str
+    type: str
+    subject: str | None
+    specversion: str
+    attributes: dict[str, Any]  # every other attribute: time, datacontenttype, extensions (knativeerrorcode, ...)
+    data: Any  # the JSON data, or null when it was not JSON (then in data_base64)
+    data_base64: str | None
+    received_at: datetime
+    dead_lettered: int  # how many times the sink received it (again after a replay that failed the same way)
+    last_dead_lettered_at: datetime
+    replayed_at: datetime | None
+    replays: int
+    last_replay_error: str | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> DeadLetterEntry:
+        return cls.model_validate(row | {"id": str(row["id"])})
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeadLetterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    replayed: bool | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0

@@ -1,51 +1,71 @@
-"""Sending notifications exactly once per delivery key, with the ledger as the record of every attempt."""
+"""Notifications sent at least once per delivery key (a CloudEvent's source + id), deduplicated by the ledger.
+
+A delivery is three steps, and the message is never sent inside a transaction:
+1. claim, one transaction: the ledger row becomes `sending` (attempts + 1) and commits. A row already `sent` or
+   `rejected` is a duplicate: acknowledged, nothing sent. A row another delivery claimed less than a lease ago is
+   in flight: 503, and the broker retries later;
+2. send, holding no transaction and no lock;
+3. record, one transaction: `sent`; or `failed` (transient: 5xx, the broker retries) or `rejected` (4xx: the broker
+   dead-letters the event).
+An instance that dies between 2 and 3 leaves the row `sending`; the first delivery after the lease sends again.
+So a crash between send and record can repeat one message; nothing else does.
+
+Dead letters (events the broker gave up on) are stored whole and can be replayed to the broker with their original
+id, so the ledger still dedupes them: replaying an event already notified sends nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import math
 import uuid
+from datetime import datetime
+from typing import Any, Awaitable, Callable
 
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from functions.notify import channels, store, templates
 from functions.notify.models import NotificationRequest, OrderCreated
-from shared.errors import Problem, Unprocessable, validation_errors
+from functions.notify.settings import DeliverySettings
+from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable, validation_errors
 from shared.event_types import ORDER_CREATED
-from shared.postgres import Connection, in_transaction
+from shared.postgres import in_transaction
+from shared.settings import settings
 
 NOTIFICATIONS = Counter("shop_notifications", "Notifications, by channel and outcome", ["channel", "outcome"])
-
-
-def _deliver(db: Connection, source: str, event_id: str, order_id, channel: str, recipient: str,
-             subject: str | None, body: str) -> tuple[uuid.UUID, str | Problem]:
-    """Send once per (source, event_id): a delivery already sent is acknowledged without sending again.
-
-    A failure is recorded and returned, not raised, so the record commits before the caller answers 5xx/4xx.
-    """
-    sender = channels.backend()
-    notification_id, status = store.claim(db, source, event_id, order_id, channel, sender.name, recipient, subject,
-                                          body)
-    if status in ("sent", "rejected"):
-        return notification_id, "duplicate"
-    try:
-        sender.send(channel, recipient, subject, body)
-    except (channels.SendFailed, channels.Undeliverable) as failure:
-        store.finish(db, notification_id, "failed" if isinstance(failure, channels.SendFailed) else "rejected",
-                     failure.detail)
-        return notification_id, failure
-    store.finish(db, notification_id, "sent")
-    return notification_id, "sent"
+REPLAYS = Counter("shop_dead_letter_replays", "Dead letters sent to the broker again, by outcome", ["outcome"])
+_NAMED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject")
+Publish = Callable[..., Awaitable[None]]
 
 
 async def deliver(source: str, event_id: str, order_id, channel: str, recipient: str, subject: str | None,
                   body: str) -> tuple[uuid.UUID, str]:
-    notification_id, outcome = await in_transaction(
-        lambda db: _deliver(db, source, event_id, order_id, channel, recipient, subject, body))
-    NOTIFICATIONS.labels(channel, outcome if isinstance(outcome, str) else outcome.slug).inc()
-    if isinstance(outcome, Problem):
-        outcome.extensions["notification_id"] = str(notification_id)
-        raise outcome
-    return notification_id, outcome
+    """Send unless this (source, event_id) was sent already; (ledger id, `sent` or `duplicate`)."""
+    sender = channels.backend()
+    lease = settings(DeliverySettings).notify_send_lease_seconds
+    notification_id, claim, attempt = await in_transaction(lambda db: store.claim(
+        db, source, event_id, order_id, channel, sender.name, recipient, subject, body, lease))
+    if claim == "duplicate":
+        NOTIFICATIONS.labels(channel, "duplicate").inc()
+        return notification_id, "duplicate"
+    if claim == "in-flight":
+        NOTIFICATIONS.labels(channel, "in-flight").inc()
+        raise ServiceUnavailable(f"Notification {notification_id} is being sent by another delivery",
+                                 retry_after=math.ceil(lease))
+    try:
+        await asyncio.to_thread(sender.send, channel, recipient, subject, body)
+    except (channels.SendFailed, channels.Undeliverable) as failure:
+        status = "failed" if isinstance(failure, channels.SendFailed) else "rejected"
+        await in_transaction(lambda db: store.finish(db, notification_id, attempt, status, failure.detail))
+        NOTIFICATIONS.labels(channel, failure.slug).inc()
+        failure.extensions["notification_id"] = str(notification_id)
+        raise
+    await in_transaction(lambda db: store.finish(db, notification_id, attempt, "sent"))
+    NOTIFICATIONS.labels(channel, "sent").inc()
+    return notification_id, "sent"
 
 
 async def on_order_created(event) -> str:
@@ -71,6 +91,52 @@ async def send_requested(request: NotificationRequest) -> uuid.UUID:
     notification_id, _ = await deliver("/notifications", reference, None, request.type, request.recipient,
                                        subject if request.type == "email" else None, body)
     return notification_id
+
+
+async def keep_dead_letter(event) -> uuid.UUID:
+    """Store an event the broker gave up on, once per (source, id), with all its attributes and data."""
+    attributes = dict(event.get_attributes())
+    letter = {name: attributes.pop(name, None) for name in _NAMED_ATTRIBUTES}
+    data, data_base64 = _storable(event.data)
+    letter |= {"event_id": letter.pop("id"), "attributes": attributes, "data": data, "data_base64": data_base64}
+    return await in_transaction(lambda db: store.keep_dead_letter(db, letter))
+
+
+def _storable(data) -> tuple[Any, str | None]:
+    """(data, None) for JSON data, else (None, base64): bytes, and JSON that jsonb refuses (NaN, NUL characters)."""
+    if not isinstance(data, (bytes, bytearray)):
+        try:
+            if "\\u0000" not in json.dumps(data, allow_nan=False):
+                return data, None
+        except ValueError:
+            pass
+        data = json.dumps(data).encode()
+    return None, base64.b64encode(data).decode()
+
+
+async def replay_dead_letter(dead_letter_id: uuid.UUID, publish: Publish) -> dict:
+    """Send a dead letter to the broker again, as it was (same id, source, type, subject, data); its row after."""
+    letter = await in_transaction(lambda db: store.dead_letter(db, dead_letter_id))
+    if letter is None:
+        raise NotFound(f"No dead letter '{dead_letter_id}'")
+    if letter["data_base64"] is not None:
+        raise Conflict("This event's data is not JSON: the publisher can only send JSON data")
+    try:
+        await publish(letter["event_id"], letter["type"], letter["source"], letter["subject"], letter["data"],
+                      _event_time(letter))
+    except ServiceUnavailable as failure:
+        await in_transaction(lambda db: store.replay_failed(db, dead_letter_id, failure.detail))
+        REPLAYS.labels("failed").inc()
+        raise
+    REPLAYS.labels("replayed").inc()
+    return await in_transaction(lambda db: store.replayed(db, dead_letter_id))
+
+
+def _event_time(letter: dict) -> datetime:
+    try:
+        return datetime.fromisoformat(letter["attributes"]["time"])
+    except (KeyError, TypeError, ValueError):
+        return letter["received_at"]
 
 
 def _reach(order: OrderCreated) -> tuple[str, str]:

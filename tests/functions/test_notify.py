@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import httpx
@@ -11,8 +14,10 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
+from pg8000.exceptions import DatabaseError
 
 from local.processes import free_port
+from shared.postgres import Pool, connect, migrate
 from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 
 REGION = "eu-west-1"
@@ -43,6 +48,28 @@ def ledger(gateway, **params):
     return response.json()
 
 
+def notifications_logged(shop, recipient) -> int:
+    """How many messages the shop's notify-order-created sent to `recipient` (the log backend logs each one)."""
+    log = (shop.log_dir / "notify-order-created.log").read_text()
+    return sum(1 for line in log.splitlines() if '"message": "notification sent"' in line and recipient in line)
+
+
+@pytest.fixture(scope="module")
+def db(shop, postgres_url):
+    migrate(Pool(postgres_url, timeout=5))
+    connection = connect(postgres_url, timeout=5)
+    yield connection
+    connection.close()
+
+
+def claimed_by_another_instance(db, data, event_id, seconds_ago):
+    """The ledger row another notify instance left in 'sending' (still sending, or dead) `seconds_ago`."""
+    db.run("INSERT INTO notifications (id, source, event_id, order_id, channel, backend, recipient, subject, body, "
+           "status, attempts, updated_at) VALUES (:id, '/orders', :event_id, :order_id, 'email', 'log', :recipient, "
+           "'s', 'b', 'sending', 1, now() - :seconds * interval '1 second')", id=uuid.uuid4(), event_id=event_id,
+           order_id=data["order_id"], recipient=data["contact"]["email"], seconds=seconds_ago)
+
+
 def test_the_same_event_delivered_three_times_notifies_once(gateway, notify_url):
     data, event_id = order_event_data(email="alice@example.com"), str(uuid.uuid4())
 
@@ -53,6 +80,45 @@ def test_the_same_event_delivered_three_times_notifies_once(gateway, notify_url)
     assert entries["total"] == 1
     assert (entries["items"][0]["status"], entries["items"][0]["attempts"]) == ("sent", 1)
     assert entries["items"][0]["event_id"] == event_id
+
+
+def test_a_delivery_left_sending_by_a_dead_instance_is_sent_on_redelivery(gateway, shop, notify_url, db):
+    recipient, event_id = f"{unique('erin')}@example.com", str(uuid.uuid4())
+    data = order_event_data(email=recipient)
+    claimed_by_another_instance(db, data, event_id, seconds_ago=3600)  # it died between claim and record
+
+    assert deliver(notify_url, data, event_id).status_code == 200
+
+    [entry] = ledger(gateway, order_id=data["order_id"])["items"]
+    assert (entry["status"], entry["attempts"]) == ("sent", 2)
+    assert notifications_logged(shop, recipient) == 1
+
+
+def test_a_duplicate_of_a_delivery_in_flight_answers_5xx_and_sends_nothing(gateway, shop, notify_url, db):
+    recipient, event_id = f"{unique('fay')}@example.com", str(uuid.uuid4())
+    data = order_event_data(email=recipient)
+    claimed_by_another_instance(db, data, event_id, seconds_ago=0)
+
+    response = deliver(notify_url, data, event_id)
+
+    assert response.status_code >= 500  # not 4xx: the broker retries it instead of dead-lettering it
+    [entry] = ledger(gateway, order_id=data["order_id"])["items"]
+    assert (entry["status"], entry["attempts"]) == ("sending", 1)
+    assert notifications_logged(shop, recipient) == 0
+
+
+def test_a_claim_older_than_the_lease_setting_is_taken_over(gateway, shop, db):
+    data, event_id = order_event_data(email=f"{unique('gus')}@example.com"), str(uuid.uuid4())
+    with function_alone("notify-order-created", {**shop.settings, "NOTIFY_SEND_LEASE_SECONDS": "2"}) as notifier:
+        claimed_by_another_instance(db, data, event_id, seconds_ago=0)
+        within_the_lease = deliver(notifier.url, data, event_id)
+        time.sleep(2.1)
+        after_the_lease = deliver(notifier.url, data, event_id)
+
+    assert within_the_lease.status_code >= 500
+    assert after_the_lease.status_code == 200
+    [entry] = ledger(gateway, order_id=data["order_id"])["items"]
+    assert (entry["status"], entry["attempts"]) == ("sent", 2)
 
 
 def test_an_order_without_contact_is_logged_for_the_user(gateway, notify_url):
@@ -181,3 +247,65 @@ def test_a_transient_send_failure_fails_the_delivery_and_a_retry_sends(gateway, 
     assert deliver(aws_notifier, data, event_id).status_code == 200
     [entry] = ledger(gateway, order_id=data["order_id"])["items"]
     assert (entry["status"], entry["attempts"]) == ("sent", 2)
+
+
+class SesThatLooksAtTheLedger(BaseHTTPRequestHandler):
+    """An SES endpoint that, while a message is being sent, checks from its own connection that the ledger row is
+    committed as 'sending' and that no transaction of the notify function is open (then accepts the message)."""
+
+    postgres_url: str
+    recipient: str
+    seen: list[dict]
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.seen.append(self.ledger_during_the_send())
+        body = (b'<SendEmailResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><SendEmailResult>'
+                b'<MessageId>fake-1</MessageId></SendEmailResult><ResponseMetadata><RequestId>fake-request'
+                b'</RequestId></ResponseMetadata></SendEmailResponse>')
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def ledger_during_the_send(self) -> dict:
+        connection = connect(self.postgres_url, timeout=5)
+        try:
+            open_transactions = connection.run(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%' AND query ILIKE '%notifications%'")[0][0]
+            connection.run("BEGIN")
+            try:
+                # NOWAIT: fails at once if the notify function still held the row locked while sending.
+                statuses = connection.run("SELECT status FROM notifications WHERE recipient = :recipient FOR UPDATE "
+                                          "NOWAIT", recipient=self.recipient)
+                locked = False
+            except DatabaseError:  # lock not available
+                statuses, locked = [], True
+            connection.run("ROLLBACK")
+            return {"statuses": [row[0] for row in statuses], "locked": locked, "open_transactions": open_transactions}
+        finally:
+            connection.close()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_message_is_sent_with_the_claim_committed_and_no_transaction_open(gateway, shop, postgres_url, db):
+    recipient = f"{unique('hana')}@example.com"
+    data, seen = order_event_data(email=recipient), []
+    handler = type("Ses", (SesThatLooksAtTheLedger,), {"postgres_url": postgres_url, "seen": seen,
+                                                       "recipient": recipient})
+    ses = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=ses.serve_forever, daemon=True).start()
+    settings = aws_settings(shop, f"http://127.0.0.1:{ses.server_port}")
+    try:
+        with function_alone("notify-order-created", settings) as notifier:
+            response = deliver(notifier.url, data)
+    finally:
+        ses.shutdown()
+
+    assert response.status_code == 200, response.text
+    assert seen == [{"statuses": ["sending"], "locked": False, "open_transactions": 0}]
+    assert ledger(gateway, order_id=data["order_id"])["items"][0]["status"] == "sent"
