@@ -101,9 +101,6 @@ class PostgresLedger:
     async def take_unfinished(self, lease: float, limit: int) -> list[Unfinished]:
         return await in_connection(lambda db: store.take_unfinished(db, lease, limit))
 
-    async def card_last4(self, order_id: uuid.UUID) -> str:
-        return await in_connection(lambda db: store.order_facts(db, order_id)[1])
-
 
 def _priced_fields(priced: Priced | None) -> tuple:
     return (None, None, None) if priced is None else (priced.lines, priced.currency, priced.total)

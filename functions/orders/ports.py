@@ -71,8 +71,6 @@ class Ledger(Protocol):
 
     async def take_unfinished(self, lease: float, limit: int) -> list[Unfinished]: ...
 
-    async def card_last4(self, order_id: uuid.UUID) -> str: ...
-
 
 class Catalog(Protocol):
     async def reserve(self, order_id: uuid.UUID, lines: Lines) -> Reservation | Problem:

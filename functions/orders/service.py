@@ -175,10 +175,20 @@ async def _refuse_unreserved(attempt: Attempt, refusal: Problem, ports: Ports) -
 
 
 async def _given_up(attempt: Attempt, ports: Ports) -> Outcome:
-    """The sweep gave this order up (its request had stopped for longer than the lease): answer as it did."""
+    """The order's reservation or charge was let go while its request was away (the sweep gave the order up, or
+    the reservation expired): answer as the sweep did, or settle the order now."""
     answer = await ports.ledger.final_answer(attempt)
     if answer is not None:
         return await _replay(answer, ports)
+    return await _finish_or_give_up(attempt, ports)
+
+
+async def _finish_or_give_up(attempt: Attempt, ports: Ports) -> Outcome:
+    """Settle an order nobody is charging any more: void the charge unless one was approved (then keep the order,
+    or refund it when its stock is gone); otherwise cancel it and release its stock."""
+    charge = await ports.processor.void(attempt.order_id)
+    if charge.outcome == "approved":
+        return await _complete(attempt, charge, ports)
     return await _abandon(attempt, ports)
 
 
@@ -198,16 +208,11 @@ async def resolve_unfinished(ports: Ports, limit: int = 100) -> dict[str, int]:
     (the processor is told to refuse a charge still on its way: void). Each key is leased while it is resolved."""
     resolved = {"completed": 0, "given_up": 0}
     for unfinished in await ports.ledger.take_unfinished(settings(CheckoutSettings).order_lease_seconds, limit):
-        attempt = Attempt(unfinished.user_id, unfinished.key, unfinished.order_id,
-                          await ports.ledger.card_last4(unfinished.order_id), unfinished.from_cart)
+        attempt = Attempt(unfinished.user_id, unfinished.key, unfinished.order_id, unfinished.card_last4,
+                          unfinished.from_cart)
         try:
-            charge = await ports.processor.void(attempt.order_id)
-            if charge.outcome == "approved":
-                await _complete(attempt, charge, ports)
-                resolved["completed"] += 1
-            else:
-                await _abandon(attempt, ports)
-                resolved["given_up"] += 1
+            outcome = await _finish_or_give_up(attempt, ports)
+            resolved["completed" if isinstance(outcome, Placed) else "given_up"] += 1
         except Exception as error:  # noqa: BLE001 - its lease expires and the next sweep tries again
             _log.warning("unfinished order not resolved yet", extra={"order_id": str(attempt.order_id),
                                                                      "error": repr(error)})

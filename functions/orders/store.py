@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from shared.catalog_contract import ReservedLine
@@ -56,6 +55,7 @@ class Unfinished:
     key: str
     order_id: uuid.UUID
     from_cart: bool
+    card_last4: str
 
 
 def claim(db: Connection, user_id: str, key: str, request_hash: str, order_id: uuid.UUID, lease: float,
@@ -113,7 +113,7 @@ def take_unfinished(db: Connection, lease: float, limit: int) -> list[Unfinished
         "WHERE (k.user_id, k.idempotency_key) IN (SELECT user_id, idempotency_key FROM idempotency_keys "
         "  WHERE recovery_point = 'started' AND locked_until < now() ORDER BY locked_until LIMIT :limit "
         "  FOR UPDATE SKIP LOCKED) AND o.id = k.order_id "
-        "RETURNING k.user_id, k.idempotency_key, k.order_id, o.from_cart", lease=lease, limit=limit)
+        "RETURNING k.user_id, k.idempotency_key, k.order_id, o.from_cart, o.card_last4", lease=lease, limit=limit)
     return [Unfinished(*row) for row in rows]
 
 
@@ -161,13 +161,6 @@ def record_payment(db: Connection, order_id: uuid.UUID, amount: Decimal | None, 
            last4=card_last4, outcome=outcome, reason=reason, refunded=refunded)
 
 
-def order_facts(db: Connection, order_id: uuid.UUID) -> tuple[str, str, bool, list[tuple[str, int]] | None]:
-    """(status, card_last4, from_cart, requested lines) of an order."""
-    status, last4, from_cart, requested = db.run(
-        "SELECT status, card_last4, from_cart, requested_lines FROM orders WHERE id = :id", id=order_id)[0]
-    return status, last4, from_cart, _lines_from_json(requested)
-
-
 def get_order(db: Connection, order_id: uuid.UUID) -> dict | None:
     rows = _orders(db, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = :id", id=order_id)
     return rows[0] if rows else None
@@ -207,7 +200,3 @@ def _lines_json(lines: list[tuple[str, int]]) -> list[dict]:
 
 def _lines_from_json(stored: list[dict] | None) -> list[tuple[str, int]] | None:
     return None if stored is None else [(line["sku"], line["quantity"]) for line in stored]
-
-
-def created_at(db: Connection, order_id: uuid.UUID) -> datetime:
-    return db.run("SELECT created_at FROM orders WHERE id = :id", id=order_id)[0][0]
