@@ -87,7 +87,7 @@ def test_clients_cannot_set_prices(gateway, user):
     assert_problem(place(gateway, user, body), 422)
 
 
-def test_ordering_the_cart_empties_it(gateway, user):
+def test_ordering_the_cart_takes_out_exactly_the_ordered_quantities(gateway, user):
     lamp = product(gateway)
     gateway.post(f"/cart/{user}/items", json={"product_sku": lamp["sku"], "quantity": 2}, headers=bearer(user))
 
@@ -291,22 +291,71 @@ def test_database_down_answers_503(shop_settings, user):
     assert_problem(response, 503)
 
 
-def test_the_relay_cancels_abandoned_orders_and_gives_their_stock_back(gateway, shop, user, db):
+def test_an_outbox_row_that_keeps_failing_goes_dead_is_listed_and_can_be_requeued(gateway, shop, user, db):
     lamp = product(gateway, stock=5)
-    order_id = str(uuid.uuid4())
-    reserved = httpx.post(shop.functions["catalog-reserve-stock"].url + "/internal/stock/reservations",
-                          json={"reservation_id": order_id, "lines": [{"sku": lamp["sku"], "quantity": 2}]})
-    assert reserved.status_code == 201 and stock_of(gateway, lamp) == 3
-    # An order whose function died after reserving: still pending ten minutes later.
-    db.run("INSERT INTO orders (id, user_id, currency, total_amount, shipping_address, card_last4, created_at) "
-           "VALUES (CAST(:id AS uuid), :user, 'EUR', 50, '{}', '4242', now() - interval '10 minutes')",
-           id=order_id, user=user)
+    order = place(gateway, user, order_body(user, [(lamp, 1)])).json()
+    row_id = uuid.uuid4()  # a cart removal its destination refuses every time (no such user id)
+    db.run("INSERT INTO outbox (id, destination, event_type, source, subject, data, attempts) VALUES "
+           "(:id, 'cart', 'cart-remove-ordered', '/orders', :subject, CAST(:data AS jsonb), 11)", id=row_id,
+           subject=order["id"], data='{"user_id": "not a user!", "lines": [{"product_sku": "X", "quantity": 1}]}')
 
     assert shop.tick_relay() == 200
-    db.run("UPDATE outbox SET next_attempt_at = now() WHERE subject = :id", id=order_id)
-    assert shop.tick_relay() == 200
 
-    assert db.run("SELECT status, failure_reason FROM orders WHERE id = CAST(:id AS uuid)", id=order_id) == [
-        ["cancelled", "abandoned"]]
-    assert stock_of(gateway, lamp) == 5
-    assert db.run("SELECT count(*) FROM outbox WHERE subject = :id AND sent_at IS NOT NULL", id=order_id) == [[1]]
+    dead = gateway.get("/admin/outbox", params={"state": "dead"}, headers=ADMIN).json()
+    entry = next(item for item in dead["items"] if item["id"] == str(row_id))
+    assert entry["attempts"] == 12 and entry["dead_at"] and entry["last_error"]
+    assert metric_value(shop, "orders-outbox-relay", "shop_outbox_dead") >= 1
+    assert assert_problem(gateway.get("/admin/outbox", headers=bearer(user)), 403)
+
+    requeued = gateway.post(f"/admin/outbox/{row_id}/requeue", headers=ADMIN)
+    assert requeued.status_code == 200 and requeued.json()["dead_at"] is None and requeued.json()["attempts"] == 0
+    assert_problem(gateway.post(f"/admin/outbox/{row_id}/requeue", headers=ADMIN), 404)  # no longer dead
+    assert_problem(gateway.post("/admin/outbox/nope/requeue", headers=ADMIN), 404)
+    db.run("DELETE FROM outbox WHERE id = :id", id=row_id)
+
+
+def test_an_order_with_items_leaves_the_cart_alone(gateway, user):
+    lamp, bulb = product(gateway), product(gateway)
+    gateway.post(f"/cart/{user}/items", json={"product_sku": bulb["sku"], "quantity": 2}, headers=bearer(user))
+
+    assert place(gateway, user, order_body(user, [(lamp, 1)])).status_code == 201
+
+    assert [(line["product_sku"], line["quantity"]) for line in
+            gateway.get(f"/cart/{user}", headers=bearer(user)).json()["items"]] == [(bulb["sku"], 2)]
+
+
+def test_the_pool_bounds_open_connections_and_a_full_pool_is_503(postgres_url):
+    from shared.errors import ServiceUnavailable
+    from shared.postgres import Pool
+
+    pool = Pool(postgres_url, timeout=2, size=1, acquire_timeout=0.2)
+    with pool.connection() as held:
+        held.run("SELECT 1")
+        with pytest.raises(ServiceUnavailable):
+            with pool.connection():
+                pass
+    with pool.connection() as again:  # given back: usable again
+        assert again.run("SELECT 1") == [[1]]
+
+
+def test_a_database_with_too_many_clients_answers_503_with_retry_after(shop_settings, postgres_url, user, db):
+    role = f"limited_{uuid.uuid4().hex[:8]}"
+    db.run(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    try:
+        limited = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+        occupied = connect(limited, timeout=5)  # the role's only connection is taken
+        try:
+            with function_alone("orders-list-orders", {**shop_settings, "DATABASE_URL": limited}) as orders:
+                response = httpx.get(f"{orders.url}/orders/{user}", headers=bearer(user), timeout=5)
+        finally:
+            occupied.close()
+        assert assert_problem(response, 503) and response.headers["retry-after"]
+    finally:
+        db.run(f"DROP ROLE {role}")
+
+
+def metric_value(shop, name: str, metric: str) -> float:
+    port = shop.function_ports[name][1]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric + " ")
+               or line.startswith(metric + "{"))
