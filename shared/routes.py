@@ -103,7 +103,7 @@ ROUTES: tuple[Route, ...] = (
              "Release expired reservations and stray holds (PingSource)", signature="cloudevent",
              visibility="cluster-local", scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
     _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user",
-          response=f"{CART}:CartPublic"),
+          query=f"{CART}:CartQuery", response=f"{CART}:CartPublic"),
     _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204),
     _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user",
           request=f"{CART}:AddItem", response=f"{CART}:CartPublic"),

@@ -65,11 +65,12 @@ def compose() -> dict:
         "depends_on": _healthy(*upstreams),
         "healthcheck": {"test": PORT_CHECK, **HEALTH},
     }
-    services["outbox-relay-ticker"] = {
-        "image": IMAGE, "build": _build(),
-        "command": ["python", "-m", "local.ping", "--url", f"http://orders-outbox-relay:{SERVING_PORT}", "--every", "5"],
-        "depends_on": _healthy("orders-outbox-relay"),
-    }
+    for ticked in ("orders-outbox-relay", "catalog-expire-reservations"):  # the PingSources, every 5 s here
+        services[f"{ticked}-ticker"] = {
+            "image": IMAGE, "build": _build(),
+            "command": ["python", "-m", "local.ping", "--url", f"http://{ticked}:{SERVING_PORT}", "--every", "5"],
+            "depends_on": _healthy(ticked),
+        }
     services["seed"] = {
         "image": IMAGE, "build": _build(), "command": ["python", "-m", "local.seed", "--if-empty"],
         "environment": {"MONGODB_URL": SETTINGS["MONGODB_URL"]},

@@ -13,7 +13,7 @@ SERVING_PORT = 8080
 METRICS_PORT = 9464
 PUBLIC_HOST = "shop.example.com"
 PUBLISHES_EVENTS = "shop.example.com/publishes-events"
-EVENT_PUBLISHERS = {"orders-create-order", "orders-outbox-relay"}
+EVENT_PUBLISHERS = {"orders-create-order", "orders-outbox-relay", "notify-replay-dead-letter"}
 # The secret keys each domain needs: a function gets only its own domain's store credentials.
 DOMAIN_SECRETS = {"catalog": ["MONGODB_URL"], "cart": ["REDIS_URL"], "orders": ["DATABASE_URL"],
                   "notify": ["DATABASE_URL"]}
@@ -111,10 +111,11 @@ def eventing() -> list[dict]:
                   "subscriber": _service_ref("notify-order-created"),
                   "delivery": {"retry": 8, "backoffPolicy": "exponential", "backoffDelay": "PT1S",
                                "deadLetterSink": _service_ref("notify-dead-letter")}}},
-        {"apiVersion": "sources.knative.dev/v1", "kind": "PingSource",
-         "metadata": {"name": "orders-outbox-relay", "namespace": NAMESPACE},
-         "spec": {"schedule": "* * * * *", "contentType": "application/json", "data": "{}",
-                  "sink": _service_ref("orders-outbox-relay")}},
+        # Every minute: the sweeps that settle what dead instances left (orders, then reservations).
+        *({"apiVersion": "sources.knative.dev/v1", "kind": "PingSource",
+           "metadata": {"name": name, "namespace": NAMESPACE},
+           "spec": {"schedule": "* * * * *", "contentType": "application/json", "data": "{}",
+                    "sink": _service_ref(name)}} for name in ("orders-outbox-relay", "catalog-expire-reservations")),
     ]
 
 

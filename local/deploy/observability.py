@@ -20,6 +20,9 @@ def alert_rules() -> dict:
               " > 1", "10m", "ticket", "{{ $labels.function }} p99 latency is above 1 s"),
         alert("ShopOutboxBacklogOld", "max(shop_outbox_oldest_pending_age_seconds) > 600", "5m", "page",
               "An order event or stock release has waited more than 10 minutes in the outbox"),
+        alert("ShopOutboxRowsDead", "max(shop_outbox_dead) > 0", "0m", "ticket",
+              "Outbox rows gave up after the maximum attempts: list them at GET /admin/outbox?state=dead, fix the "
+              "cause, re-queue them with POST /admin/outbox/{id}/requeue"),
         alert("ShopEventsDeadLettered", "increase(shop_dead_letters_total[15m]) > 0", "0m", "ticket",
               "The broker dead-lettered {{ $value }} events of type {{ $labels.type }}"),
         alert("ShopPaymentFailuresHigh",
@@ -64,7 +67,8 @@ def dashboard() -> dict:
         _panel(10, "Notifications sent / failed", [
             (f"sum by (outcome) (rate(shop_notifications_total[{RATE}]))", "{{outcome}}")], "reqps", 8, 32, 8),
         _panel(11, "Outbox backlog", [("max(shop_outbox_pending)", "pending rows"),
-                                      ("max(shop_outbox_oldest_pending_age_seconds)", "oldest (s)")], "short", 16, 32, 8),
+                                      ("max(shop_outbox_oldest_pending_age_seconds)", "oldest (s)"),
+                                      ("max(shop_outbox_dead)", "dead rows")], "short", 16, 32, 8),
         _panel(12, "CPU seconds per request by endpoint",
                [(f"sum by (function) (rate(process_cpu_seconds_total{{namespace=\"shop\"}}[{RATE}])) / "
                  f"sum by (function) (rate(shop_http_requests_total[{RATE}]))", "{{function}}")], "s", 0, 40, 24),
