@@ -26,8 +26,9 @@ FUNCTION = "catalog-get-product"
 
 
 def run_local(tmp_path: Path, *arguments: str, **settings: str) -> subprocess.CompletedProcess:
+    base = free_port_block(2 * len(ROUTES))
     env = {**os.environ, "LOCAL_DIR": str(tmp_path / "local"), "GATEWAY_PORT": str(free_port()),
-           "FUNCTION_BASE_PORT": "47100", "METRICS_BASE_PORT": "47200", **settings}
+           "FUNCTION_BASE_PORT": str(base), "METRICS_BASE_PORT": str(base + len(ROUTES)), **settings}
     return subprocess.run([sys.executable, "-m", "local.run", *arguments], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
 
