@@ -4,6 +4,7 @@ functions over HTTP."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
@@ -16,8 +17,8 @@ from functions.orders.store import Claim, Finished, Unfinished
 from shared import catalog_client, peers
 from shared.catalog_contract import Reservation
 from shared.errors import Problem, ServiceUnavailable
-from shared.event_types import ORDER_CREATED
 from shared.postgres import Connection, in_connection, in_transaction
+from shared.settings import CheckoutSettings, settings
 
 
 class PostgresLedger:
@@ -55,21 +56,21 @@ class PostgresLedger:
         return await in_transaction(work)
 
     async def pay(self, attempt: Attempt, priced: Priced, charge: Charge) -> Paid | Finished:
-        def work(db: Connection) -> Paid | Finished:
-            if not store.settle(db, attempt.order_id, "paid", None, *_priced_fields(priced)):
-                return _already_answered(db, attempt)
-            store.record_payment(db, attempt.order_id, priced.total, priced.currency, attempt.card_last4,
-                                 "approved", None)
-            order = OrderPublic.from_row(store.get_order(db, attempt.order_id))
-            rows = [outbox.add(db, "sink", ORDER_CREATED, "/orders", order["id"], event_data(order))]
-            if attempt.from_cart:
-                ordered = [{"product_sku": line.sku, "quantity": line.quantity} for line in priced.lines]
-                rows.append(outbox.add(db, "cart", "cart-remove-ordered", "/orders", order["id"],
-                                       {"user_id": attempt.user_id, "lines": ordered}))
-            store.answer(db, attempt.user_id, attempt.key, 201, None)
-            return Paid(order, rows)
+        cart_lines = [{"product_sku": line.sku, "quantity": line.quantity} for line in priced.lines] \
+            if attempt.from_cart else None
+        first_retry = settings(CheckoutSettings).outbox_first_retry_seconds
 
-        return await in_transaction(work)
+        def work(db: Connection) -> Paid | Finished:
+            row = store.pay(db, attempt.user_id, attempt.key, attempt.order_id, priced.lines, priced.currency,
+                            priced.total, attempt.card_last4, cart_lines, first_retry)
+            if row is None:
+                return _already_answered(db, attempt)
+            rows = [OutboxRow(uuid.UUID(id_), destination, event_type, source, subject, data,
+                              datetime.fromisoformat(created_at), attempts)
+                    for id_, destination, event_type, source, subject, data, created_at, attempts in row.pop("outbox")]
+            return Paid(OrderPublic.from_row(row), sorted(rows, key=lambda r: r.destination != "sink"))
+
+        return await in_connection(work)
 
     async def refund(self, attempt: Attempt, charge: Charge, refusal: Problem) -> Finished | None:
         def work(db: Connection) -> Finished | None:
@@ -112,12 +113,6 @@ def _already_answered(db: Connection, attempt: Attempt) -> Finished:
     if answer is None:
         raise ServiceUnavailable("The order is being settled by another request; retry shortly")
     return answer
-
-
-def event_data(order: dict) -> dict:
-    """The order-created event's data: what a confirmation message needs, including how to reach the user."""
-    return {key: order[key] for key in ("id", "user_id", "status", "items", "total_price", "currency", "contact",
-                                        "created_at")} | {"order_id": order["id"]}
 
 
 class HttpCatalog:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from shared.catalog_contract import ReservedLine
+from shared.event_types import ORDER_CREATED
 from shared.postgres import Connection
 
 ORDER_COLUMNS = ("id, user_id, status, currency, total_amount, shipping_address, contact, card_last4, "
@@ -151,6 +152,50 @@ def settle(db: Connection, order_id: uuid.UUID, new: str, reason: str | None = N
                "FROM jsonb_array_elements(CAST(:lines AS jsonb)) WITH ORDINALITY AS t(line, n)",
                id=order_id, lines=json.dumps([line.model_dump(mode="json") for line in lines]))
     return bool(moved)
+
+
+def pay(db: Connection, user_id: str, key: str, order_id: uuid.UUID, lines: list[ReservedLine], currency: str,
+        total: Decimal, card_last4: str, cart_lines: list[dict] | None, first_retry: float) -> dict | None:
+    """In one statement: the pending order becomes paid with its lines and payment, the order-created event (and
+    the cart's removal for a cart order) goes into the outbox, and the key is answered. None when the order was
+    no longer pending. One round trip instead of nine: this is most of an order's database cost."""
+    items = [{"product_sku": line.sku, "product_name": line.name, "quantity": line.quantity,
+              "price_at_purchase": str(line.price.amount), "line_total": str(line.price.amount * line.quantity),
+              "currency": line.price.currency} for line in lines]
+    rows = db.run(
+        "WITH o AS (UPDATE orders SET status = 'paid', currency = :currency, total_amount = :total "
+        f"  WHERE id = :id AND status = 'pending' RETURNING {ORDER_COLUMNS}), "
+        "l AS (INSERT INTO order_lines (order_id, line_no, product_sku, product_name, quantity, price_at_purchase, "
+        "  currency) SELECT o.id, t.n, t.line->>'product_sku', t.line->>'product_name', (t.line->>'quantity')::int, "
+        "  (t.line->>'price_at_purchase')::numeric, t.line->>'currency' "
+        "  FROM o, jsonb_array_elements(CAST(:items AS jsonb)) WITH ORDINALITY AS t(line, n)), "
+        "p AS (INSERT INTO payments (order_id, amount, currency, card_last4, outcome) "
+        "  SELECT o.id, :total, :currency, :last4, 'approved' FROM o ON CONFLICT (order_id) DO NOTHING), "
+        "e AS (INSERT INTO outbox (id, destination, event_type, source, subject, data, next_attempt_at) "
+        "  SELECT CAST(:event_id AS uuid), 'sink', :event_type, '/orders', o.id::text, jsonb_build_object("
+        "    'id', o.id::text, 'order_id', o.id::text, 'user_id', o.user_id, 'status', o.status, "
+        "    'items', CAST(:items AS jsonb), 'total_price', o.total_amount::text, 'currency', o.currency, "
+        "    'contact', o.contact, 'created_at', o.created_at), now() + make_interval(secs => :first_retry) FROM o "
+        "  UNION ALL SELECT CAST(:cart_id AS uuid), 'cart', 'cart-remove-ordered', '/orders', o.id::text, "
+        "    jsonb_build_object('user_id', o.user_id, 'lines', CAST(:cart_lines AS jsonb)), "
+        "    now() + make_interval(secs => :first_retry) FROM o WHERE CAST(:cart_lines AS jsonb) IS NOT NULL "
+        "  RETURNING id, destination, event_type, source, subject, data, created_at, attempts), "
+        "k AS (UPDATE idempotency_keys SET response_status = 201, response_body = NULL, recovery_point = 'finished' "
+        "  WHERE user_id = :user_id AND idempotency_key = :key AND EXISTS (SELECT 1 FROM o)) "
+        f"SELECT {', '.join('o.' + column.strip() for column in ORDER_COLUMNS.split(','))}, "
+        "(SELECT jsonb_agg(jsonb_build_array(e.id, e.destination, e.event_type, e.source, e.subject, e.data, "
+        "  e.created_at, e.attempts)) FROM e) FROM o",
+        id=order_id, currency=currency, total=total, items=json.dumps(items), last4=card_last4,
+        event_id=uuid.uuid4(), event_type=ORDER_CREATED, cart_id=uuid.uuid4(), first_retry=first_retry,
+        cart_lines=None if cart_lines is None else json.dumps(cart_lines), user_id=user_id, key=key)
+    if not rows:
+        return None
+    columns = [name.strip() for name in ORDER_COLUMNS.split(",")]
+    order = dict(zip(columns, rows[0][:-1]))
+    order["items"] = [item | {"price_at_purchase": Decimal(item["price_at_purchase"]),
+                              "line_total": Decimal(item["line_total"])} for item in items]
+    order["outbox"] = rows[0][-1]
+    return order
 
 
 def record_payment(db: Connection, order_id: uuid.UUID, amount: Decimal | None, currency: str | None,
