@@ -21,7 +21,8 @@ CARD = "4242424242424242"
 # Short enough for a test to watch a request's key expire, a reservation expire and the outbox retry.
 FAST = {"ORDER_LEASE_SECONDS": "1.5", "IDEMPOTENCY_WAIT_SECONDS": "0.3", "OUTBOX_FIRST_RETRY_SECONDS": "0.5",
         "OUTBOX_MAX_BACKOFF_SECONDS": "1"}
-FINAL_SLUGS = {"out-of-stock", "order-abandoned", "payment-declined", "validation-error", "not-found"}
+FINAL_SLUGS = {"out-of-stock", "order-abandoned", "payment-declined", "payment-not-completed", "validation-error",
+               "not-found"}
 
 
 @dataclass

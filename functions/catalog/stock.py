@@ -68,10 +68,13 @@ async def reserve(request: ReservationRequest) -> tuple[Reservation, bool]:
         if [{"sku": line["sku"], "quantity": line["quantity"]} for line in existing["lines"]] != wanted \
                 and existing["state"] != "released":
             raise Conflict(f"The reservation id '{request.reservation_id}' was used for other lines")
-        if existing["state"] == "released":
+        if existing["state"] in ("released", "releasing"):
             raise _refusal_of(existing)
         if existing["state"] != "reserving":
             return _answer(existing), False
+        if existing["expires_at"] < _now():  # too late to complete it: give back what it holds
+            await release(request.reservation_id)
+            raise _refusal_of(existing)
         created = False  # a reservation a dead instance left half-made: complete it
     return await _hold_all(request.reservation_id, wanted), created
 
@@ -101,8 +104,10 @@ async def _hold_all(reservation_id: str, wanted: list[dict]) -> Reservation:
         return_document=ReturnDocument.AFTER)
     if done is None:  # released while this call was holding (it expired, or the order was given up): undo ours
         current = await (await _reservations()).find_one({"_id": reservation_id})
-        if current["state"] in ("reserved", "confirmed"):
+        if current["state"] == "reserved" or (current["state"] == "confirmed" and not current.get("settled")):
             return _answer(current)  # another call with the same id finished it
+        # Released, or confirmed with its holds already settled: any hold of this id now is one this call took
+        # too late (after the release, or after the confirmation's $pull). Give it back.
         await _unhold(reservation_id, current["lines"])
         raise ReservationReleased(f"The reservation '{reservation_id}' was released while it was being made")
     await fault_point("catalog.reserve.after-commit")
@@ -143,10 +148,18 @@ async def confirm(reservation_id: str) -> Reservation:
         if existing["state"] == "reserving":
             raise Conflict(f"The reservation '{reservation_id}' is still being made; reserve it again first")
         raise ReservationReleased(f"The reservation '{reservation_id}' was released; its stock is not held any more")
-    await fault_point("catalog.confirm.before-pull")
-    await (await products()).update_many({"sku": {"$in": [line["sku"] for line in document["lines"]]},
-                                          "holds": reservation_id}, {"$pull": {"holds": reservation_id}})
+    if not document.get("settled"):
+        await fault_point("catalog.confirm.before-pull")
+        await _settle_confirmed(document)
     return _answer(document)
+
+
+async def _settle_confirmed(document: dict) -> None:
+    """The held stock is sold: drop the holds, then mark the reservation settled — from then on a hold of its id
+    can only be one a late reserve call took, and the sweep gives it back."""
+    await (await products()).update_many({"sku": {"$in": [line["sku"] for line in document["lines"]]},
+                                          "holds": document["_id"]}, {"$pull": {"holds": document["_id"]}})
+    await (await _reservations()).update_one({"_id": document["_id"]}, {"$set": {"settled": True}})
 
 
 async def sweep(limit: int = 500) -> dict[str, int]:
@@ -167,9 +180,8 @@ async def sweep(limit: int = 500) -> dict[str, int]:
         async for document in reservations.find({"_id": {"$in": list(by_reservation)},
                                                  "state": {"$in": ["released", "confirmed"]}}):
             settled += len(by_reservation[document["_id"]])
-            if document["state"] == "confirmed":
-                await (await products()).update_many({"sku": {"$in": by_reservation[document["_id"]]},
-                                                      "holds": document["_id"]}, {"$pull": {"holds": document["_id"]}})
+            if document["state"] == "confirmed" and not document.get("settled"):
+                await _settle_confirmed(document)  # its confirmation stopped before dropping the holds
             else:
                 await _unhold(document["_id"], document["lines"])
     if expired or settled:

@@ -16,7 +16,7 @@ from functions.orders.ports import Attempt, Lines, Paid, Ports, Priced
 from functions.orders.store import Claim, Finished, Unfinished
 from shared import catalog_client, peers
 from shared.catalog_contract import Reservation
-from shared.errors import Problem, ServiceUnavailable
+from shared.errors import Conflict, Problem, ServiceUnavailable
 from shared.postgres import Connection, in_connection, in_transaction
 from shared.settings import CheckoutSettings, settings
 
@@ -33,14 +33,17 @@ class PostgresLedger:
         return await in_connection(lambda db: store.set_requested(db, order_id, lines))
 
     async def release_lease(self, attempt: Attempt) -> None:
-        await in_connection(lambda db: store.release_lease(db, attempt.user_id, attempt.key))
+        await in_connection(lambda db: store.release_lease(db, attempt.user_id, attempt.key, attempt.lease_token))
 
-    async def refuse_unreserved(self, attempt: Attempt, refusal: Problem) -> None:
-        def work(db: Connection) -> None:
-            store.delete_unreserved(db, attempt.order_id)
+    async def refuse_unreserved(self, attempt: Attempt, refusal: Problem) -> list[OutboxRow] | Finished:
+        def work(db: Connection) -> list[OutboxRow] | Finished:
+            if not store.delete_unreserved(db, attempt.order_id):
+                return _already_answered(db, attempt)
             store.answer(db, attempt.user_id, attempt.key, refusal.status, refusal.body())
+            # Nothing should be held under this id; a release makes sure (and leaves a tombstone).
+            return [outbox.add_release(db, attempt.order_id)]
 
-        await in_transaction(work)
+        return await in_transaction(work)
 
     async def fail(self, attempt: Attempt, status: str, reason: str, refusal: Problem, priced: Priced | None,
                    charge: Charge | None) -> list[OutboxRow] | Finished:
@@ -48,7 +51,7 @@ class PostgresLedger:
             if not store.settle(db, attempt.order_id, status, reason, *_priced_fields(priced)):
                 return _already_answered(db, attempt)
             if charge is not None:
-                store.record_payment(db, attempt.order_id, priced.total, priced.currency, attempt.card_last4,
+                store.record_payment(db, attempt.order_id, charge.amount, charge.currency, attempt.card_last4,
                                      charge.outcome, charge.reason)
             store.answer(db, attempt.user_id, attempt.key, refusal.status, refusal.body())
             return [outbox.add_release(db, attempt.order_id)]
@@ -115,12 +118,19 @@ def _already_answered(db: Connection, attempt: Attempt) -> Finished:
     return answer
 
 
+class ReservationGone(Conflict):
+    slug, title = "reservation-released", "Reservation Released"
+
+
 class HttpCatalog:
     async def reserve(self, order_id: uuid.UUID, lines: Lines) -> Reservation | Problem:
         try:
-            return await catalog_client.reserve(str(order_id), lines)
+            reservation = await catalog_client.reserve(str(order_id), lines)
         except peers.PeerRefused as refusal:
             return refusal
+        if reservation.state == "released":  # given back meanwhile: nothing is held for this order any more
+            return ReservationGone(f"The reservation of order {order_id} was released")
+        return reservation
 
     async def confirm(self, order_id: uuid.UUID) -> Reservation | None:
         try:

@@ -27,6 +27,7 @@ class Attempt:
     order_id: uuid.UUID
     card_last4: str
     from_cart: bool
+    lease_token: uuid.UUID | None = None  # the request's own lease (the sweep's attempts have none)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Ledger(Protocol):
 
     async def release_lease(self, attempt: Attempt) -> None: ...
 
-    async def refuse_unreserved(self, attempt: Attempt, refusal: Problem) -> None: ...
+    async def refuse_unreserved(self, attempt: Attempt, refusal: Problem) -> list[OutboxRow] | Finished: ...
 
     async def fail(self, attempt: Attempt, status: str, reason: str, refusal: Problem, priced: Priced | None,
                    charge: Charge | None) -> list[OutboxRow] | Finished: ...

@@ -33,7 +33,7 @@ from functions.orders.payment import Charge
 from functions.orders.ports import Attempt, Ports, Priced
 from functions.orders.store import Busy, Claimed, Finished, Mismatch
 from shared.catalog_contract import Reservation
-from shared.errors import BadGateway, Conflict, PaymentRequired, Problem, RecordedProblem, Unprocessable
+from shared.errors import Conflict, PaymentRequired, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
 from shared.settings import AuthSettings, CheckoutSettings, settings
@@ -69,6 +69,10 @@ class OrderGivenUp(Conflict):
     slug, title = "order-abandoned", "Order Abandoned"
 
 
+class PaymentNotCompleted(Conflict):
+    slug, title = "payment-not-completed", "Payment Not Completed"
+
+
 async def place_order(cmd: CreateOrder, key: str, authorization: str, ports: Ports) -> Outcome:
     config = settings(CheckoutSettings)
     fingerprint = _keyed_hash(cmd.fingerprint())
@@ -86,7 +90,8 @@ async def place_order(cmd: CreateOrder, key: str, authorization: str, ports: Por
         return InProgress(max(1.0, claim.seconds_left))
     if isinstance(claim, Finished):
         return await _replay(claim, ports)
-    attempt = Attempt(cmd.user_id, key, claim.order_id, cmd.payment.last4, from_cart=cmd.items is None)
+    attempt = Attempt(cmd.user_id, key, claim.order_id, cmd.payment.last4, from_cart=cmd.items is None,
+                      lease_token=claim.lease_token)
     try:
         outcome = await _advance(attempt, claim, cmd, authorization, ports)
     except BaseException:
@@ -101,12 +106,12 @@ async def place_order(cmd: CreateOrder, key: str, authorization: str, ports: Por
 
 async def _advance(attempt: Attempt, claim: Claimed, cmd: CreateOrder, authorization: str, ports: Ports) -> Outcome:
     lines = claim.requested
-    if lines is None:
-        lines = await ports.cart.lines(cmd.user_id, authorization)
+    if lines is None:  # fixed by the first attempt that read a non-empty cart, whatever the cart holds later
+        lines = await ports.ledger.set_requested(attempt.order_id,
+                                                 await ports.cart.lines(cmd.user_id, authorization))
         if not lines:
             return await _refuse_unreserved(attempt, Unprocessable("The cart is empty: add items or send them in "
                                                                    "the order"), ports)
-        lines = await ports.ledger.set_requested(attempt.order_id, lines)
     await fault_point("orders.before-reserve")
     reservation = await ports.catalog.reserve(attempt.order_id, lines)
     if isinstance(reservation, Problem):
@@ -126,14 +131,23 @@ async def _advance(attempt: Attempt, claim: Claimed, cmd: CreateOrder, authoriza
     if charge.outcome == "voided":
         return await _given_up(attempt, ports)
     if charge.outcome == "declined":
-        refusal = PaymentRequired(f"The card was declined: {charge.reason}",
-                                  extensions={"order_id": str(attempt.order_id), "reason": charge.reason})
-        return await _fail(attempt, "payment_failed", charge.reason, refusal, priced, charge, ports)
+        return await _fail(attempt, "payment_failed", charge.reason, _declined(attempt, charge), priced, charge, ports)
     if charge.outcome == "error":
-        refusal = BadGateway("The payment processor failed; nothing was charged and the stock was released",
-                             extensions={"order_id": str(attempt.order_id), "reason": charge.reason})
-        return await _fail(attempt, "cancelled", charge.reason, refusal, priced, charge, ports)
+        return await _fail(attempt, "cancelled", charge.reason, _processor_failed(attempt, charge), priced, charge,
+                           ports)
     return await _complete(attempt, charge, ports)
+
+
+def _declined(attempt: Attempt, charge: Charge) -> Problem:
+    return PaymentRequired(f"The card was declined: {charge.reason}",
+                           extensions={"order_id": str(attempt.order_id), "reason": charge.reason})
+
+
+def _processor_failed(attempt: Attempt, charge: Charge) -> Problem:
+    # The processor's decision for this order is final, so this answer is too: a new key may try again.
+    return PaymentNotCompleted("The payment processor failed; nothing was charged and the stock was released. "
+                               "Send the order again with a new Idempotency-Key",
+                               extensions={"order_id": str(attempt.order_id), "reason": charge.reason})
 
 
 async def _complete(attempt: Attempt, charge: Charge, ports: Ports) -> Outcome:
@@ -170,7 +184,16 @@ async def _fail(attempt: Attempt, status: str, reason: str, refusal: Problem, pr
 
 
 async def _refuse_unreserved(attempt: Attempt, refusal: Problem, ports: Ports) -> Outcome:
-    await ports.ledger.refuse_unreserved(attempt, refusal)
+    """Nothing was held (the catalog refused, or the cart is empty): the order is dropped — unless another request
+    with this key (a retry that took over a lease this one outlived) got as far as a charge."""
+    charge = await ports.processor.void(attempt.order_id)
+    if charge.outcome == "approved":
+        return await _complete(attempt, charge, ports)
+    recorded = await ports.ledger.refuse_unreserved(attempt, refusal)
+    if isinstance(recorded, Finished):
+        return await _replay(recorded, ports)
+    for row in recorded:
+        await ports.outbox.deliver(row)
     return Refused(refusal)
 
 
@@ -189,6 +212,11 @@ async def _finish_or_give_up(attempt: Attempt, ports: Ports) -> Outcome:
     charge = await ports.processor.void(attempt.order_id)
     if charge.outcome == "approved":
         return await _complete(attempt, charge, ports)
+    if charge.outcome == "declined":  # decided before its request died: answer as that request would have
+        return await _fail(attempt, "payment_failed", charge.reason, _declined(attempt, charge), None, charge, ports)
+    if charge.outcome == "error":
+        return await _fail(attempt, "cancelled", charge.reason, _processor_failed(attempt, charge), None, charge,
+                           ports)
     return await _abandon(attempt, ports)
 
 

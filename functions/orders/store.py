@@ -22,6 +22,7 @@ class Claimed:
     order_id: uuid.UUID
     requested: list[tuple[str, int]] | None  # None: from the cart, not read yet
     resumed: bool
+    lease_token: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -62,25 +63,28 @@ class Unfinished:
 def claim(db: Connection, user_id: str, key: str, request_hash: str, order_id: uuid.UUID, lease: float,
           requested: list[tuple[str, int]] | None, address: dict, contact: dict, card_last4: str) -> Claim:
     """Claim the key and record the pending order in one statement, or take over a key whose lease expired."""
+    token = uuid.uuid4()
     created = db.run(
-        "WITH k AS (INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, locked_until) "
-        "VALUES (:user_id, :key, :hash, :order_id, now() + make_interval(secs => :lease)) "
+        "WITH k AS (INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, locked_until, "
+        "lease_token) VALUES (:user_id, :key, :hash, :order_id, now() + make_interval(secs => :lease), :token) "
         "ON CONFLICT DO NOTHING RETURNING order_id) "
         "INSERT INTO orders (id, user_id, shipping_address, contact, card_last4, requested_lines, from_cart) "
         "SELECT order_id, :user_id, CAST(:address AS jsonb), CAST(:contact AS jsonb), :last4, "
         "CAST(:requested AS jsonb), :from_cart FROM k RETURNING id",
         user_id=user_id, key=key, hash=request_hash, order_id=order_id, lease=lease, address=json.dumps(address),
-        contact=json.dumps(contact), last4=card_last4, from_cart=requested is None,
+        contact=json.dumps(contact), last4=card_last4, from_cart=requested is None, token=token,
         requested=None if requested is None else json.dumps(_lines_json(requested)))
     if created:
-        return Claimed(order_id, requested, resumed=False)
+        return Claimed(order_id, requested, resumed=False, lease_token=token)
     taken = db.run(
-        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease) FROM orders o "
+        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease), lease_token = :token "
+        "FROM orders o "
         "WHERE k.user_id = :user_id AND k.idempotency_key = :key AND k.request_hash = :hash "
         "AND k.recovery_point = 'started' AND k.locked_until < now() AND o.id = k.order_id "
-        "RETURNING k.order_id, o.requested_lines", user_id=user_id, key=key, hash=request_hash, lease=lease)
+        "RETURNING k.order_id, o.requested_lines", user_id=user_id, key=key, hash=request_hash, lease=lease,
+        token=token)
     if taken:
-        return Claimed(taken[0][0], _lines_from_json(taken[0][1]), resumed=True)
+        return Claimed(taken[0][0], _lines_from_json(taken[0][1]), resumed=True, lease_token=token)
     rows = db.run("SELECT order_id, request_hash, response_status, response_body, "
                   "EXTRACT(EPOCH FROM locked_until - now()) FROM idempotency_keys "
                   "WHERE user_id = :user_id AND idempotency_key = :key", user_id=user_id, key=key)
@@ -95,23 +99,25 @@ def claim(db: Connection, user_id: str, key: str, request_hash: str, order_id: u
 
 
 def set_requested(db: Connection, order_id: uuid.UUID, lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """Fix what a cart order buys, once: a resumed request reuses the first attempt's lines."""
+    """Fix what a cart order buys, once: a resumed request reuses the first attempt's (non-empty) lines."""
     rows = db.run("UPDATE orders SET requested_lines = COALESCE(requested_lines, CAST(:lines AS jsonb)) "
-                  "WHERE id = :id RETURNING requested_lines", id=order_id, lines=json.dumps(_lines_json(lines)))
-    return _lines_from_json(rows[0][0])
+                  "WHERE id = :id RETURNING requested_lines", id=order_id,
+                  lines=json.dumps(_lines_json(lines)) if lines else None)
+    return _lines_from_json(rows[0][0]) if rows and rows[0][0] else []
 
 
-def release_lease(db: Connection, user_id: str, key: str) -> None:
-    """This request stops working on the key (it failed without an answer): a retry may resume it at once."""
+def release_lease(db: Connection, user_id: str, key: str, token: uuid.UUID) -> None:
+    """This request stops working on the key (it failed without an answer): a retry may resume it at once.
+    Only the lease this request holds: one taken over meanwhile belongs to another request."""
     db.run("UPDATE idempotency_keys SET locked_until = now() WHERE user_id = :user_id AND idempotency_key = :key "
-           "AND recovery_point = 'started'", user_id=user_id, key=key)
+           "AND recovery_point = 'started' AND lease_token = :token", user_id=user_id, key=key, token=token)
 
 
 def take_unfinished(db: Connection, lease: float, limit: int) -> list[Unfinished]:
     """Lease keys whose request died unanswered, so only this sweep resolves them for the next `lease` seconds."""
     rows = db.run(
-        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease) FROM orders o "
-        "WHERE (k.user_id, k.idempotency_key) IN (SELECT user_id, idempotency_key FROM idempotency_keys "
+        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease), lease_token = NULL "
+        "FROM orders o WHERE (k.user_id, k.idempotency_key) IN (SELECT user_id, idempotency_key FROM idempotency_keys "
         "  WHERE recovery_point = 'started' AND locked_until < now() ORDER BY locked_until LIMIT :limit "
         "  FOR UPDATE SKIP LOCKED) AND o.id = k.order_id "
         "RETURNING k.user_id, k.idempotency_key, k.order_id, o.from_cart, o.card_last4", lease=lease, limit=limit)
@@ -119,9 +125,11 @@ def take_unfinished(db: Connection, lease: float, limit: int) -> list[Unfinished
 
 
 def answer(db: Connection, user_id: str, key: str, status: int, body: dict | None) -> None:
-    """The key's final answer (a success stores no body: replays read the order as it is then)."""
+    """The key's final answer (a success stores no body: replays read the order as it is then); a key answered
+    already keeps its first answer."""
     db.run("UPDATE idempotency_keys SET response_status = :status, response_body = CAST(:body AS jsonb), "
-           "recovery_point = 'finished' WHERE user_id = :user_id AND idempotency_key = :key",
+           "recovery_point = 'finished' WHERE user_id = :user_id AND idempotency_key = :key "
+           "AND response_status IS NULL",
            status=status, body=None if body is None else json.dumps(body, default=str), user_id=user_id, key=key)
 
 
@@ -131,9 +139,10 @@ def final_answer(db: Connection, user_id: str, key: str) -> Finished | None:
     return Finished(*rows[0]) if rows else None
 
 
-def delete_unreserved(db: Connection, order_id: uuid.UUID) -> None:
-    """An order refused before anything was held (unknown product, out of stock): it never existed for the user."""
-    db.run("DELETE FROM orders WHERE id = :id AND status = 'pending'", id=order_id)
+def delete_unreserved(db: Connection, order_id: uuid.UUID) -> bool:
+    """An order refused before anything was held (unknown product, out of stock): it never existed for the user.
+    False when it is no longer pending (another request settled it)."""
+    return bool(db.run("DELETE FROM orders WHERE id = :id AND status = 'pending' RETURNING id", id=order_id))
 
 
 def settle(db: Connection, order_id: uuid.UUID, new: str, reason: str | None = None,
@@ -181,7 +190,8 @@ def pay(db: Connection, user_id: str, key: str, order_id: uuid.UUID, lines: list
         "    now() + make_interval(secs => :first_retry) FROM o WHERE CAST(:cart_lines AS jsonb) IS NOT NULL "
         "  RETURNING id, destination, event_type, source, subject, data, created_at, attempts), "
         "k AS (UPDATE idempotency_keys SET response_status = 201, response_body = NULL, recovery_point = 'finished' "
-        "  WHERE user_id = :user_id AND idempotency_key = :key AND EXISTS (SELECT 1 FROM o)) "
+        "  WHERE user_id = :user_id AND idempotency_key = :key AND response_status IS NULL "
+        "  AND EXISTS (SELECT 1 FROM o)) "
         f"SELECT {', '.join('o.' + column.strip() for column in ORDER_COLUMNS.split(','))}, "
         "(SELECT jsonb_agg(jsonb_build_array(e.id, e.destination, e.event_type, e.source, e.subject, e.data, "
         "  e.created_at, e.attempts)) FROM e) FROM o",

@@ -231,3 +231,19 @@ def _wait_for_sweep(relay_url: str, condition, timeout: float = 20.0) -> None:
             return
         assert time.monotonic() < deadline, "the sweep did not resolve the order in time"
         time.sleep(0.3)
+
+
+def test_a_reserve_call_that_outlives_its_caller_takes_nothing_after_the_retry_confirmed(gateway, faulty, db):
+    first, second, user, key = product(gateway, stock=4), product(gateway, stock=4), unique("outlive"), new_key()
+    lines = [(first, 1), (second, 2)]
+    # The first reserve call stalls after its first line, past the caller's timeout; the retry's own reserve call
+    # completes the reservation, and the order is charged and confirmed before the stalled call wakes up.
+    with faulty("catalog-reserve-stock", "catalog.reserve.between-lines=sleep:3") as catalog, \
+            faulty("orders-create-order", PEER_TIMEOUT_SECONDS="1", **pointing_at(catalog)) as orders:
+        assert place(orders.url, user, order_body(user, lines), key).status_code == 503
+
+        answer = place_until_final(orders.url, user, order_body(user, lines), key)
+        time.sleep(3)  # the stalled call holds its next line now, too late, and must give it back
+
+    assert answer.status_code == 201, answer.text
+    assert _wait(lambda: (stock_of(gateway, first), stock_of(gateway, second)) == (3, 2))

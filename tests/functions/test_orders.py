@@ -151,7 +151,7 @@ def test_the_idempotency_key_is_required_and_bounded(gateway, user, key):
 
 
 @pytest.mark.parametrize("card, status, final", [(INSUFFICIENT_FUNDS, 402, "payment_failed"),
-                                                 (PROCESSOR_ERROR, 502, "cancelled")])
+                                                 (PROCESSOR_ERROR, 409, "cancelled")])
 def test_failed_payments_release_the_stock(gateway, user, db, card, status, final):
     lamp = product(gateway, stock=4)
     key = uuid.uuid4().hex

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from functions.orders.adapters import ReservationGone
 from functions.orders.outbox import OutboxRow
 from functions.orders.payment import Charge, decide
 from functions.orders.ports import Attempt, Paid, Ports, Priced
@@ -39,7 +40,7 @@ class FakeLedger:
             self.orders[order_id] = {"user_id": cmd.user_id, "status": "pending", "requested": requested,
                                      "from_cart": requested is None, "lines": [], "refunded": False,
                                      "card_last4": cmd.payment.last4, "total": None, "currency": None}
-            return Claimed(order_id, requested, resumed=False)
+            return Claimed(order_id, requested, resumed=False, lease_token=uuid.uuid4())
         if found["hash"] != fingerprint:
             return Mismatch()
         if found["status"] is not None:
@@ -47,19 +48,26 @@ class FakeLedger:
         if found["locked_until"] > self.now:
             return Busy(found["locked_until"] - self.now)
         found["locked_until"] = self.now + lease
-        return Claimed(found["order_id"], self.orders[found["order_id"]]["requested"], resumed=True)
+        found["token"] = uuid.uuid4()
+        return Claimed(found["order_id"], self.orders[found["order_id"]]["requested"], resumed=True,
+                       lease_token=found["token"])
 
     async def set_requested(self, order_id, lines):
         order = self.orders[order_id]
-        order["requested"] = order["requested"] or lines
-        return order["requested"]
+        order["requested"] = order["requested"] or lines or None
+        return order["requested"] or []
 
     async def release_lease(self, attempt: Attempt):
-        self.keys[(attempt.user_id, attempt.key)]["locked_until"] = self.now
+        found = self.keys[(attempt.user_id, attempt.key)]
+        if found.get("token", attempt.lease_token) == attempt.lease_token:
+            found["locked_until"] = self.now
 
     async def refuse_unreserved(self, attempt, refusal):
+        if self.orders.get(attempt.order_id, {}).get("status") != "pending":
+            return self._answered(attempt)
         del self.orders[attempt.order_id]
         self._answer(attempt, refusal.status, refusal.body())
+        return [self._row(attempt, "release-stock", {})]
 
     async def fail(self, attempt, status, reason, refusal, priced, charge):
         if not self._settle(attempt, status, reason, priced):
@@ -117,7 +125,9 @@ class FakeLedger:
         return True
 
     def _answer(self, attempt, status, body):
-        self.keys[(attempt.user_id, attempt.key)].update(status=status, body=body)
+        found = self.keys[(attempt.user_id, attempt.key)]
+        if found["status"] is None:
+            found.update(status=status, body=body)
 
     def _answered(self, attempt):
         found = self.keys[(attempt.user_id, attempt.key)]
@@ -143,6 +153,8 @@ class FakeCatalog:
         if self.down:
             raise ServiceUnavailable("catalog down")
         existing = self.reservations.get(order_id)
+        if existing is not None and existing["state"] == "released":
+            return ReservationGone(f"The reservation of order {order_id} was released")
         if existing is not None:
             return Reservation(reservation_id=str(order_id), state=existing["state"], lines=existing["lines"])
         reserved = []
@@ -169,6 +181,7 @@ class FakeCatalog:
         return Reservation(reservation_id=str(order_id), state="confirmed", lines=reservation["lines"])
 
     def release(self, order_id):
+        self.reservations.setdefault(order_id, {"state": "released", "lines": []})  # the tombstone
         reservation = self.reservations.get(order_id)
         if reservation and reservation["state"] == "reserved":
             reservation["state"] = "released"

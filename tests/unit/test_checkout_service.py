@@ -108,7 +108,7 @@ def test_a_catalog_refusal_is_final_and_leaves_no_order():
 
 
 @pytest.mark.parametrize("card, status, order_status", [(DECLINED, 402, "payment_failed"),
-                                                        (PROCESSOR_ERROR, 502, "cancelled")])
+                                                        (PROCESSOR_ERROR, 409, "cancelled")])
 def test_a_refused_charge_releases_the_stock(card, status, order_status):
     ports, ledger, catalog, *_ = fake_ports(STOCK)
 
@@ -214,4 +214,43 @@ def test_a_request_whose_charge_was_voided_by_the_sweep_answers_as_the_sweep_did
     order_id = ledger.keys[("ann", "k1")]["order_id"]
     assert outcome.problem.slug == "order-abandoned"
     assert processor.decisions[order_id] == Charge("voided")
+    assert catalog.stock["MUG"][0] == 5
+
+
+def test_a_stale_request_that_finds_the_cart_empty_does_not_undo_an_order_a_retry_paid():
+    ports, ledger, catalog, cart, processor, _ = fake_ports(STOCK)
+    cart.lines_by_user["ann"] = [("MUG", 1)]
+    original_lines = cart.lines
+
+    async def slow_then_empty(user_id, authorization):  # request A stalls here past its lease ...
+        ledger.now += 60
+        cart.lines = original_lines
+        retry = await service.place_order(command(items=None), "k1", "Bearer t", ports)  # ... retry B pays
+        assert isinstance(retry, service.Placed)
+        cart.lines_by_user["ann"] = []  # and took the lines out of the cart
+        return []
+
+    cart.lines = slow_then_empty
+
+    outcome = place(ports, command(items=None))
+
+    assert isinstance(outcome, service.Placed)  # A answers B's order, it does not refuse or delete it
+    order_id = ledger.keys[("ann", "k1")]["order_id"]
+    assert ledger.orders[order_id]["status"] == "confirmed" and ledger.keys[("ann", "k1")]["status"] == 201
+
+
+def test_a_charge_decided_before_its_request_died_is_answered_as_decided_by_the_sweep():
+    ports, ledger, catalog, _, processor, _ = fake_ports(STOCK)
+    original_charge = processor.charge
+
+    async def charge_then_die(*args):
+        await original_charge(*args)
+        raise ServiceUnavailable("the instance died")
+
+    processor.charge = charge_then_die
+    with pytest.raises(ServiceUnavailable):
+        place(ports, command(card=DECLINED))
+
+    assert asyncio.run(service.resolve_unfinished(ports)) == {"completed": 0, "given_up": 1}
+    assert place(ports, command(card=DECLINED)).problem.status == 402
     assert catalog.stock["MUG"][0] == 5

@@ -12,6 +12,7 @@ ALTER TABLE payments ADD COLUMN refunded_at timestamptz;
 -- The request working on a key holds it until locked_until; after that a retry or the sweep may take it over.
 ALTER TABLE idempotency_keys
     ADD COLUMN locked_until timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN lease_token uuid,                 -- which request holds the lease: only it may give it back early
     ADD COLUMN recovery_point text NOT NULL DEFAULT 'finished' CHECK (recovery_point IN ('started', 'finished'));
 ALTER TABLE idempotency_keys ALTER COLUMN recovery_point SET DEFAULT 'started';
 CREATE INDEX idempotency_unfinished ON idempotency_keys (locked_until) WHERE recovery_point = 'started';
