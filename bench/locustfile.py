@@ -30,8 +30,10 @@ def stock_the_load_products(environment, **_):
                     "tags": ["load"]}
             if client.post("/products", json=body).status_code == 409:
                 found = client.get("/search", params={"q": sku}).json()["items"]
-                for product in found:
-                    client.patch(f"/products/{product['id']}", json={"stock_quantity": 1_000_000})
+                for product in found:  # an absolute stock is set against the version just read (If-Match)
+                    etag = client.get(f"/products/{product['id']}").headers["etag"]
+                    client.patch(f"/products/{product['id']}", json={"stock_quantity": 1_000_000},
+                                 headers={"If-Match": etag}).raise_for_status()
 
 
 class Shopper(HttpUser):

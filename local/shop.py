@@ -366,11 +366,14 @@ class LocalShop:
             time.sleep(0.05)
 
     def _tick_relay_forever(self) -> None:
+        """The PingSources: the orders relay and the catalog's reservation sweep, every `relay_every` seconds."""
+        swept = [name for name in ("orders-outbox-relay", "catalog-expire-reservations") if name in self.functions]
         while not self._stopping.wait(self.relay_every):
-            try:
-                self.tick_relay()
-            except httpx.HTTPError:
-                pass  # the relay is down or restarting; the next tick tries again
+            for name in swept:
+                try:
+                    ping(self.functions[name].url)
+                except httpx.HTTPError:
+                    pass  # down or restarting; the next tick tries again
 
     def _log(self, name: str):
         if self.log_dir is None:
