@@ -28,7 +28,45 @@ from shared.settings import PostgresSettings, settings
 register_unavailable(InterfaceError)
 
 T = TypeVar("T")
-Connection = pg8000.native.Connection
+_PREPARED_PER_CONNECTION = 256
+_STALE_PLAN = "0A000"  # "cached plan must not change result type": the schema changed under a prepared statement
+
+
+class Connection(pg8000.native.Connection):
+    """A pg8000 connection whose parametrised statements are prepared once and then run by name.
+
+    pg8000's `run` with parameters parses, describes and executes an unnamed statement each time: three round
+    trips and a Python pass over the SQL text. A prepared statement runs in one round trip.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepared: dict[str, pg8000.native.PreparedStatement] = {}
+
+    def run(self, sql, stream=None, types=None, **params):
+        if not params or stream is not None or types is not None:
+            return super().run(sql, stream=stream, types=types, **params)
+        try:
+            return self._prepared_statement(sql).run(**params)
+        except DatabaseError as error:
+            if _sqlstate(error) != _STALE_PLAN or self._transaction_status != b"I":
+                raise
+            self._forget_prepared()  # a migration changed a table: prepare again, once (outside a transaction)
+            return self._prepared_statement(sql).run(**params)
+
+    def _prepared_statement(self, sql: str) -> pg8000.native.PreparedStatement:
+        statement = self._prepared.get(sql)
+        if statement is None:
+            if len(self._prepared) >= _PREPARED_PER_CONNECTION:
+                self._forget_prepared()
+            statement = self._prepared[sql] = self.prepare(sql)
+        return statement
+
+    def _forget_prepared(self) -> None:
+        for statement in self._prepared.values():
+            statement.close()
+        self._prepared.clear()
+
 _log = logger("postgres")
 # SQLSTATEs that mean "the server cannot take this connection now": too_many_connections, cannot_connect_now,
 # admin/crash shutdown. They are a full or restarting server, not a bug.
@@ -44,7 +82,7 @@ def _tls_context() -> ssl.SSLContext:
 def connect(url: str, timeout: float) -> Connection:
     parts = urlsplit(url)
     sslmode = parse_qs(parts.query).get("sslmode", ["disable"])[0]
-    return pg8000.native.Connection(
+    return Connection(
         user=unquote(parts.username or "postgres"), password=unquote(parts.password) if parts.password else None,
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/") or None,
         ssl_context=False if sslmode in ("disable", "allow", "prefer") else _tls_context(),
