@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cloudevents.http import CloudEvent, to_binary
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
 
 from shared import peers
 from shared.errors import ServiceUnavailable
