@@ -25,7 +25,7 @@ import httpx
 
 from local.pids import PidFile, descendants
 from local.ping import ping
-from local.processes import (ROOT, Cancelled, Running, free_ports, is_listening, spawn, start_function, stop, sweep,
+from local.processes import (Cancelled, Running, free_ports, is_listening, spawn, start_function, stop, sweep,
                              wait_for_port)
 from shared.peers import url_variable
 from shared.routes import ROUTES, Route

@@ -1,15 +1,12 @@
 """POST /admin/dead-letters/{dead_letter_id}/replay (admin) — send a dead-lettered event to the broker again, with
 its original id, so the ledger still sends each notification once; 202 with the entry."""
 
-import uuid
-
 import functions_framework.aio
 
 from functions.notify import service
 from functions.notify.models import DeadLetterEntry
-from shared import events
+from shared import events, ids
 from shared.auth import require_admin
-from shared.errors import NotFound
 from shared.http import endpoint, json_response
 
 
@@ -17,9 +14,6 @@ from shared.http import endpoint, json_response
 @endpoint("notify-replay-dead-letter")
 async def replay_dead_letter(request, dead_letter_id):
     require_admin(request.headers)
-    try:
-        key = uuid.UUID(dead_letter_id)
-    except ValueError:
-        raise NotFound(f"No dead letter '{dead_letter_id}'") from None
+    key = ids.uuid_or_not_found(dead_letter_id, "dead letter")
     row = await service.replay_dead_letter(key, publish=events.publish)
     return json_response(DeadLetterEntry.from_row(row), 202)

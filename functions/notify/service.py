@@ -58,8 +58,8 @@ async def deliver(source: str, event_id: str, order_id, channel: str, recipient:
     try:
         await asyncio.to_thread(sender.send, channel, recipient, subject, body)
     except (channels.SendFailed, channels.Undeliverable) as failure:
-        status = "failed" if isinstance(failure, channels.SendFailed) else "rejected"
-        await in_transaction(lambda db: store.finish(db, notification_id, attempt, status, failure.detail))
+        status, detail = "failed" if isinstance(failure, channels.SendFailed) else "rejected", failure.detail
+        await in_transaction(lambda db: store.finish(db, notification_id, attempt, status, detail))
         NOTIFICATIONS.labels(channel, failure.slug).inc()
         failure.extensions["notification_id"] = str(notification_id)
         raise
@@ -125,7 +125,8 @@ async def replay_dead_letter(dead_letter_id: uuid.UUID, publish: Publish) -> dic
         await publish(letter["event_id"], letter["type"], letter["source"], letter["subject"], letter["data"],
                       _event_time(letter))
     except ServiceUnavailable as failure:
-        await in_transaction(lambda db: store.replay_failed(db, dead_letter_id, failure.detail))
+        detail = failure.detail
+        await in_transaction(lambda db: store.replay_failed(db, dead_letter_id, detail))
         REPLAYS.labels("failed").inc()
         raise
     REPLAYS.labels("replayed").inc()

@@ -1,11 +1,10 @@
 """GET /orders/details/{order_id} — one order with its lines; 404 unknown, 403 for another customer's order."""
 
-import uuid
-
 import functions_framework.aio
 
 from functions.orders import store
 from functions.orders.models import OrderPublic
+from shared import ids
 from shared.auth import require_user
 from shared.errors import Forbidden, NotFound
 from shared.http import endpoint, json_response
@@ -16,10 +15,7 @@ from shared.postgres import in_transaction
 @endpoint("orders-get-order")
 async def get_order(request, order_id):
     user = require_user(request.headers)
-    try:
-        key = uuid.UUID(order_id)
-    except ValueError:
-        raise NotFound(f"No order '{order_id}'") from None
+    key = ids.uuid_or_not_found(order_id, "order")
     row = await in_transaction(lambda db: store.get_order(db, key))
     if row is None:
         raise NotFound(f"No order '{order_id}'")

@@ -176,11 +176,7 @@ async def _fail(attempt: Attempt, status: str, reason: str, refusal: Problem, pr
                 charge: Charge | None, ports: Ports) -> Outcome:
     """Record the refusal with its order, queue the stock's release with it, and release now."""
     recorded = await ports.ledger.fail(attempt, status, reason, refusal, priced, charge)
-    if isinstance(recorded, Finished):
-        return await _replay(recorded, ports)
-    for row in recorded:
-        await ports.outbox.deliver(row)
-    return Refused(refusal)
+    return await _refused(recorded, refusal, ports)
 
 
 async def _refuse_unreserved(attempt: Attempt, refusal: Problem, ports: Ports) -> Outcome:
@@ -190,11 +186,7 @@ async def _refuse_unreserved(attempt: Attempt, refusal: Problem, ports: Ports) -
     if charge.outcome == "approved":
         return await _complete(attempt, charge, ports)
     recorded = await ports.ledger.refuse_unreserved(attempt, refusal)
-    if isinstance(recorded, Finished):
-        return await _replay(recorded, ports)
-    for row in recorded:
-        await ports.outbox.deliver(row)
-    return Refused(refusal)
+    return await _refused(recorded, refusal, ports)
 
 
 async def _given_up(attempt: Attempt, ports: Ports) -> Outcome:
@@ -224,6 +216,11 @@ async def _abandon(attempt: Attempt, ports: Ports) -> Outcome:
     refusal = OrderGivenUp("The order was not completed in time and has been cancelled; nothing was charged. "
                            "Send it again with a new Idempotency-Key", extensions={"order_id": str(attempt.order_id)})
     recorded = await ports.ledger.abandon(attempt, refusal)
+    return await _refused(recorded, refusal, ports)
+
+
+async def _refused(recorded: list | Finished, refusal: Problem, ports: Ports) -> Outcome:
+    """A refusal the ledger recorded (then its outbox rows are delivered now), or the answer someone else gave."""
     if isinstance(recorded, Finished):
         return await _replay(recorded, ports)
     for row in recorded:

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from shared.postgres import connect
 from tests.checkout import (
     FAST,
     key_order,
@@ -24,13 +23,6 @@ from tests.checkout import (
     sweep,
 )
 from tests.support import bearer, unique
-
-
-@pytest.fixture(scope="module")
-def db(postgres_url):
-    connection = connect(postgres_url, timeout=5)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

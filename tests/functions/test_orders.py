@@ -17,13 +17,6 @@ INSUFFICIENT_FUNDS = "4000000000009995"
 PROCESSOR_ERROR = "4000000000000119"
 
 
-@pytest.fixture(scope="module")
-def db(postgres_url):
-    connection = connect(postgres_url, timeout=5)
-    yield connection
-    connection.close()
-
-
 @pytest.fixture
 def user():
     return unique("buyer")
