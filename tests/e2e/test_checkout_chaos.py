@@ -1,7 +1,8 @@
 """Chaos: concurrent checkouts, each retried with its key, while the order and stock functions are SIGKILLed at
 random moments (the whole process group: the pod dies) and restarted by the supervisor, as Knative would.
 
-Once the shop is idle, for every product: initial stock − stock now = units in paid or confirmed orders; every key
+Admins adjust the stock meanwhile. Once the shop is idle, for every product: initial stock + adjustments − stock now
+= units in paid or confirmed orders; every key
 got a final answer, the same one again on a later retry; no approved charge is left without a paid order or a
 refund. Settle and sweep intervals are shortened through settings (ORDER_LEASE_SECONDS, RESERVATION_TTL_SECONDS,
 OUTBOX_*); CHAOS_SEED replays a run.
@@ -23,12 +24,13 @@ from local.shop import Backoff, LocalShop
 from shared.postgres import connect
 from shared.routes import route
 from tests.checkout import FAST, is_final, new_key, order_body, place, product, silent_charges, sold, stock_of
-from tests.support import RUN_ID
+from tests.support import ADMIN, RUN_ID
 
 CHAOS_ROUTES = ("catalog-lookup-products", "catalog-reserve-stock", "catalog-release-stock", "catalog-confirm-stock",
                 "catalog-expire-reservations", "cart-get-cart", "cart-remove-ordered", "orders-create-order",
                 "orders-get-order", "orders-outbox-relay", "notify-order-created")
-VICTIMS = ("orders-create-order", "catalog-reserve-stock", "catalog-release-stock", "catalog-confirm-stock")
+VICTIMS = ("orders-create-order", "catalog-reserve-stock", "catalog-release-stock", "catalog-confirm-stock",
+           "orders-create-order", "catalog-reserve-stock", "orders-outbox-relay")  # the first two twice as often
 CUSTOMERS = 24
 CHAOS_SECONDS = 15
 SETTLE_SECONDS = 45
@@ -94,20 +96,32 @@ def test_chaos_conserves_stock_answers_every_key_and_charges_nothing_silently(ga
                     pass
         return kills
 
+    adjusted = {sku: 0 for sku in initial}
+
+    def admin():  # relative stock edits racing the reservations (through the session's catalog, never killed)
+        until = time.monotonic() + CHAOS_SECONDS
+        while time.monotonic() < until:
+            item, change = rng.choice(products), rng.choice((-1, 1, 2))
+            edited = gateway.patch(f"/products/{item['id']}", json={"stock_adjustment": change}, headers=ADMIN)
+            if edited.status_code == 200:
+                adjusted[item["sku"]] += change
+            time.sleep(rng.uniform(0.2, 0.5))
+
     threading.Thread(target=ticker, daemon=True).start()
-    with ThreadPoolExecutor(CUSTOMERS + 1) as pool:
-        killer = pool.submit(chaos)
+    with ThreadPoolExecutor(CUSTOMERS + 2) as pool:
+        killer, editor = pool.submit(chaos), pool.submit(admin)
         answers = [pool.submit(customer, *order) for order in orders]
         results = [answer.result() for answer in answers]
         kills = killer.result()
+        editor.result()
     assert kills >= 5, f"only {kills} kills (seed {seed})"
 
     db = connect(postgres_url, timeout=5)
     try:
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:  # idle now: the sweeps settle what the dead instances left
-            moved = {sku: initial[sku] - stock_of(gateway, item) for item, sku in
-                     ((item, item["sku"]) for item in products)}
+            moved = {item["sku"]: initial[item["sku"]] + adjusted[item["sku"]] - stock_of(gateway, item)
+                     for item in products}
             expected = {sku: sold(db, sku) for sku in initial}
             pending = db.run("SELECT count(*) FROM orders WHERE user_id LIKE :p AND status = 'pending'",
                              p=prefix + "%")[0][0]
