@@ -9,9 +9,11 @@ DATABASE_ACQUIRE_TIMEOUT_SECONDS, or that the server refuses ("too many clients"
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import ssl
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -188,13 +190,32 @@ def pool() -> Pool:
     return _pool
 
 
+_executor: ThreadPoolExecutor | None = None
+
+
+def _database_threads() -> ThreadPoolExecutor:
+    """Threads of their own for database work, one per connection the pool may open: the asyncio default executor
+    (cpu count + 4 threads) would cap the pool below its size, and be shared with other blocking calls."""
+    global _executor
+    with _pool_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(settings(PostgresSettings).database_max_connections,
+                                           thread_name_prefix="postgres")
+    return _executor
+
+
+async def _in_thread(run: Callable[[], T]) -> T:
+    context = contextvars.copy_context()  # the request id follows the work into its thread's logs
+    return await asyncio.get_running_loop().run_in_executor(_database_threads(), context.run, run)
+
+
 async def in_transaction(work: Callable[[Connection], T]) -> T:
-    """Run `work(connection)` in one transaction on a worker thread."""
+    """Run `work(connection)` in one transaction on a database thread."""
     def run() -> T:
         with pool().transaction() as connection:
             return work(connection)
 
-    return await asyncio.to_thread(run)
+    return await _in_thread(run)
 
 
 async def in_connection(work: Callable[[Connection], T]) -> T:
@@ -204,7 +225,7 @@ async def in_connection(work: Callable[[Connection], T]) -> T:
         with pool().connection() as connection:
             return work(connection)
 
-    return await asyncio.to_thread(run)
+    return await _in_thread(run)
 
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
