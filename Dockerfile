@@ -1,6 +1,9 @@
 # One image for every function: the Knative Service (or compose service) picks the function with
 # FUNCTION_SOURCE / FUNCTION_TARGET / FUNCTION_SIGNATURE_TYPE. Runtime dependencies only: the dev and
 # test tools (SecantusDB, pytest, moto) are never installed here.
+# Pinned by tag only: no registry was reachable to resolve the digest. Pin it where one is
+# (`docker buildx imagetools inspect python:3.11-slim`) as FROM python:3.11-slim@sha256:<digest>, and renew it
+# for Debian's security updates.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -1,7 +1,7 @@
 """`make manifests`: render every generated file from the route table; `--check` lists drift and fails.
 
-Generated: knative/ (Services, eventing, routing, kustomization), local/docker-compose.yml, openapi.json,
-knative/observability/ (alert rules, Grafana dashboard). A test fails when a committed file differs.
+Generated: knative/ (Services, eventing, routing, kustomization, the migration Job), local/docker-compose.yml,
+openapi.json, knative/observability/ (alert rules, Grafana dashboard). A test fails when a committed file differs.
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ def rendered() -> dict[str, str]:
     """Every generated file: path relative to the project root -> content."""
     files = {f"knative/services/{route.name}.yaml": _yaml(knative.service(route)) for route in ROUTES}
     files["knative/eventing.yaml"] = _yaml(*knative.eventing())
-    files["knative/routing.yaml"] = _yaml(knative.routing())
-    files["knative/kustomization.yaml"] = _yaml({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": knative.NAMESPACE,
-        "resources": [*STATIC, *sorted(f"services/{route.name}.yaml" for route in ROUTES), "eventing.yaml",
-                      "routing.yaml"],
-        "images": [{"name": knative.IMAGE, "newName": "ghcr.io/example/shop-functions", "newTag": "0.1.0"}],
-    })
+    files["knative/routing.yaml"] = _yaml(*knative.routing())
+    files["knative/kustomization.yaml"] = _yaml(knative.kustomization(
+        [*STATIC, *sorted(f"services/{route.name}.yaml" for route in ROUTES), "eventing.yaml", "routing.yaml"]))
+    files["knative/migrate/job.yaml"] = _yaml(knative.migration_job())
+    files["knative/migrate/kustomization.yaml"] = _yaml(knative.migration_kustomization())
     files["knative/observability/alert-rules.yml"] = _yaml(observability.alert_rules())
     files["knative/observability/grafana-dashboard.json"] = _json(observability.dashboard())
     files["local/docker-compose.yml"] = _yaml(compose.compose())

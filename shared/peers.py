@@ -1,8 +1,9 @@
 """Calls between functions over HTTP: one httpx.AsyncClient per process, short timeouts, a bounded retry.
 
-A function reaches another by its route-table name. In a cluster that name is the Knative Service's host in the
-same namespace (`http://catalog-lookup-products`); `<NAME>_URL` (e.g. CATALOG_LOOKUP_PRODUCTS_URL) overrides it,
-which is how the local runner points functions at each other.
+A function reaches another by its route-table name, at the URL in `<NAME>_URL` (e.g. CATALOG_LOOKUP_PRODUCTS_URL):
+in a cluster the generated manifests set it to the Service's cluster-local URL
+(`http://catalog-lookup-products.shop.svc.cluster.local`: Knative's local gateway answers no bare name), and the
+local runner and the compose file point it at where that function runs there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from shared.loop_local import per_event_loop
 from shared.logs import request_id
 from shared.settings import PeerSettings, settings
 
+
 def service_url(name: str) -> str:
-    return os.environ.get(url_variable(name)) or f"http://{name}"
+    """Where function `name` answers; a function the route table does not let this one call has no URL."""
+    url = os.environ.get(url_variable(name))
+    if not url:
+        raise ServiceUnavailable(f"The {name} service has no address here: {url_variable(name)} is not set")
+    return url
 
 
 def url_variable(name: str) -> str:

@@ -15,10 +15,19 @@ from functools import cached_property
 class Scaling:
     """Knative autoscaling: concurrency-based, scale to zero unless min_scale says otherwise."""
 
-    container_concurrency: int = 50  # hard limit of in-flight requests per replica
-    target: int = 35  # soft target the autoscaler aims for (kept below the hard limit)
+    container_concurrency: int = 50  # hard limit of in-flight requests per replica (queue-proxy queues past it)
+    # The in-flight requests per replica the autoscaler really aims for: the manifests undo Knative's own discount.
+    target: int = 35
     min_scale: int = 0
     max_scale: int = 10
+    scale_down_delay: str | None = None  # e.g. "2m": replicas outlive a drop in demand by that long
+
+
+# How a function that others call lives with having no replica. A cold start is Knative's pod start (0.8-4 s
+# published) plus our process start (0.8-1.2 s, `make bench`); a caller waits PEER_TIMEOUT_SECONDS (2 s) at most.
+KEPT_WARM = "kept-warm"  # min_scale >= 1: a caller needs its answer while a user waits for theirs
+RETRIED = "retried"  # scales to zero: only the outbox calls it, and delivers again on the relay's next tick
+COLD_STARTS = (KEPT_WARM, RETRIED)
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,7 @@ class Route:
     target: str  # function name inside the entry file
     summary: str
     signature: str = "http"  # http | cloudevent
-    visibility: str = "public"  # public | cluster-local
+    visibility: str = "public"  # public (the gateway routes it) | cluster-local; each Knative Service is cluster-local
     auth: str = "none"  # none | optional | user | admin (documentation and OpenAPI)
     scaling: Scaling = field(default_factory=Scaling)
     # For the OpenAPI document: "module:Class" names, so this table imports no domain code.
@@ -38,6 +47,9 @@ class Route:
     response: str | None = None
     query: str | None = None
     status: int = 200  # the success status
+    calls: tuple[str, ...] = ()  # the functions this one calls over HTTP (shared.peers): each gets its <NAME>_URL
+    publishes: bool = False  # sends CloudEvents to K_SINK, which the SinkBinding injects
+    cold_start: str | None = None  # for a function that others call: one of COLD_STARTS
 
     @cached_property
     def pattern(self) -> re.Pattern[str] | None:
@@ -88,37 +100,45 @@ ROUTES: tuple[Route, ...] = (
     _catalog("lookup-products", "GET", "/internal/products/lookup", "lookup_products",
              "Batch lookup by SKU for the cart and orders", visibility="cluster-local",
              query=f"{CATALOG}:LookupQuery", response="shared.catalog_contract:LookupResult",
-             scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+             scaling=Scaling(container_concurrency=100, target=70, min_scale=1, max_scale=20), cold_start=KEPT_WARM),
     _catalog("reserve-stock", "POST", "/internal/stock/reservations", "reserve_stock",
              "Reserve stock for an order, all lines or none", visibility="cluster-local",
              request="shared.catalog_contract:ReservationRequest", response="shared.catalog_contract:Reservation",
-             status=201),
+             status=201, scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _catalog("release-stock", "DELETE", "/internal/stock/reservations/{reservation_id}", "release_stock",
              "Release a stock reservation (idempotent)", visibility="cluster-local",
-             response="shared.catalog_contract:Reservation"),
+             response="shared.catalog_contract:Reservation",
+             # Off the happy path (failed orders, the sweep); the delay keeps a replica that a timed-out first
+             # attempt woke up until the relay's next tick (every minute) delivers again.
+             scaling=Scaling(scale_down_delay="2m"), cold_start=RETRIED),
     _catalog("confirm-stock", "POST", "/internal/stock/reservations/{reservation_id}/confirm", "confirm_stock",
              "Keep a reservation's stock for a paid order (idempotent)", visibility="cluster-local",
-             response="shared.catalog_contract:Reservation"),
+             response="shared.catalog_contract:Reservation", scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _catalog("expire-reservations", None, None, "expire_reservations",
              "Release expired reservations and stray holds (PingSource)", signature="cloudevent",
              visibility="cluster-local", scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
     _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user",
-          query=f"{CART}:CartQuery", response=f"{CART}:CartPublic"),
+          query=f"{CART}:CartQuery", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",),
+          scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204),
     _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user",
-          request=f"{CART}:AddItem", response=f"{CART}:CartPublic"),
+          request=f"{CART}:AddItem", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
     _cart("set-item-quantity", "PUT", "/cart/{user_id}/items/{sku}", "set_item_quantity",
           "Set the quantity of a cart line", auth="user",
-          request=f"{CART}:SetQuantity", response=f"{CART}:CartPublic"),
+          request=f"{CART}:SetQuantity", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
     _cart("remove-item", "DELETE", "/cart/{user_id}/items/{sku}", "remove_item", "Remove a cart line", auth="user",
-          response=f"{CART}:CartPublic"),
+          response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
     _cart("remove-ordered", "POST", "/internal/cart/{user_id}/orders/{order_id}", "remove_ordered",
           "Take an order's quantities out of the cart, once per order", visibility="cluster-local",
-          request=f"{CART}:OrderedLines", response=f"{CART}:CartLines"),
+          request=f"{CART}:OrderedLines", response=f"{CART}:CartLines",
+          # Through the outbox, but every paid order tries it once before answering: kept warm like the rest.
+          scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     # Orders hold a database connection per request in flight: a lower hard limit per replica.
     _orders("create-order", "POST", "/orders", "create_order", "Place an order (idempotent)", auth="user",
             request=f"{ORDERS}:CreateOrder", response=f"{ORDERS}:OrderPublic", status=201,
-            scaling=Scaling(container_concurrency=20, target=14, max_scale=10)),
+            scaling=Scaling(container_concurrency=20, target=14, max_scale=10), publishes=True,
+            calls=("cart-get-cart", "catalog-reserve-stock", "catalog-confirm-stock", "catalog-release-stock",
+                   "cart-remove-ordered")),
     _orders("get-order", "GET", "/orders/details/{order_id}", "get_order", "One order with its lines", auth="user",
             response=f"{ORDERS}:OrderPublic",
             scaling=Scaling(container_concurrency=20, target=14)),
@@ -127,7 +147,8 @@ ROUTES: tuple[Route, ...] = (
             scaling=Scaling(container_concurrency=20, target=14)),
     _orders("outbox-relay", None, None, "outbox_relay", "Deliver pending outbox rows (PingSource)",
             signature="cloudevent", visibility="cluster-local",
-            scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
+            scaling=Scaling(container_concurrency=1, target=1, max_scale=1), publishes=True,
+            calls=("catalog-confirm-stock", "catalog-release-stock", "cart-remove-ordered")),
     _orders("list-outbox", "GET", "/admin/outbox", "list_outbox", "Outbox rows by state (dead ones to re-queue)",
             auth="admin", query=f"{ORDERS}:OutboxQuery", response=f"{ORDERS}:OutboxPage",
             scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
@@ -145,7 +166,7 @@ ROUTES: tuple[Route, ...] = (
             response=f"{NOTIFY}:DeadLetterPage", scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
     _notify("replay-dead-letter", "POST", "/admin/dead-letters/{dead_letter_id}/replay", "replay_dead_letter",
             "Deliver a dead-lettered event again", auth="admin", response=f"{NOTIFY}:DeadLetterEntry",
-            status=202, scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
+            status=202, scaling=Scaling(container_concurrency=20, target=14, max_scale=2), publishes=True),
     _notify("send-notification", "POST", "/notifications", "send_notification", "Send an email or sms",
             auth="admin", request=f"{NOTIFY}:NotificationRequest", response=f"{NOTIFY}:Accepted", status=202, scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
     _notify("list-notifications", "GET", "/notifications", "list_notifications", "Search the notification ledger",

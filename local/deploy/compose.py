@@ -30,7 +30,6 @@ def _healthy(*names: str) -> dict:
 
 
 def compose() -> dict:
-    peers = {url_variable(route.name): f"http://{route.name}:{SERVING_PORT}" for route in ROUTES}
     services: dict[str, dict] = {
         "mongo": {"image": "mongo:7", "volumes": ["mongo-data:/data/db"],
                   "healthcheck": {"test": ["CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping')"], **HEALTH}},
@@ -48,7 +47,9 @@ def compose() -> dict:
                 "FUNCTION_SOURCE": route.source, "FUNCTION_TARGET": route.target,
                 "FUNCTION_SIGNATURE_TYPE": route.signature, "K_SERVICE": route.name,
                 "WORKERS": "1", "THREADS": str(route.scaling.container_concurrency),
-                "METRICS_PORT": str(METRICS_PORT), **SETTINGS, **peers,
+                "METRICS_PORT": str(METRICS_PORT), **SETTINGS,
+                # As in the cluster: a function knows the address of the functions it calls, and of no other.
+                **{url_variable(peer): f"http://{peer}:{SERVING_PORT}" for peer in route.calls},
                 # As the broker's Trigger would deliver: order events go straight to the notify function.
                 "K_SINK": f"http://notify-order-created:{SERVING_PORT}",
             },

@@ -1,31 +1,71 @@
-"""Knative Serving and Eventing resources, rendered from the route table."""
+"""Knative Serving and Eventing resources, and the Istio routing in front of them, rendered from the route table.
+
+Each choice below that a cluster would otherwise get wrong names the upstream source it follows; the same rules are
+tested on the generated files in tests/deploy/test_knative_semantics.py.
+"""
 
 from __future__ import annotations
 
 import re
 
-from shared.routes import Route, public_routes
+from shared.peers import url_variable
+from shared.routes import ROUTES, Route, Scaling, public_routes
 
-NAMESPACE = "shop"
-IMAGE = "shop-functions"  # kustomization.yaml's `images:` maps this to the registry
+NAMESPACE = "shop"  # the kustomization's; every in-cluster URL below takes it from there (namespace_replacement)
+IMAGE = "shop-functions"  # kustomization.yaml's `images:` maps this to the registry, pinned by digest
+IMAGE_REPOSITORY = "ghcr.io/example/shop-functions"
+# PLACEHOLDER, not a real image: set it to the digest `docker push` printed for the image you deploy.
+IMAGE_DIGEST = "sha256:" + "0" * 64
 SERVING_PORT = 8080
 # Not 9090/9091: queue-proxy, the sidecar in every Knative pod, serves its own metrics there (same network).
 METRICS_PORT = 9464
 PUBLIC_HOST = "shop.example.com"
+PUBLIC_GATEWAY = "shop-gateway"
+# The TLS certificate of PUBLIC_HOST: a `kubernetes.io/tls` Secret in the Istio ingress gateway's own namespace.
+TLS_SECRET = "shop-tls"
+CONFIG_MAP = "shop-config"  # hand-written (knative/config.yaml); the source of the namespace in every URL
 PUBLISHES_EVENTS = "shop.example.com/publishes-events"
-EVENT_PUBLISHERS = {"orders-create-order", "orders-outbox-relay", "notify-replay-dead-letter"}
+# knative/pkg webhook/psbinding/psbinding.go: in inclusion mode the binding webhook only admits objects (and
+# namespaces) carrying this label, so a SinkBinding subject without it loses K_SINK on its next apply.
+BINDING_INCLUDE = "bindings.knative.dev/include"
+# Which Broker the shop's events go through: one of BROKERS.
+BROKER_CLASS = "Kafka"
+KAFKA_BROKER_CONFIG = "kafka-broker-config"
+KAFKA_BOOTSTRAP_SERVERS = "my-cluster-kafka-bootstrap.kafka:9092"  # PLACEHOLDER: your Kafka cluster
 # The secret keys each domain needs: a function gets only its own domain's store credentials.
 DOMAIN_SECRETS = {"catalog": ["MONGODB_URL"], "cart": ["REDIS_URL"], "orders": ["DATABASE_URL"],
                   "notify": ["DATABASE_URL"]}
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+TMP = {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}  # the only writable path: the root filesystem is read-only
+TMP_MOUNT = {"name": TMP["name"], "mountPath": "/tmp"}
+# Pod Security "restricted" for the container (queue-proxy, the other container of a Knative pod, already is).
+SECURITY_CONTEXT = {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def domain(route: Route) -> str:
     return route.source.split("/")[1]
 
 
+def cluster_local_host(name: str, namespace: str = NAMESPACE) -> str:
+    """The host Knative's local gateway answers for Service `name`.
+
+    knative/networking pkg/ingress/ingress.go (ExpandedHosts) serves `name.ns.svc.cluster.local`, `name.ns.svc`
+    and `name.ns` only: a bare `name` gets a 404."""
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def target_utilization(scaling: Scaling) -> str:
+    """The `target-utilization-percentage` that makes Knative aim for exactly `scaling.target` requests per replica.
+
+    knative/serving pkg/reconciler/autoscaling/resources/target.go: the target is total x utilization, where total
+    is containerConcurrency (without a `target` annotation) and utilization defaults to 70 %; leaving it at its
+    default would discount the route table's target a second time."""
+    return f"{100 * scaling.target / scaling.container_concurrency:.6f}".rstrip("0").rstrip(".")
+
+
 def function_env(route: Route) -> list[dict]:
-    """What selects and tunes the function in the shared image."""
+    """What selects and tunes the function in the shared image, and where it finds the functions it calls."""
     return [
         {"name": "FUNCTION_SOURCE", "value": route.source},
         {"name": "FUNCTION_TARGET", "value": route.target},
@@ -34,20 +74,34 @@ def function_env(route: Route) -> list[dict]:
         {"name": "WORKERS", "value": "1"},
         {"name": "THREADS", "value": str(route.scaling.container_concurrency)},
         {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
+        *({"name": url_variable(peer), "value": f"http://{cluster_local_host(peer)}"} for peer in route.calls),
     ]
+
+
+def _autoscaling(scaling: Scaling) -> dict:
+    annotations = {
+        "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
+        "autoscaling.knative.dev/metric": "concurrency",
+        "autoscaling.knative.dev/target-utilization-percentage": target_utilization(scaling),
+        "autoscaling.knative.dev/min-scale": str(scaling.min_scale),
+        "autoscaling.knative.dev/max-scale": str(scaling.max_scale),
+    }
+    if scaling.scale_down_delay:
+        annotations["autoscaling.knative.dev/scale-down-delay"] = scaling.scale_down_delay
+    return annotations
 
 
 def service(route: Route) -> dict:
     scaling = route.scaling
-    labels = {"app.kubernetes.io/part-of": "shop", "shop.example.com/domain": domain(route)}
-    if route.visibility == "cluster-local":
-        labels["networking.knative.dev/visibility"] = "cluster-local"
-    if route.name in EVENT_PUBLISHERS:
-        labels[PUBLISHES_EVENTS] = "true"
+    # Every function is cluster-local: the only public entry is the VirtualService on PUBLIC_HOST (routing()).
+    labels = {"app.kubernetes.io/part-of": "shop", "shop.example.com/domain": domain(route),
+              "networking.knative.dev/visibility": "cluster-local"}
+    if route.publishes:
+        labels |= {PUBLISHES_EVENTS: "true", BINDING_INCLUDE: "true"}
     secrets = ["SHOP_JWT_SECRET", *DOMAIN_SECRETS[domain(route)]]
     env = function_env(route) + [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key}}} for key in secrets]
-    env_from = [{"configMapRef": {"name": "shop-config"}}]
+    env_from = [{"configMapRef": {"name": CONFIG_MAP}}]
     if domain(route) == "notify":
         env_from.append({"secretRef": {"name": "shop-aws", "optional": True}})
     return {
@@ -58,11 +112,7 @@ def service(route: Route) -> dict:
             "metadata": {
                 "labels": {"app.kubernetes.io/name": route.name, "app.kubernetes.io/part-of": "shop"},
                 "annotations": {
-                    "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
-                    "autoscaling.knative.dev/metric": "concurrency",
-                    "autoscaling.knative.dev/target": str(scaling.target),
-                    "autoscaling.knative.dev/min-scale": str(scaling.min_scale),
-                    "autoscaling.knative.dev/max-scale": str(scaling.max_scale),
+                    **_autoscaling(scaling),
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(METRICS_PORT),
                     "prometheus.io/path": "/metrics",
@@ -72,6 +122,7 @@ def service(route: Route) -> dict:
                 "containerConcurrency": scaling.container_concurrency,
                 "timeoutSeconds": 30,
                 "enableServiceLinks": False,
+                "automountServiceAccountToken": False,  # no function talks to the Kubernetes API
                 "containers": [{
                     "name": "function",
                     "image": IMAGE,
@@ -79,11 +130,13 @@ def service(route: Route) -> dict:
                     "env": env,
                     "envFrom": env_from,
                     "resources": RESOURCES,
-                    "readinessProbe": {"tcpSocket": {"port": SERVING_PORT}, "periodSeconds": 2},
-                    "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                                        "capabilities": {"drop": ["ALL"]},
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    # No periodSeconds: knative/serving pkg/queue/readiness/probe.go probes every 50 ms during a
+                    # cold start only when the period is 0; any period turns that off (up to a period's delay).
+                    "readinessProbe": {"tcpSocket": {"port": SERVING_PORT}},
+                    "securityContext": SECURITY_CONTEXT,
+                    "volumeMounts": [TMP_MOUNT],
                 }],
+                "volumes": [TMP],
             },
         }},
     }
@@ -93,11 +146,40 @@ def _service_ref(name: str) -> dict:
     return {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": name}}
 
 
+def _configmap_ref(name: str, namespace: str | None = None) -> dict:
+    # Without a namespace the Broker's own applies (knative/eventing pkg/apis/eventing/v1/broker_defaults.go).
+    return {"apiVersion": "v1", "kind": "ConfigMap", "name": name, **({"namespace": namespace} if namespace else {})}
+
+
+# Broker classes, by how they keep an event between its publisher and its Trigger's subscriber.
+BROKERS = {
+    # Durable: events are records in a replicated Kafka topic, so a dispatcher restart loses nothing. Needs Knative's
+    # Kafka broker (eventing-kafka-broker) and a Kafka cluster at KAFKA_BOOTSTRAP_SERVERS.
+    "Kafka": _configmap_ref(KAFKA_BROKER_CONFIG),
+    # Trials only: backed by the cluster's default channel, the in-memory InMemoryChannel unless configured
+    # otherwise, which loses every event in flight when its dispatcher restarts.
+    "MTChannelBasedBroker": _configmap_ref("config-br-default-channel", "knative-eventing"),
+}
+
+
+def broker() -> list[dict]:
+    """The Broker of BROKER_CLASS, with the ConfigMap it reads when that lives in the shop's namespace."""
+    documents = [{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+                  "metadata": {"name": "default", "namespace": NAMESPACE,
+                               "annotations": {"eventing.knative.dev/broker.class": BROKER_CLASS}},
+                  "spec": {"config": BROKERS[BROKER_CLASS],
+                           "delivery": {"retry": 5, "backoffPolicy": "exponential", "backoffDelay": "PT0.5S"}}}]
+    if BROKER_CLASS == "Kafka":
+        documents.append({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": KAFKA_BROKER_CONFIG, "namespace": NAMESPACE},
+                          "data": {"bootstrap.servers": KAFKA_BOOTSTRAP_SERVERS, "default.topic.partitions": "10",
+                                   "default.topic.replication.factor": "3"}})
+    return documents
+
+
 def eventing() -> list[dict]:
     return [
-        {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-         "metadata": {"name": "default", "namespace": NAMESPACE},
-         "spec": {"delivery": {"retry": 5, "backoffPolicy": "exponential", "backoffDelay": "PT0.5S"}}},
+        *broker(),
         # Injects K_SINK (the broker's URL) into every Service labelled as an event publisher.
         {"apiVersion": "sources.knative.dev/v1", "kind": "SinkBinding",
          "metadata": {"name": "orders-events", "namespace": NAMESPACE},
@@ -119,22 +201,93 @@ def eventing() -> list[dict]:
     ]
 
 
-def routing() -> dict:
-    """Public paths to their Services through Knative's local gateway (Istio networking layer).
+def routing() -> list[dict]:
+    """The shop's one public entry: an Istio Gateway terminating TLS and a VirtualService sending each public path
+    to its (cluster-local) Service through Knative's local gateway.
 
-    Each match rewrites the authority to the Service's cluster-local host, which is how Knative's own
-    ingress picks the Service; every Service also keeps its own Knative URL.
+    Each match rewrites the authority to the Service's cluster-local host, which is how Knative's ingress picks the
+    Service. Retries are off, as net-istio sets them for Knative's own routes (net-istio
+    pkg/reconciler/ingress/resources/virtual_service.go: "Override default istio behaviour of retrying twice"):
+    Istio would otherwise send a POST or PATCH again whenever a function answers 503.
     """
+    gateway = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+               "metadata": {"name": PUBLIC_GATEWAY, "namespace": NAMESPACE},
+               "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+                   {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": [PUBLIC_HOST],
+                    "tls": {"mode": "SIMPLE", "credentialName": TLS_SECRET}},
+                   {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [PUBLIC_HOST],
+                    "tls": {"httpsRedirect": True}},
+               ]}}
     http = []
     for route in sorted(public_routes(), key=lambda r: (-r.path.count("/"), r.path, r.method)):
         regex = "^" + re.sub(r"\{\w+\}", "[^/]+", route.path) + "$"  # RE2, as Envoy matches
         http.append({
             "name": route.name,
             "match": [{"uri": {"regex": regex}, "method": {"exact": route.method}}],
-            "rewrite": {"authority": f"{route.name}.{NAMESPACE}.svc.cluster.local"},
+            "rewrite": {"authority": cluster_local_host(route.name)},
             "route": [{"destination": {"host": "knative-local-gateway.istio-system.svc.cluster.local",
                                        "port": {"number": 80}}}],
+            "retries": {"attempts": 0},
         })
-    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": "shop-api", "namespace": NAMESPACE},
-            "spec": {"hosts": [PUBLIC_HOST], "gateways": ["knative-serving/knative-ingress-gateway"], "http": http}}
+    virtual_service = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                       "metadata": {"name": "shop-api", "namespace": NAMESPACE},
+                       "spec": {"hosts": [PUBLIC_HOST], "gateways": [PUBLIC_GATEWAY], "http": http}}
+    return [gateway, virtual_service]
+
+
+def namespace_replacement() -> dict:
+    """A kustomize replacement writing the namespace the kustomization deploys to into every in-cluster URL.
+
+    (Not the Downward API: Knative refuses `fieldRef` env values unless the cluster turns on
+    `kubernetes.podspec-fieldref`, off by default: knative/serving pkg/apis/config/features.go.)"""
+    targets = [{"select": {"group": "serving.knative.dev", "kind": "Service", "name": route.name},
+                "fieldPaths": [f"spec.template.spec.containers.[name=function].env.[name={url_variable(peer)}].value"
+                               for peer in route.calls]}
+               for route in ROUTES if route.calls]
+    targets.append({"select": {"group": "networking.istio.io", "kind": "VirtualService", "name": "shop-api"},
+                    "fieldPaths": [f"spec.http.[name={route.name}].rewrite.authority" for route in public_routes()]})
+    # The namespace is the second dot-separated part of both `http://name.ns.svc…` and `name.ns.svc…`.
+    return {"source": {"kind": "ConfigMap", "name": CONFIG_MAP, "fieldPath": "metadata.namespace"},
+            "targets": [target | {"options": {"delimiter": ".", "index": 1}} for target in targets]}
+
+
+def migration_job() -> dict:
+    """The migration step of a deploy: every domain's SQL migrations applied to DATABASE_URL once, from the image
+    the functions run (which would otherwise apply them on their first request)."""
+    labels = {"app.kubernetes.io/part-of": "shop"}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "shop-migrate", "namespace": NAMESPACE, "labels": labels},
+            "spec": {"backoffLimit": 4, "ttlSecondsAfterFinished": 86400, "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "shop-migrate", **labels}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "containers": [{
+                        "name": "migrate",
+                        "image": IMAGE,
+                        "command": ["python", "-m", "local.migrate"],
+                        "env": [{"name": "DATABASE_URL",
+                                 "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": "DATABASE_URL"}}}],
+                        "resources": RESOURCES,
+                        "securityContext": SECURITY_CONTEXT,
+                        "volumeMounts": [TMP_MOUNT],
+                    }],
+                    "volumes": [TMP],
+                }}}}
+
+
+def _images() -> list[dict]:
+    return [{"name": IMAGE, "newName": IMAGE_REPOSITORY, "digest": IMAGE_DIGEST}]
+
+
+def kustomization(resources: list[str]) -> dict:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
+        "resources": resources, "images": _images(), "replacements": [namespace_replacement()],
+    }
+
+
+def migration_kustomization() -> dict:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
+            "resources": ["job.yaml"], "images": _images()}

@@ -15,11 +15,13 @@ import yaml
 from openapi_spec_validator import validate as validate_openapi
 
 from local.generate import drift, rendered
+from shared.peers import url_variable
 from shared.routes import ROUTES, public_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 KNATIVE_SCHEMAS = ROOT.parent / "shared" / "schemas" / "knative"
 KUBERNETES_VERSION = "1.31"
+PEER_VARIABLES = {url_variable(route.name) for route in ROUTES}
 # Per-revision annotation keys of knative/serving pkg/apis/autoscaling/register.go (v1.x, kebab-case).
 AUTOSCALING_ANNOTATIONS = {
     "class", "metric", "target", "target-utilization-percentage", "target-burst-capacity", "window",
@@ -40,6 +42,10 @@ def kustomized() -> list[dict]:
 
 def by_kind(kind: str) -> list[dict]:
     return [document for document in kustomized() if document["kind"] == kind]
+
+
+def knative_services() -> list[dict]:
+    return [service for service in by_kind("Service") if service["apiVersion"].startswith("serving.knative.dev")]
 
 
 def test_committed_generated_files_match_the_generator():
@@ -70,17 +76,16 @@ def test_every_knative_resource_validates_against_its_crd():
         jsonschema.validate(document, schemas[(document["apiVersion"], document["kind"])])
 
 
-def test_knative_services_carry_only_known_autoscaling_annotations_and_scale_to_zero():
-    for service in by_kind("Service"):
+def test_knative_services_carry_only_known_autoscaling_annotations():
+    for service in knative_services():
         annotations = service["spec"]["template"]["metadata"]["annotations"]
         keys = {key.split("/", 1)[1] for key in annotations if key.startswith("autoscaling.knative.dev/")}
         assert keys <= AUTOSCALING_ANNOTATIONS, service["metadata"]["name"]
-        assert annotations["autoscaling.knative.dev/min-scale"] == "0"
         assert annotations["autoscaling.knative.dev/metric"] == "concurrency"
 
 
 def test_services_follow_the_route_table():
-    services = {s["metadata"]["name"]: s for s in by_kind("Service") if s["apiVersion"].startswith("serving")}
+    services = {s["metadata"]["name"]: s for s in knative_services()}
 
     assert services.keys() == {route.name for route in ROUTES}
     for route in ROUTES:
@@ -92,11 +97,12 @@ def test_services_follow_the_route_table():
         assert int(env["THREADS"]) == route.scaling.container_concurrency and env["WORKERS"] == "1"
         assert spec["enableServiceLinks"] is False
         annotations = services[route.name]["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["autoscaling.knative.dev/target"] == str(route.scaling.target)
+        assert annotations["autoscaling.knative.dev/min-scale"] == str(route.scaling.min_scale)
         assert annotations["autoscaling.knative.dev/max-scale"] == str(route.scaling.max_scale)
+        assert annotations.get("autoscaling.knative.dev/scale-down-delay") == route.scaling.scale_down_delay
         assert annotations["prometheus.io/scrape"] == "true"
-        labels = services[route.name]["metadata"]["labels"]
-        assert (labels.get("networking.knative.dev/visibility") == "cluster-local") == (route.visibility == "cluster-local")
+        peers = {item["name"] for item in spec["containers"][0]["env"] if item["name"] in PEER_VARIABLES}
+        assert peers == {url_variable(peer) for peer in route.calls}, route.name
 
 
 def test_functions_stay_off_the_ports_knative_reserves_in_each_pod():
@@ -117,7 +123,7 @@ def test_no_secret_values_are_committed_in_the_services():
 
 
 def test_eventing_and_routing_refer_to_services_that_exist():
-    services = {s["metadata"]["name"]: s for s in by_kind("Service") if s["apiVersion"].startswith("serving")}
+    services = {s["metadata"]["name"]: s for s in knative_services()}
     brokers = {b["metadata"]["name"] for b in by_kind("Broker")}
 
     [trigger] = by_kind("Trigger")
@@ -132,19 +138,23 @@ def test_eventing_and_routing_refer_to_services_that_exist():
     selected = {name for name, s in services.items()
                 if binding["spec"]["subject"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()}
     assert selected == {"orders-create-order", "orders-outbox-relay", "notify-replay-dead-letter"}
+    assert selected == {route.name for route in ROUTES if route.publishes}
     [virtual_service] = by_kind("VirtualService")
     routed = {rule["rewrite"]["authority"].split(".")[0] for rule in virtual_service["spec"]["http"]}
     assert routed == {route.name for route in public_routes()}
+    assert {peer for route in ROUTES for peer in route.calls} <= services.keys()
 
 
 def test_core_kubernetes_objects_validate():
-    core = [d for d in kustomized() if "knative.dev" not in d["apiVersion"] and d["kind"] != "VirtualService"]
+    core = [d for d in kustomized() if "knative.dev" not in d["apiVersion"] and "istio.io" not in d["apiVersion"]]
     stores = [d for path in (ROOT / "knative" / "stores").glob("*.yaml") if path.name != "kustomization.yaml"
               for d in documents(path)]
     examples = documents(ROOT / "knative" / "secrets.example.yaml")
+    migration = documents(ROOT / "knative" / "migrate" / "job.yaml")
 
-    assert {d["kind"] for d in core + stores} >= {"Namespace", "ConfigMap", "Service", "StatefulSet", "Deployment"}
-    for document in core + stores + examples:
+    assert {d["kind"] for d in core + stores + migration} >= {"Namespace", "ConfigMap", "Service", "StatefulSet",
+                                                              "Deployment", "Job"}
+    for document in core + stores + examples + migration:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
@@ -163,6 +173,8 @@ def test_compose_knative_and_route_table_list_the_same_functions():
 
     assert {name: (env["FUNCTION_SOURCE"], env["FUNCTION_TARGET"]) for name, env in functions.items()} == {
         route.name: (route.source, route.target) for route in ROUTES}
+    assert {name: env.keys() & PEER_VARIABLES for name, env in functions.items()} == {
+        route.name: {url_variable(peer) for peer in route.calls} for route in ROUTES}
     assert json.loads(compose["gateway"]["environment"]["GATEWAY_UPSTREAMS"]).keys() == {
         route.name for route in public_routes()}
     assert all(env["K_SINK"] == "http://notify-order-created:8080" for env in functions.values())
