@@ -171,6 +171,11 @@ ROUTES: tuple[Route, ...] = (
             auth="admin", request=f"{NOTIFY}:NotificationRequest", response=f"{NOTIFY}:Accepted", status=202, scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
     _notify("list-notifications", "GET", "/notifications", "list_notifications", "Search the notification ledger",
             auth="admin", query=f"{NOTIFY}:NotificationQuery", response=f"{NOTIFY}:NotificationPage", scaling=Scaling(container_concurrency=20, target=14, max_scale=3)),
+    _notify("alert-webhook", "POST", "/internal/alerts", "alert_webhook",
+            "E-mail an Alertmanager notification group (webhook receiver)", visibility="cluster-local",
+            auth="admin", query=f"{NOTIFY}:AlertRecipient", request=f"{NOTIFY}:AlertGroup",
+            response=f"{NOTIFY}:Accepted", status=202,
+            scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
 )
 
 ROUTES_BY_NAME = {route.name: route for route in ROUTES}

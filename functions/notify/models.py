@@ -139,3 +139,45 @@ class DeadLetterQuery(BaseModel):
     replayed: bool | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class Alert(BaseModel):
+    """One alert of an Alertmanager webhook notification."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = {}
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str = ""
+
+
+class AlertGroup(BaseModel):
+    """Alertmanager's webhook payload (version 4): one notification of one group of alerts.
+
+    Unknown fields are ignored, not refused: a newer Alertmanager may add some, and a refusal would lose the alert.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: str
+    group_key: Annotated[str, StringConstraints(min_length=1, max_length=4000)] = Field(alias="groupKey")
+    truncated_alerts: Annotated[int, Field(ge=0)] = Field(default=0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: str
+    group_labels: dict[str, str] = Field(default={}, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default={}, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default={}, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: Annotated[list[Alert], Field(min_length=1, max_length=200)]
+
+
+class AlertRecipient(BaseModel):
+    """Who gets a group's e-mail: set per receiver in the Alertmanager configuration (`?to=`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: EmailStr

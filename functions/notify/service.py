@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import uuid
@@ -28,7 +29,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from functions.notify import channels, store, templates
-from functions.notify.models import NotificationRequest, OrderCreated
+from functions.notify.models import AlertGroup, NotificationRequest, OrderCreated
 from functions.notify.settings import DeliverySettings
 from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable, validation_errors
 from shared.event_types import ORDER_CREATED
@@ -38,6 +39,7 @@ from shared.settings import settings
 NOTIFICATIONS = Counter("shop_notifications", "Notifications, by channel and outcome", ["channel", "outcome"])
 REPLAYS = Counter("shop_dead_letter_replays", "Dead letters sent to the broker again, by outcome", ["outcome"])
 _NAMED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject")
+ALERTS_SOURCE = "/internal/alerts"
 Publish = Callable[..., Awaitable[None]]
 
 
@@ -91,6 +93,23 @@ async def send_requested(request: NotificationRequest) -> uuid.UUID:
     notification_id, _ = await deliver("/notifications", reference, None, request.type, request.recipient,
                                        subject if request.type == "email" else None, body)
     return notification_id
+
+
+async def send_alert_group(group: AlertGroup, recipient: str) -> uuid.UUID:
+    """E-mail one Alertmanager notification group, once: Alertmanager retrying or repeating the same group (same
+    status, same alerts since the same moments) finds it in the ledger and sends nothing."""
+    subject, body = templates.alert_group(group)
+    notification_id, _ = await deliver(ALERTS_SOURCE, alert_delivery_key(group), None, "email", recipient, subject,
+                                       body)
+    return notification_id
+
+
+def alert_delivery_key(group: AlertGroup) -> str:
+    """The ledger key of a group's e-mail: its group key, status, and each alert's fingerprint, status and start."""
+    alerts = sorted((alert.fingerprint or json.dumps(alert.labels, sort_keys=True), alert.status,
+                     alert.starts_at.isoformat()) for alert in group.alerts)
+    identity = json.dumps([group.group_key, group.status, alerts])
+    return "alertmanager:" + hashlib.sha256(identity.encode()).hexdigest()
 
 
 async def keep_dead_letter(event) -> uuid.UUID:

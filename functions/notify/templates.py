@@ -34,3 +34,31 @@ def order_confirmation(order) -> tuple[str, str]:
                       for line in order.items)
     return render("order-confirmation", {"order_id": order.order_id, "lines": lines,
                                          "total": f"{order.total_price:.2f}", "currency": order.currency})
+
+
+def alert_group(group) -> tuple[str, str]:
+    """(subject, body) of one Alertmanager notification group: what fires, since when, and where to look."""
+    firing = [alert for alert in group.alerts if alert.status == "firing"]
+    resolved = [alert for alert in group.alerts if alert.status == "resolved"]
+    severity = group.common_labels.get("severity", "alert").upper()
+    labels = dict(group.group_labels)
+    name = labels.pop("alertname", group.receiver)
+    named = " ".join([name, *(f"{key}={value}" for key, value in sorted(labels.items()))])
+    counts = f"{len(firing)} firing" + (f", {len(resolved)} resolved" if resolved else "")
+    subject = f"[{severity}] {group.status.upper()}: {named} ({counts})"[:200]
+    sections = [f"{counts}, sent by Alertmanager to its receiver {group.receiver}.", ""]
+    for alert in firing + resolved:
+        summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+        since = alert.starts_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        sections.append(f"[{alert.status}] {alert.labels.get('alertname', 'alert')} since {since}")
+        if summary:
+            sections.append(f"  {summary}")
+        sections.append("  labels: " + ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items())))
+        if alert.generator_url:
+            sections.append(f"  source: {alert.generator_url}")
+        sections.append("")
+    if group.truncated_alerts:
+        sections.append(f"{group.truncated_alerts} more alerts in this group are not listed (max_alerts).")
+    if group.external_url:
+        sections.append(f"Alertmanager: {group.external_url}")
+    return subject, "\n".join(sections).rstrip() + "\n"

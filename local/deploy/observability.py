@@ -1,8 +1,18 @@
-"""Prometheus alert rules and the Grafana dashboard, over the metrics every function exports."""
+"""Prometheus alert rules, the Alertmanager configuration that routes them, and the Grafana dashboard, over the
+metrics every function exports."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+from local.deploy.knative import NAMESPACE
+
 RATE = "5m"
+# Who is told, per severity: a page now (and again hourly while it fires), a ticket in a slower digest.
+ALERT_EMAILS = {"page": "oncall@example.com", "ticket": "shop-team@example.com"}
+# The admin bearer token Alertmanager sends, from a Secret it mounts (kube-prometheus mounts the Secrets listed in
+# `alertmanager.spec.secrets` under /etc/alertmanager/secrets/<name>/).
+ALERT_TOKEN_FILE = "/etc/alertmanager/secrets/shop-alertmanager/token"
 
 
 def alert_rules() -> dict:
@@ -29,6 +39,37 @@ def alert_rules() -> dict:
               f'sum(rate(shop_payments_total{{outcome="error"}}[{RATE}])) / sum(rate(shop_payments_total[{RATE}])) > 0.1',
               "10m", "page", "More than 10% of card charges fail at the processor"),
     ]}]}
+
+
+def alert_webhook_url(email: str, host: str = f"notify-alert-webhook.{NAMESPACE}.svc.cluster.local") -> str:
+    """The shop's alert webhook (cluster-local), e-mailing `email`; Alertmanager runs in another namespace."""
+    return f"http://{host}/internal/alerts?to={quote(email, safe='@')}"
+
+
+def alertmanager_config() -> dict:
+    """Alertmanager's configuration: alerts routed by their `severity` label (alert_rules) to e-mails sent by the
+    shop's own notification ledger, through its webhook function."""
+    def receiver(severity: str) -> dict:
+        return {"name": f"shop-{severity}", "webhook_configs": [{
+            "url": alert_webhook_url(ALERT_EMAILS[severity]), "send_resolved": True,
+            "max_alerts": 20,  # a group's e-mail lists at most this many alerts, and says how many it left out
+            "http_config": {"authorization": {"type": "Bearer", "credentials_file": ALERT_TOKEN_FILE}}}]}
+
+    # A group is e-mailed when it starts firing, when its alerts change and when it resolves; the ledger dedupes
+    # Alertmanager's repeats of an unchanged group (repeat_interval), so they send nothing.
+    return {
+        "route": {
+            "receiver": "shop-ticket",  # an alert without a known severity is still seen, at the slower pace
+            "group_by": ["alertname", "function"],
+            "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h",
+            "routes": [
+                {"matchers": ['severity="page"'], "receiver": "shop-page", "group_wait": "30s", "group_interval": "5m"},
+                {"matchers": ['severity="ticket"'], "receiver": "shop-ticket", "group_wait": "5m",
+                 "group_interval": "30m"},
+            ],
+        },
+        "receivers": [receiver("page"), receiver("ticket")],
+    }
 
 
 def _panel(panel_id: int, title: str, exprs: list[tuple[str, str]], unit: str, x: int, y: int, w: int = 12) -> dict:
