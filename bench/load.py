@@ -51,10 +51,10 @@ def running_shop():
         stop([shop], grace=15)
 
 
-def run_locust(users: int, spawn_rate: float, duration: str, prefix: Path) -> int:
+def run_locust(users: int, spawn_rate: float, duration: str, prefix: Path, host: str = GATEWAY) -> int:
     command = [str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"),
                "--headless", "--users", str(users), "--spawn-rate", str(spawn_rate), "--run-time", duration,
-               "--host", GATEWAY, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"]
+               "--host", host, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"]
     return subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode
 
 
@@ -75,10 +75,11 @@ def print_summary(rows: list[dict]) -> None:
               f"{row['p95_ms']:>8} {row['p99_ms']:>8} {row['rps']:>7}")
 
 
-def load(users: int, spawn_rate: float, duration: str) -> list[dict]:
+def load(users: int, spawn_rate: float, duration: str, host: str | None = None) -> list[dict]:
+    """Run the scenario against `host` (default: the local gateway)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     prefix = RESULTS / "load"
-    code = run_locust(users, spawn_rate, duration, prefix)
+    code = run_locust(users, spawn_rate, duration, prefix, host or GATEWAY)
     rows = summary(Path(f"{prefix}_stats.csv"))
     print_summary(rows)
     print(f"\nstats: {prefix}_stats.csv, {prefix}_failures.csv, {prefix}_stats_history.csv")

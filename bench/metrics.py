@@ -1,4 +1,5 @@
-"""Snapshots of the functions' own Prometheus metrics: scraped from their metrics ports or read from Prometheus."""
+"""Snapshots of the functions' own Prometheus metrics, scraped from their metrics ports (the cost report reads a
+cluster's Prometheus through bench/cost/prometheus.py)."""
 
 from __future__ import annotations
 
@@ -59,32 +60,6 @@ def scrape(metrics_urls: dict[str, str], timeout: float = 5.0) -> dict[str, Func
             except httpx.HTTPError:
                 continue
     return samples
-
-
-def from_prometheus(base_url: str, names: list[str], at: float | None = None) -> dict[str, FunctionSample]:
-    """The same samples from a Prometheus server's HTTP API (series labelled `function`, see prometheus-scrape.yml)."""
-    def query(expression: str) -> list[tuple[dict, float]]:
-        params = {"query": expression} | ({"time": at} if at else {})
-        response = httpx.get(f"{base_url.rstrip('/')}/api/v1/query", params=params, timeout=10)
-        return [(item["metric"], float(item["value"][1])) for item in response.json()["data"]["result"]]
-
-    def by_function(expression: str) -> dict[str, float]:
-        return {labels.get("function", ""): value for labels, value in query(expression)}
-
-    requests = by_function("sum by (function) (shop_http_requests_total)")
-    errors = by_function('sum by (function) (shop_http_requests_total{status=~"5.."})')
-    client_errors = by_function('sum by (function) (shop_http_requests_total{status=~"4.."})')
-    latency = by_function("sum by (function) (shop_http_request_duration_seconds_sum)")
-    cpu = by_function("sum by (function) (process_cpu_seconds_total)")
-    rss = by_function("max by (function) (process_resident_memory_bytes)")
-    buckets: dict[str, dict[str, float]] = {}
-    for labels, value in query("sum by (function, le) (shop_http_request_duration_seconds_bucket)"):
-        buckets.setdefault(labels.get("function", ""), {})[labels["le"]] = value
-    return {name: FunctionSample(requests=requests[name], errors=errors.get(name, 0.0),
-                                 client_errors=client_errors.get(name, 0.0), latency_sum=latency.get(name, 0.0),
-                                 latency_buckets=buckets.get(name, {}), cpu_seconds=cpu.get(name, 0.0),
-                                 rss_bytes=rss.get(name, 0.0))
-            for name in names if name in requests}
 
 
 def save(path, samples: dict[str, FunctionSample]) -> None:

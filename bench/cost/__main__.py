@@ -3,22 +3,28 @@
     python -m bench.cost run [--users 20 --duration 30s]   # snapshot, load run, snapshot, report
     python -m bench.cost snapshot FILE                      # the functions' counters now
     python -m bench.cost report BEFORE AFTER                # report between two snapshots
+    PROMETHEUS_URL=… python -m bench.cost window 1h [--end UNIX_TIME]   # report a window of any traffic
 
-Counters come from each function's metrics port (the `make up` layout), or from Prometheus when PROMETHEUS_URL
-is set. Outputs: a terminal table and bench/results/cost.{csv,json,html}.
+Counters come from each function's metrics port (the `make up` layout). With PROMETHEUS_URL they come from that
+Prometheus instead, over every series scraped in the load run's window (bench/cost/prometheus.py: pods that
+scaled to zero meanwhile are counted too), and `run` loads BASE_URL when it is set (a cluster's gateway) instead of the local shop.
+Outputs: a terminal table and bench/results/cost.{csv,json,html}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from bench import metrics
 from bench.cost import model, report
+from bench.cost.prometheus import Prometheus, seconds
 from local.deploy.knative import RESOURCES
 from local.run import default_ports
 from shared.routes import ROUTES
@@ -50,9 +56,6 @@ def metrics_urls() -> dict[str, str]:
 
 
 def snapshot() -> dict[str, metrics.FunctionSample]:
-    prometheus = os.environ.get("PROMETHEUS_URL")
-    if prometheus:
-        return metrics.from_prometheus(prometheus, [route.name for route in ROUTES])
     return metrics.scrape(metrics_urls())
 
 
@@ -84,6 +87,7 @@ def write(result: report.Report, out: Path) -> None:
     (out / "cost-levels.csv").write_text(report.to_csv(result.levels))
     (out / "cost.json").write_text(report.to_json(result))
     (out / "cost.html").write_text(report.to_html(result))
+    print(f"measured from {result.source}\n")
     print(report.to_table(result))
     print(f"\nwritten: {out / 'cost.csv'}, {out / 'cost-levels.csv'}, {out / 'cost.json'}, {out / 'cost.html'}")
 
@@ -95,7 +99,7 @@ def build(before, after, peaks, profile_path: Path, source: str) -> report.Repor
     results = [report.measured(name, before.get(name), sample, peaks.get(name, 0.0)) for name, sample in after.items()]
     results = [result for result in results if result.requests > 0]
     if not results:
-        raise SystemExit("no function served a request between the two snapshots")
+        raise SystemExit("no function served a request in the measured window")
     return report.build(results, knobs(), sheets, profile, source)
 
 
@@ -113,15 +117,34 @@ def main() -> None:
     between = commands.add_parser("report", help="report between two snapshots")
     between.add_argument("before", type=Path)
     between.add_argument("after", type=Path)
+    window = commands.add_parser("window", help="report a window of traffic from PROMETHEUS_URL")
+    window.add_argument("duration", type=seconds, help="how far back: 90s, 30m, 2h")
+    window.add_argument("--end", type=float, default=None, help="the window's end, a Unix time (default: now)")
     options = parser.parse_args()
 
-    source = f"Prometheus at {os.environ['PROMETHEUS_URL']}" if os.environ.get("PROMETHEUS_URL") else \
-        "the functions' metrics ports"
+    prometheus = os.environ.get("PROMETHEUS_URL")
+    if options.command in ("snapshot", "report") and prometheus:
+        raise SystemExit("with PROMETHEUS_URL use `python -m bench.cost window DURATION`: snapshots of a cluster lose "
+                         "the pods that scaled to zero in between")
     if options.command == "snapshot":
         metrics.save(options.file, snapshot())
     elif options.command == "report":
-        write(build(metrics.load(options.before), metrics.load(options.after), {}, options.profile, source),
+        write(build(metrics.load(options.before), metrics.load(options.after), {}, options.profile,
+                    "the functions' metrics ports"), options.out)
+    elif options.command == "window":
+        if not prometheus:
+            raise SystemExit("`window` reads PROMETHEUS_URL: set it to the Prometheus that scrapes the functions")
+        write(from_prometheus(prometheus, options.duration, options.end or time.time(), options.profile),
               options.out)
+    elif prometheus:
+        from bench.load import load, running_shop
+
+        with nullcontext() if os.environ.get("BASE_URL") else running_shop(), Prometheus(prometheus) as server:
+            started = time.time()
+            server.wait_for_scrapes_after(started)  # every function's first sample in the window precedes the load
+            load(options.users, options.spawn_rate, options.duration, os.environ.get("BASE_URL"))
+            end = server.wait_for_scrapes_after(time.time())  # and its last one follows it
+        write(from_prometheus(prometheus, end - started, end, options.profile), options.out)
     else:
         from bench.load import load, running_shop
 
@@ -131,8 +154,18 @@ def main() -> None:
             with PeakMemory() as memory:
                 load(options.users, options.spawn_rate, options.duration)
             after = snapshot()
-            source += f", load run of {time.time() - started:.0f} s"
+            source = f"the functions' metrics ports, load run of {time.time() - started:.0f} s"
             write(build(before, after, memory.peaks, options.profile, source), options.out)
+
+
+def from_prometheus(url: str, window_seconds: float, end: float, profile: Path) -> report.Report:
+    """The report of what every function did in the window, over all its series in Prometheus."""
+    with Prometheus(url) as server:
+        gained = server.window(window_seconds, end)
+    ended = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(end))
+    source = f"Prometheus at {url}, every series over the {math.ceil(window_seconds)} s up to {ended}"
+    routes = {route.name for route in ROUTES}
+    return build({}, {name: sample for name, sample in gained.items() if name in routes}, {}, profile, source)
 
 
 if __name__ == "__main__":
