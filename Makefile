@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 USER ?= alice
 ROLE ?= customer
 
-.PHONY: up down test install promtool seed token manifests migrate bench load cost-report clean
+.PHONY: up down test install promtool seed token manifests migrate bench load cost-report smoke deploy-check clean
 
 up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080
 	$(PY) -m local.run
@@ -25,10 +25,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# promtool (Debian's prometheus package) checks the alert rules in the test suite.
+# promtool (Debian's prometheus package) checks the alert rules in the test suite, and its prometheus the cost
+# report's PromQL mode; amtool and alertmanager (prometheus-alertmanager) check and run the Alertmanager config.
 promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v amtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null; }
 
 manifests: $(STAMP)  ## regenerate knative/, local/docker-compose.yml and openapi.json from the route table
 	$(PY) -m local.generate
@@ -39,8 +42,8 @@ seed: $(STAMP)  ## add the demo products that are missing
 migrate: $(STAMP)  ## apply the SQL migrations to DATABASE_URL
 	$(PY) -m local.migrate
 
-token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin]
-	@$(PY) -m local.token --user "$(USER)" --role "$(ROLE)"
+token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin] [TTL=seconds, default a day]
+	@$(PY) -m local.token --user "$(USER)" --role "$(ROLE)" $(if $(TTL),--ttl "$(TTL)")
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -53,6 +56,25 @@ load: $(BENCH_STAMP)  ## Locust against the local gateway: make load USERS=20 SP
 
 cost-report: $(BENCH_STAMP)  ## measured cost per request per endpoint (terminal, CSV, JSON, HTML)
 	$(PY) -m bench.cost run
+
+smoke: $(STAMP)  ## the whole journey against a running shop: make smoke BASE_URL=https://shop.example.com
+	@test -n "$(BASE_URL)" || { echo "usage: make smoke BASE_URL=http://127.0.0.1:8080 [ADMIN_TOKEN=… USER_TOKEN=…]"; exit 2; }
+	$(PY) -m local.smoke "$(BASE_URL)"
+
+# Server-side validation of knative/ by a real API server (CRDs, admission webhooks). Skipped, saying why, when
+# kubectl (Debian's kubernetes-client, installed here when apt can) or a cluster is missing; never part of `make test`.
+deploy-check:
+	@command -v kubectl >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  { echo "installing kubectl (Debian's kubernetes-client)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; } || true
+	@if ! command -v kubectl >/dev/null; then \
+	  echo "deploy-check SKIPPED: kubectl is not installed (apt-get install kubernetes-client) - nothing was validated"; \
+	elif ! reason=$$(timeout 20 kubectl cluster-info --request-timeout=5s 2>&1 >/dev/null); then \
+	  echo "deploy-check SKIPPED: no cluster answers ($$(echo "$$reason" | tail -n 1)) - nothing was validated"; \
+	else \
+	  echo "kubectl apply -k knative/ --dry-run=server  (context: $$(kubectl config current-context))"; \
+	  kubectl apply -k knative/ --dry-run=server; \
+	fi
 
 bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as ratios
 	$(PY) -m bench.run
