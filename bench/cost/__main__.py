@@ -7,7 +7,8 @@
 
 Counters come from each function's metrics port (the `make up` layout). With PROMETHEUS_URL they come from that
 Prometheus instead, over every series scraped in the load run's window (bench/cost/prometheus.py: pods that
-scaled to zero meanwhile are counted too), and `run` loads BASE_URL when it is set (a cluster's gateway) instead of the local shop.
+scaled to zero meanwhile are counted too), and `run` loads BASE_URL when it is set (a cluster's gateway) instead
+of the local shop.
 Outputs: a terminal table and bench/results/cost.{csv,json,html}.
 """
 
