@@ -62,13 +62,18 @@ smoke: $(STAMP)  ## the whole journey against a running shop: make smoke BASE_UR
 	$(PY) -m local.smoke "$(BASE_URL)"
 
 # Server-side validation of knative/ by a real API server (CRDs, admission webhooks). Skipped, saying why, when
-# kubectl (Debian's kubernetes-client, installed here when apt can) or a cluster is missing; never part of `make test`.
+# kubectl (Debian's kubernetes-client, installed here when apt can), a recent enough one, or a cluster is missing;
+# never part of `make test`.
 deploy-check:
 	@command -v kubectl >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  { echo "installing kubectl (Debian's kubernetes-client)"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; } || true
-	@if ! command -v kubectl >/dev/null; then \
+	@minor=$$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -n 1); \
+	if ! command -v kubectl >/dev/null; then \
 	  echo "deploy-check SKIPPED: kubectl is not installed (apt-get install kubernetes-client) - nothing was validated"; \
+	elif [ "$${minor:-0}" -lt 27 ]; then \
+	  echo "deploy-check SKIPPED: kubectl 1.$$minor is older than 1.27, the oldest whose kustomize the README vouches for"; \
+	  echo "with the kustomization's replacements (Debian 12's kubernetes-client is 1.20: install kubectl from pkgs.k8s.io)"; \
 	elif ! reason=$$(timeout 20 kubectl cluster-info --request-timeout=5s 2>&1 >/dev/null); then \
 	  echo "deploy-check SKIPPED: no cluster answers ($$(echo "$$reason" | tail -n 1)) - nothing was validated"; \
 	else \
