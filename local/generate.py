@@ -39,6 +39,7 @@ def rendered() -> dict[str, str]:
     files["knative/migrate/job.yaml"] = _yaml(knative.migration_job())
     files["knative/migrate/kustomization.yaml"] = _yaml(knative.migration_kustomization())
     files["knative/observability/alert-rules.yml"] = _yaml(observability.alert_rules())
+    files["knative/observability/alertmanager.yml"] = _yaml(observability.alertmanager_config())
     files["knative/observability/grafana-dashboard.json"] = _json(observability.dashboard())
     files["local/docker-compose.yml"] = _yaml(compose.compose())
     files["openapi.json"] = _json(openapi.openapi())
