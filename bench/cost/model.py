@@ -9,8 +9,9 @@ latency (histogram), peak RSS. From them, under the function's Knative settings:
 * cluster cost (OpenCost-style) = instance-seconds x (max(CPU request, CPU used) x $/vCPU-s
   + max(memory request, peak RSS) x $/GiB-s);
 * request-based cost (Cloud Run-style) = billable seconds x (CPU limit x $/vCPU-s + memory limit x $/GiB-s)
-  + $/request, where a lone request is billed its latency rounded up to 100 ms and concurrent ones share
-  instance time; the monthly free tier is taken off the monthly bill;
+  + $/request, where an instance is billed in 100 ms steps while it handles at least one request, so concurrent
+  requests share instance time (per request: on a steadily busy instance, or at a given rate); the monthly free
+  tier is taken off the monthly bill; `make simulate` replays whole days instead;
 * monthly: per hour of the traffic profile, with Poisson arrivals at rate r, a scale-to-zero replica is up
   for 3600 x (1 - exp(-r x retention)) seconds (retention = Knative's stable window + scale-to-zero grace),
   or more when busy; the seed's always-on design keeps max(2, needed) replicas every hour.
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 # Knative defaults (config-autoscaler): stable-window 60 s + scale-to-zero-grace-period 30 s.
 SCALE_TO_ZERO_RETENTION_SECONDS = 90.0
 ALWAYS_ON_REPLICAS = 2
+CLOUD_RUN_CONCURRENCY = 80  # Cloud Run's default maximum of concurrent requests per instance
 
 
 @dataclass(frozen=True)
@@ -97,15 +99,34 @@ def billed_seconds(latency: float, rounding: float) -> float:
     return math.ceil(latency / rounding - 1e-9) * rounding if latency > 0 else 0.0
 
 
+def busy_billed_seconds(rate: float, latency: float, rounding: float) -> float:
+    """Expected billable seconds per second of one instance receiving Poisson arrivals at `rate` (req/s), each
+    `latency` long, billed in `rounding` steps while it handles at least one request (concurrent requests share
+    them): a billed stretch lasts L on average, then the instance idles until the next arrival, so the billed share
+    is rate·L / (1 + rate·L); L = max(d + r·(e^ρ - 1), d + E[busy period] - latency + r/2·(1 - e^-ρ)) with d the
+    latency rounded up and ρ = rate·latency (bench/sim/cloudrun.py busy_billable, checked against exact billing)."""
+    if rate <= 0 or latency <= 0:
+        return 0.0
+    load = min(rate * latency, 50.0)
+    first = billed_seconds(latency, rounding)
+    stretch = max(first + rounding * math.expm1(load),
+                  first + math.expm1(load) / rate - latency + rounding / 2 * -math.expm1(-load))
+    return min(1.0, max(rate * stretch / (1 + rate * stretch), -math.expm1(-load)))
+
+
 def request_based_seconds(measured: Measured, knobs: Knobs, sheet: dict, rate: float | None = None) -> float:
-    """Billable instance-seconds per request; `rate` (req/s) decides how many requests share an instance."""
-    alone = billed_seconds(measured.latency_mean, sheet["rounding_seconds"])
+    """Billable instance-seconds per request. Concurrent requests on one instance share its billable time (Cloud
+    Run bills instance time, never each request its own 100 ms): at `rate` req/s the requests are spread over the
+    instances their concurrency needs; without a rate, on a steadily busy instance."""
+    concurrency = min(knobs.container_concurrency or CLOUD_RUN_CONCURRENCY, CLOUD_RUN_CONCURRENCY)
+    floor = max(measured.latency_mean / concurrency, measured.cpu_per_request / knobs.cpu_limit)
     if rate is None:
-        return alone
-    sharing = min(knobs.container_concurrency, rate * measured.latency_mean)
-    if sharing <= 1:
-        return alone
-    return max(measured.latency_mean / sharing, measured.cpu_per_request / knobs.cpu_limit)
+        return floor
+    if rate <= 0:
+        return 0.0
+    instances = max(1, math.ceil(rate * measured.latency_mean / concurrency))
+    seconds = instances * busy_billed_seconds(rate / instances, measured.latency_mean, sheet["rounding_seconds"])
+    return max(seconds / rate, floor)
 
 
 def request_based_cost_per_request(measured: Measured, knobs: Knobs, sheet: dict) -> float:

@@ -1,0 +1,1 @@
+"""`make simulate`: real traffic replayed through models of Knative's KPA, Cloud Run and the always-on design."""
