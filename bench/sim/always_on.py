@@ -10,6 +10,7 @@ our process start, like a Knative pod's. Requests wait only when the ready pods'
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -58,8 +59,24 @@ def simulate(arrivals: np.ndarray, config: ServiceConfig, inputs: EndpointInputs
     cold_out = np.zeros(seconds, dtype=np.int64)
     recommendations: deque[tuple[int, int]] = deque()
     starting: list[list[float]] = []
+    # the syncs whose CPU would want more than the minimum; between them, at the minimum, nothing changes
+    starts = np.arange(0, seconds, SYNC_SECONDS)
+    ends = np.minimum(starts + SYNC_SECONDS, seconds)
+    wanting = np.flatnonzero(np.ceil((used_total[ends] - used_total[starts]) / (ends - starts) / aim - 1e-9)
+                             > MIN_REPLICAS)
+    wanting_ends = ends[wanting].tolist()
     previous = 0
     while previous < seconds:
+        if (len(alive) == MIN_REPLICAS and not starting
+                and all(value == MIN_REPLICAS for _, value in recommendations)):
+            following = bisect.bisect_right(wanting_ends, previous)
+            quiet_until = wanting_ends[following] - SYNC_SECONDS if following < len(wanting_ends) else seconds
+            if quiet_until > previous + SYNC_SECONDS:
+                quiet_until = previous + (quiet_until - previous) // SYNC_SECONDS * SYNC_SECONDS
+                replicas_out[previous:quiet_until] = MIN_REPLICAS
+                recommendations = deque([(quiet_until, MIN_REPLICAS)])
+                previous = quiet_until
+                continue
         now = min(previous + SYNC_SECONDS, seconds)
         replicas_out[previous:now] = len(alive)
         starting = [pod for pod in starting if pod[0] > now and pod[1] == math.inf]

@@ -16,6 +16,7 @@ The loop steps per second, never per request; the waits come afterwards from que
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ def simulate(arrivals: np.ndarray, config: ServiceConfig, inputs: EndpointInputs
             continue
 
         if (ready and not starting and pending == 0 and state.panic_time is None and zero_since is None
-                and not spec.scale_down_delay and t >= retry_calm):
+                and all(value <= ready for _, value in state.delay_window) and t >= retry_calm):
             calm, horizon = 0, CALM_FIRST_HORIZON
             while t < seconds:
                 stretch = _calm_stretch(t, min(seconds, t + horizon), ready)
@@ -197,6 +198,10 @@ def simulate(arrivals: np.ndarray, config: ServiceConfig, inputs: EndpointInputs
                     break
                 horizon = min(4 * horizon, CALM_HORIZON)
             if calm:
+                last_tick = t - t % kpa.TICK_SECONDS
+                if spec.scale_down_delay and last_tick > t - calm:
+                    # each calm tick recorded `ready` into the delay window, which drops every entry not above it
+                    state = dataclasses.replace(state, delay_window=((last_tick // kpa.TICK_SECONDS, ready),))
                 continue
             retry_calm = t + CALM_RETRY
 

@@ -103,13 +103,19 @@ def read_azure_memory(path: Path) -> dict[str, float]:
 
 
 def companion(invocations: Path, kind: str) -> Path:
-    """10_inv.csv -> 10_run.csv / 10_mem.csv."""
+    """The durations ("run") or memory ("mem") file beside an invocations file: 10_inv.csv -> 10_run.csv, and in
+    the full data set invocations_per_function_md.anon.d01.csv -> function_durations_percentiles.anon.d01.csv /
+    app_memory_percentiles.anon.d01.csv."""
+    full = {"run": "function_durations_percentiles", "mem": "app_memory_percentiles"}
+    if invocations.name.startswith("invocations_per_function_md"):
+        return invocations.with_name(invocations.name.replace("invocations_per_function_md", full[kind]))
     return invocations.with_name(re.sub(r"inv(\.csv)$", kind + r"\1", invocations.name))
 
 
 def azure(path: Path, scale: float, seed: int, mapping: dict, durations: str = "endpoint") -> Traffic:
     """An Azure Functions 2019 trace mapped to endpoints. Functions the mapping names are merged into their
-    endpoint; the others become `azure-<hash>` services configured like the mapping's `template` endpoint.
+    endpoint; the others become `azure-<hash>` services configured like the mapping's `template` endpoint, or are
+    left out when the mapping says `"unmapped": "drop"` (the full data set has tens of thousands of functions).
     `durations="trace"` takes every service time from the trace's own averages."""
     rng = np.random.default_rng(seed)
     functions = read_azure_invocations(path)
@@ -123,6 +129,8 @@ def azure(path: Path, scale: float, seed: int, mapping: dict, durations: str = "
     for function in functions:
         endpoint = next((name for prefix, name in rules.items() if function["function"].startswith(prefix)), None)
         mapped = endpoint is not None
+        if not mapped and mapping.get("unmapped") == "drop":
+            continue
         endpoint = endpoint or f"azure-{function['function'][:8]}"
         counts = scaled_counts(function["per_minute"], scale, rng)
         per_second = spread_minutes(counts, rng)
@@ -221,10 +229,10 @@ def load(trace: str | None, scale: float, seed: int | None, mapping_path: Path =
         return shop_day(spec, scale, spec.get("seed", 1) if seed is None else seed)
     path = Path(trace)
     if path.is_dir():
-        candidates = sorted(path.glob("*_inv.csv"))
+        candidates = sorted([*path.glob("*_inv.csv"), *path.glob("invocations_per_function*.csv")])
         if len(candidates) != 1:
             names = ", ".join(candidate.name for candidate in candidates) or "none"
-            raise SystemExit(f"{path} holds {len(candidates)} *_inv.csv files ({names}): name one as TRACE")
+            raise SystemExit(f"{path} holds {len(candidates)} invocation files ({names}): name one as TRACE")
         path = candidates[0]
     if not path.exists():
         raise SystemExit(f"no trace at {path}")

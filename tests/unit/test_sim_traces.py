@@ -110,3 +110,19 @@ def test_the_real_azure_sample_keeps_its_daily_totals():
     mapping = json.loads(traces.AZURE_MAPPING.read_text())
     assert all(any(f.startswith(prefix) for prefix in mapping["functions"])
                for origin in sample.origin.values() for f in origin)
+
+
+def test_the_full_data_sets_file_names_find_their_durations_and_unmapped_functions_can_be_dropped(tmp_path):
+    (tmp_path / "invocations_per_function_md.anon.d01.csv").write_text(
+        "HashOwner,HashApp,HashFunction,Trigger,1,2\no1,app1,aaaa1111,http,3,4\no2,app2,bbbb2222,http,5,6\n")
+    (tmp_path / "function_durations_percentiles.anon.d01.csv").write_text(
+        "HashOwner,HashApp,HashFunction,Average,Count\no1,app1,aaaa1111,20,7\no2,app2,bbbb2222,900,11\n")
+    invocations = tmp_path / "invocations_per_function_md.anon.d01.csv"
+
+    assert traces.companion(invocations, "run").name == "function_durations_percentiles.anon.d01.csv"
+    assert traces.companion(invocations, "mem").name == "app_memory_percentiles.anon.d01.csv"
+    everything = traces.load(str(tmp_path), 1, 1, mapping_path=None)
+    assert everything.trace_service_time == {"azure-aaaa1111": 0.02, "azure-bbbb2222": 0.9}
+    only_mapped = traces.azure(invocations, 1, 1, MAPPING | {"unmapped": "drop"})
+    assert list(only_mapped.arrivals) == ["cart-get-cart"]
+    assert only_mapped.total == 7
