@@ -244,7 +244,7 @@ def _levels(run: EndpointRuns, weights: np.ndarray, levels: tuple[int, ...], she
         trial = EndpointRuns(name=run.name, config=run.config, inputs=run.inputs,
                              knative=knative.simulate(arrivals, run.config, run.inputs),
                              cloud_run=None, always_on=always_on.simulate(arrivals, run.config, run.inputs))
-        held_at_max = (trial.knative.pods >= run.config.max_scale) if run.config.max_scale else False
+        held_at_max = (trial.knative.ready_pods >= run.config.max_scale) if run.config.max_scale else False
         saturated = float(np.mean((trial.knative.queued > 0) & held_at_max)) > SATURATED_SHARE
         points.append({"requests_per_day": level,
                        "knative_monthly_usd": knative_cost(trial, sheet) * costs.DAYS_PER_MONTH,
