@@ -36,6 +36,12 @@ promtool:
 manifests: $(STAMP)  ## regenerate knative/, local/docker-compose.yml and openapi.json from the route table
 	$(PY) -m local.generate
 
+# A typed Python client from openapi.json, as a caller makes one (the tests make and use one too).
+.PHONY: client
+client: $(STAMP)  ## generate a Python client package: make client [OUT=build/shop_client]
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/openapi-python-client generate --path openapi.json \
+	  --meta none --overwrite --output-path "$(or $(OUT),build/shop_client)"
+
 seed: $(STAMP)  ## add the demo products that are missing
 	$(PY) -m local.seed
 

@@ -13,16 +13,21 @@ import json
 import os
 import time
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 
 import httpx
+
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
-from shared.http import problem_response
+from shared.errors import (BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, Problem,
+                           ServiceUnavailable)
+from shared.http import incoming_request_id, problem_response
+from shared.logs import logger, request_id
 from shared.routes import public_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +35,51 @@ OPENAPI = Path(os.environ.get("OPENAPI_PATH", ROOT / "openapi.json"))
 MAX_BODY = 1024 * 1024  # the functions enforce their own, smaller limit; this only protects the gateway
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+_log = logger("gateway")
+
+
+class _Refused(Problem):
+    """A refusal of Starlette's own routing (a method /openapi.json does not take, say), as problem+json."""
+
+    def __init__(self, status: int, detail: str, headers: dict | None = None):
+        super().__init__(detail, headers=headers)
+        self.status, self.title = status, HTTPStatus(status).phrase
+        self.slug = self.title.lower().replace(" ", "-")
+
+
+def _answer(request: Request, problem: Problem) -> Response:
+    """The gateway's own answer: problem+json with a request id, like every function's."""
+    current = incoming_request_id(request.headers)
+    token = request_id.set(current)
+    try:
+        response = problem_response(problem)
+    finally:
+        request_id.reset(token)
+    response.headers["X-Request-Id"] = current
+    return response
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    return _answer(request, _Refused(error.status_code, str(error.detail), dict(error.headers or {})))
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    _log.exception("gateway error", extra={"path": request.url.path})
+    return _answer(request, Problem("The gateway failed to handle this request; it has been logged"))
+
+
+class _EveryMethod:
+    """An endpoint as an ASGI app, so that its route takes every method (a function endpoint takes GET only) and
+    the proxy answers 405 itself, with the path's `Allow` from the route table."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+    async def __call__(self, scope, receive, send) -> None:
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
 
 
 def _closing(client: httpx.AsyncClient):
@@ -66,14 +116,14 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) ->
         path = request.url.path
         candidates = [route for route in routes if route.match(path) is not None]
         if not candidates:
-            return problem_response(NotFound(f"No endpoint serves {path}"))
+            return _answer(request, NotFound(f"No endpoint serves {path}"))
         chosen = next((route for route in candidates if route.method == request.method), None)
         if chosen is None:
             allowed = ", ".join(sorted({route.method for route in candidates}))
-            return problem_response(MethodNotAllowed(f"{path} accepts {allowed}", headers={"Allow": allowed}))
+            return _answer(request, MethodNotAllowed(f"{path} accepts {allowed}", headers={"Allow": allowed}))
         body = await request.body()
         if len(body) > MAX_BODY:
-            return problem_response(PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
+            return _answer(request, PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         # Forward the path exactly as received (still percent-encoded), never its decoded form.
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -82,28 +132,28 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) ->
         try:
             upstream = await client.request(request.method, url, headers=headers, content=body)
         except httpx.InvalidURL:
-            return problem_response(BadRequest(f"The URL cannot be forwarded: {path!r}"))
+            return _answer(request, BadRequest(f"The URL cannot be forwarded: {path!r}"))
         except httpx.ConnectError:
-            return problem_response(ServiceUnavailable(f"The function {chosen.name} is not running"))
+            return _answer(request, ServiceUnavailable(f"The function {chosen.name} is not running"))
         except httpx.HTTPError as error:
-            return problem_response(BadGateway(f"The function {chosen.name} failed to answer: {type(error).__name__}"))
+            return _answer(request, BadGateway(f"The function {chosen.name} failed to answer: {type(error).__name__}"))
         response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
 
     async def openapi(request: Request) -> Response:
         if not OPENAPI.exists():
-            return problem_response(NotFound("openapi.json has not been generated: run `make manifests`"))
+            return _answer(request, NotFound("openapi.json has not been generated: run `make manifests`"))
         return FileResponse(OPENAPI, media_type="application/json")
 
     async def local_functions(request: Request) -> Response:
         if state_file is None or not state_file.exists():
-            return problem_response(NotFound("This gateway runs without a runner's state file (LOCAL_STATE_FILE)"))
+            return _answer(request, NotFound("This gateway runs without a runner's state file (LOCAL_STATE_FILE)"))
         return JSONResponse(functions_state(state_file))
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[StarletteRoute("/openapi.json", openapi, methods=["GET"]),
                              StarletteRoute("/_local/functions", local_functions, methods=["GET"]),
-                             StarletteRoute("/{path:path}", proxy, methods=methods)],
+                             StarletteRoute("/{path:path}", _EveryMethod(proxy))],
+                     exception_handlers={HTTPException: _http_error, Exception: _server_error},
                      lifespan=_closing(client))
 
 

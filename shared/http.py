@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +42,19 @@ from shared.settings import ServerSettings, settings
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[..., Awaitable[Response]]
 
+
+class AnyPathConvertor(PathConvertor):
+    """`{path:path}` matching every path: Starlette's stops at a newline (`.*`)."""
+
+    regex = "[\\s\\S]*"
+
+
+# functions-framework serves a function at `/{path:path}`, a route it builds after importing the function's module
+# (which imports this one). With Starlette's own convertor a path holding an encoded newline (`/orders/details/%0A`)
+# matched no route and Starlette answered a text/plain 404 without the function; now every path reaches `endpoint`,
+# which answers problem+json.
+register_url_convertor("path", AnyPathConvertor())
+
 _log = logger("http")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PROBLEM_JSON = "application/problem+json"
@@ -53,12 +67,11 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def serve(request: Request) -> Response:
-            metrics.serve_metrics()
-            incoming = request.headers.get("x-request-id", "")
-            current_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+            current_id = incoming_request_id(request.headers)
             token = request_id.set(current_id)
             started = time.perf_counter()
             try:
+                metrics.serve_metrics()
                 response = await _dispatch(route, handler, request)
             except Exception as error:  # noqa: BLE001 - every failure must leave as problem+json
                 response = _problem_response(error, route_name)
@@ -76,6 +89,12 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
         return serve
 
     return decorate
+
+
+def incoming_request_id(headers) -> str:
+    """The caller's X-Request-Id when it is safe to log and echo, else a new one."""
+    incoming = headers.get("x-request-id", "")
+    return incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
 def event_endpoint(route_name: str):

@@ -1,4 +1,7 @@
-"""Identifiers that arrive in paths: validated before anything is looked up."""
+"""Identifiers that arrive in paths: validated before anything is looked up.
+
+The patterns are also what the OpenAPI document states for each path parameter.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,14 @@ import uuid
 from shared.errors import NotFound, Unprocessable
 
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
-_USER_ID = re.compile(USER_ID_PATTERN)
+# The one spelling of a UUID the API answers and accepts in paths (any case): 8-4-4-4-12 hex digits.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_USER_ID, _UUID = re.compile(USER_ID_PATTERN), re.compile(UUID_PATTERN)
 
 
 def user_id(value: str) -> str:
-    if not _USER_ID.match(value):
+    # fullmatch: `$` alone would also accept a trailing newline.
+    if not _USER_ID.fullmatch(value):
         raise Unprocessable("The user id is invalid", errors=[{
             "field": "path.user_id", "message": "1-64 letters, digits, '.', '_', '@' or '-'", "type": "pattern"}])
     return value
@@ -20,7 +26,6 @@ def user_id(value: str) -> str:
 
 def uuid_or_not_found(value: str, what: str) -> uuid.UUID:
     """A path id that must be a UUID: anything else names nothing, so it is not found (404), like an unknown one."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound(f"No {what} '{value}'") from None
+    if not _UUID.fullmatch(value):
+        raise NotFound(f"No {what} '{value}'")
+    return uuid.UUID(value)

@@ -9,16 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.catalog_contract import Sku
 from shared.money import Currency, DecimalString
+from shared.fields import QueryFlag, whole_number
 
 MAX_QUANTITY_PER_LINE = 100
 MAX_LINES = 50
 MAX_ORDERED_LINES = 100  # an order's lines, as many as one catalog lookup takes
 MAX_ORDERED_QUANTITY = 1000  # an order line's quantity, as the catalog reserves it
 
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY_PER_LINE)]
+Quantity = whole_number(1, MAX_QUANTITY_PER_LINE)
 
 
 class AddItem(BaseModel):
+    """Quantities add up with the line already in the cart: past 100 per line or 50 lines is refused (422)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     product_sku: Sku
@@ -36,14 +39,14 @@ class CartQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    priced: bool = True
+    priced: QueryFlag = True
 
 
 class OrderedLine(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     product_sku: Sku
-    quantity: Annotated[int, Field(ge=1, le=MAX_ORDERED_QUANTITY)]
+    quantity: whole_number(1, MAX_ORDERED_QUANTITY)
 
 
 class OrderedLines(BaseModel):

@@ -4,31 +4,42 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator, model_validator
 
 from shared.catalog_contract import MAX_LOOKUP, Sku
-from shared.money import Money
+from shared.money import Money, PriceBound
+from shared.fields import QueryFlag, trimmed, whole_number
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+Text = trimmed(1, 200)
+Label = trimmed(1, 50, lower=True)
+PRODUCT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"  # a MongoDB ObjectId in hex; any other id names no product (404)
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_URL_CHARACTER = r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]"
+# http(s), a host name (its last label starts with a letter, so it is never read as an IPv4 address), an optional
+# port, path and query: every such string is also a valid URL to pydantic's HttpUrl, which normalises it.
+IMAGE_URL_PATTERN = (rf"^https?://(?:{_LABEL}\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?(?::{_PORT})?"
+                     rf"(?:/{_URL_CHARACTER}*)?(?:\?(?:{_URL_CHARACTER}|\?)*)?$")
 
 
 def _http_url(value: str) -> str:
     return str(HttpUrl(value))
 
 
-ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+ImageUrl = Annotated[str, StringConstraints(max_length=2048, pattern=IMAGE_URL_PATTERN), AfterValidator(_http_url),
+                     Field(description="An http or https URL with a host name (no user info or IP address), "
+                                       "answered normalised")]
 MAX_STOCK = 1_000_000
-StockQuantity = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+StockQuantity = whole_number(0, MAX_STOCK)
 
 
 class Attribute(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+    key: trimmed(1, 50)
     value: Annotated[str, StringConstraints(max_length=200)]
 
 
@@ -52,6 +63,18 @@ class ProductCreate(_ProductFields):
     sku: Sku
 
 
+def _sent_fields_only(schema: dict) -> None:
+    """ProductUpdate as the document states it: a field is sent with a value or not at all (null is refused),
+    at least one is sent, and never both stock fields."""
+    for spec in schema["properties"].values():
+        spec.pop("default", None)
+        choices = spec.pop("anyOf", None)
+        if choices is not None:
+            spec |= next(choice for choice in choices if choice.get("type") != "null")
+    schema["minProperties"] = 1
+    schema["not"] = {"required": ["stock_quantity", "stock_adjustment"]}
+
+
 class ProductUpdate(BaseModel):
     """A partial update: only the fields sent change, each validated as on create. The SKU never changes.
 
@@ -59,7 +82,7 @@ class ProductUpdate(BaseModel):
     by an absolute `stock_quantity`, which the endpoint accepts only with `If-Match` naming the current version.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_sent_fields_only)
 
     name: Text | None = None
     description_short: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -67,10 +90,11 @@ class ProductUpdate(BaseModel):
     price: Money | None = None
     categories: Annotated[list[Label], Field(max_length=10)] | None = None
     brand: Text | None = None
-    stock_quantity: StockQuantity | None = None
-    stock_adjustment: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK, description=(
-        "Units to add (positive) or remove (negative), applied atomically; "
-        "refused (409) when stock would leave 0..1000000"))] | None = None
+    stock_quantity: StockQuantity | None = Field(default=None, description=(
+        "The absolute stock: only with an If-Match header naming the current ETag (428 without it, 412 when stale)"))
+    stock_adjustment: whole_number(-MAX_STOCK, MAX_STOCK, description=(
+        "Units to add (positive) or remove (negative), never 0, applied atomically; "
+        "refused (409) when stock would leave 0..1000000"), json_schema_extra={"not": {"const": 0}}) | None = None
     images: Annotated[list[ImageUrl], Field(max_length=20)] | None = None
     attributes: Annotated[list[Attribute], Field(max_length=50)] | None = None
     is_active: bool | None = None
@@ -127,9 +151,9 @@ class ProductQuery(_Paging):
     category: Label | None = None
     brand: Text | None = None
     tag: Label | None = None
-    min_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] | None = None
-    max_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] | None = None
-    in_stock: bool | None = None
+    min_price: PriceBound | None = None
+    max_price: PriceBound | None = Field(default=None, description="not below min_price (422)")
+    in_stock: QueryFlag | None = None
     sort: SortKey = "-created_at"
 
     @model_validator(mode="after")
@@ -140,7 +164,7 @@ class ProductQuery(_Paging):
 
 
 class SearchQuery(_Paging):
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    q: trimmed(1, 100, examples=["coffee"])
 
 
 class LookupQuery(BaseModel):

@@ -10,6 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, TypeAdapter, model_validator
 
+from functions.notify.templates import TEMPLATES
+from shared.fields import QueryFlag, text, trimmed
+
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 Channel = Literal["email", "sms", "log"]
 Status = Literal["pending", "sending", "sent", "failed", "rejected"]
@@ -18,14 +21,18 @@ _phone = TypeAdapter(E164)
 
 
 class NotificationRequest(BaseModel):
+    """An email needs a subject or a template_id; the recipient is an email address (email) or an E.164 number
+    (sms); a body or a template_id is needed, and a template's placeholders come from `context` (422 otherwise)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["email", "sms"]
-    recipient: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
-    template_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,50}$")] | None = None
-    context: Annotated[dict[str, str | int | float | bool], Field(max_length=50)] = {}
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    body: Annotated[str, StringConstraints(min_length=1, max_length=5000)] | None = None
+    recipient: trimmed(1, 320)
+    template_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,50}$"), Field(
+        description=f"One of the shop's templates: {', '.join(sorted(TEMPLATES))} (422 otherwise)")] | None = None
+    context: Annotated[dict[str, text(0, 5000) | int | float | bool], Field(max_length=50)] = {}
+    subject: text(1, 200) | None = None
+    body: text(1, 5000) | None = None
 
     @model_validator(mode="after")
     def _fits_its_channel(self) -> NotificationRequest:
@@ -90,7 +97,7 @@ class NotificationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: uuid.UUID | None = None
-    recipient: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
+    recipient: text(1, 320) | None = None
     status: Status | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
@@ -135,8 +142,8 @@ class DeadLetterPage(BaseModel):
 class DeadLetterQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    replayed: bool | None = None
+    type: text(1, 200) | None = None
+    replayed: QueryFlag | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
 

@@ -6,30 +6,38 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints, WithJsonSchema,
+                      field_validator)
 
 from functions.orders.payment import expiry_in_future, luhn_valid
 from shared.catalog_contract import Sku
 from shared.ids import USER_ID_PATTERN
 from shared.money import Currency, DecimalString
+from shared.fields import trimmed, trimmed_pattern, whole_number
 
 Status = Literal["pending", "paid", "confirmed", "payment_failed", "cancelled"]
-E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$"), Field(examples=["+33612345678"])]
 MAX_ORDER_LINES = 50
+# Digits, one space or '-' allowed between two of them; 12-19 digits in all (luhn_valid counts them).
+CARD_NUMBER_PATTERN = r"^[0-9](?:[ -]?[0-9]){11,18}$"
+_CARD_NUMBER, _CVV = re.compile(CARD_NUMBER_PATTERN), re.compile(r"^[0-9]{3,4}$")
 
 
-def _text(max_length: int, min_length: int = 1):
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)]
+# Trimmed, then 2-12 letters, digits, spaces or '-' (so the kept text starts and ends with no space).
+PostalCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9 -]{2,12}$"), WithJsonSchema({
+    "type": "string", "pattern": trimmed_pattern(2, 12, kept="[A-Za-z0-9 -]", edge="[A-Za-z0-9-]"),
+    "description": "Leading and trailing whitespace is removed; 2-12 letters, digits, spaces or '-' must remain",
+    "examples": ["69001"]})]
 
 
 class Address(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    street: _text(200)
-    city: _text(100)
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9 -]{2,12}$")]
+    street: trimmed(1, 200)
+    city: trimmed(1, 100)
+    postal_code: PostalCode
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), Field(description="ISO 3166-1 alpha-2")]
-    details: _text(200, 0) | None = None
+    details: trimmed(0, 200) | None = None
 
 
 class Payment(BaseModel):
@@ -37,22 +45,28 @@ class Payment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    card_number: SecretStr
-    expiry: Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])/[0-9]{2}$"), Field(description="MM/YY")]
-    cvv: Annotated[SecretStr, Field(min_length=3, max_length=4)]
+    card_number: Annotated[SecretStr, WithJsonSchema({
+        "type": "string", "writeOnly": True, "pattern": CARD_NUMBER_PATTERN, "examples": ["4242 4242 4242 4242"],
+        "description": "12-19 digits, spaces or '-' between them allowed; the digits must pass the Luhn check "
+                       "(422 with the field named otherwise)"})]
+    expiry: Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])/[0-9]{2}$"), Field(
+        description="MM/YY, not in the past (422 with the field named otherwise)", examples=["12/99"])]
+    cvv: Annotated[SecretStr, WithJsonSchema({"type": "string", "writeOnly": True, "pattern": r"^[0-9]{3,4}$",
+                                              "examples": ["123"], "description": "3 or 4 digits"})]
 
     @field_validator("card_number")
     @classmethod
     def _luhn(cls, value: SecretStr) -> SecretStr:
-        digits = re.sub(r"[ -]", "", value.get_secret_value())
-        if not luhn_valid(digits):
+        number = value.get_secret_value()
+        digits = re.sub(r"[ -]", "", number)
+        if not _CARD_NUMBER.fullmatch(number) or not luhn_valid(digits):
             raise ValueError("not a valid card number")
         return SecretStr(digits)
 
     @field_validator("cvv")
     @classmethod
     def _digits(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().isdigit():
+        if not _CVV.fullmatch(value.get_secret_value()):
             raise ValueError("the CVV is 3 or 4 digits")
         return value
 
@@ -79,17 +93,18 @@ class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     product_sku: Sku
-    quantity: Annotated[int, Field(ge=1, le=100)]
+    quantity: whole_number(1, 100)
 
 
 class CreateOrder(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    user_id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+    user_id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN), Field(
+        description="The token's own user (403 otherwise)")]
     shipping_address: Address
     payment: Payment
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ORDER_LINES)] | None = Field(
-        default=None, description="Without items, the user's cart is ordered")
+        default=None, description="Without items, the user's cart is ordered; one line per product_sku (422 otherwise)")
     contact: Contact = Contact()
 
     @field_validator("items")
