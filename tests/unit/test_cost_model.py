@@ -1,10 +1,10 @@
 import csv
 import io
-from html.parser import HTMLParser
 
 import pytest
 
 from bench.cost import model, report
+from tests.html_tables import Cells
 
 CLUSTER = {"name": "cluster", "kind": "cluster", "vcpu_hour": 0.036, "gib_hour": 0.0036, "date": "d",
            "description": "x", "source": "s"}
@@ -67,29 +67,6 @@ def test_the_free_tier_is_taken_off_once_per_account():
     assert model.request_based_bill([(6, 0, 60), (6, 0, 60)], sheet) == pytest.approx(2 * 0.00002 + 20 * 0.4 / 1e6)
 
 
-class Cells(HTMLParser):
-    def __init__(self, table_id):
-        super().__init__()
-        self.table_id, self.inside, self.rows, self.cell = table_id, False, [], None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table" and dict(attrs).get("id") == self.table_id:
-            self.inside = True
-        elif self.inside and tag == "tr":
-            self.rows.append([])
-        elif self.inside and tag in ("td", "th"):
-            self.cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self.inside = False
-        elif self.inside and tag in ("td", "th"):
-            self.rows[-1].append(self.cell)
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
 
 
 def test_the_html_report_shows_exactly_the_csv_numbers():

@@ -4,13 +4,13 @@ import csv
 import io
 import json
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
 from bench.sim import config, costs, engine, report, traces
 from bench.sim.inputs import EndpointInputs
+from tests.html_tables import Cells
 
 
 def point(level, knative, always_on, share=0.0, saturated=False):
@@ -55,29 +55,6 @@ def test_allocation_charges_the_larger_of_request_and_usage():
     assert costs.allocated_cost(np.array([1, 1]), 0.125, 0.1, np.array([0.05, 0.5]), 0.0, sheet) == pytest.approx(0.625)
 
 
-class Table(HTMLParser):
-    def __init__(self, table_id):
-        super().__init__()
-        self.table_id, self.inside, self.rows, self.cell = table_id, False, [], None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table" and dict(attrs).get("id") == self.table_id:
-            self.inside = True
-        elif self.inside and tag == "tr":
-            self.rows.append([])
-        elif self.inside and tag in ("td", "th"):
-            self.cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self.inside = False
-        elif self.inside and tag in ("td", "th"):
-            self.rows[-1].append(self.cell)
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +112,7 @@ def test_the_report_is_self_contained_and_its_break_even_table_shows_the_summary
     assert "<script" not in page
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert page.count("<svg") >= 4
-    parser = Table("break-even")
+    parser = Cells("break-even")
     parser.feed(page)
     assert parser.rows[0] == report.BREAK_EVEN_HEADER
     assert parser.rows[1:] == report.break_even_rows(data["break_even"])
