@@ -45,6 +45,7 @@ class OutboxRow:
 
 _COLUMNS = "id, destination, event_type, source, subject, data, created_at, attempts"
 ENTRY_COLUMNS = _COLUMNS + ", sent_at, dead_at, next_attempt_at, last_error"
+_ENTRY_FIELDS = [name.strip() for name in ENTRY_COLUMNS.split(",")]
 
 
 def add(db: Connection, destination: str, event_type: str, source: str, subject: str, data: dict) -> OutboxRow:
@@ -85,16 +86,14 @@ def entries(db: Connection, state: str, limit: int, offset: int) -> tuple[list[d
     total = db.run(f"SELECT count(*) FROM outbox WHERE {condition}")[0][0]
     rows = db.run(f"SELECT {ENTRY_COLUMNS} FROM outbox WHERE {condition} ORDER BY created_at DESC, id DESC "
                   "LIMIT :limit OFFSET :offset", limit=limit, offset=offset)
-    columns = [name.strip() for name in ENTRY_COLUMNS.split(",")]
-    return [dict(zip(columns, row)) for row in rows], total
+    return [dict(zip(_ENTRY_FIELDS, row)) for row in rows], total
 
 
 def requeue(db: Connection, row_id: uuid.UUID) -> dict | None:
     """A dead row becomes due now with a fresh attempt budget; None when no dead row has this id."""
     rows = db.run(f"UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = now() "
                   f"WHERE id = :id AND dead_at IS NOT NULL AND sent_at IS NULL RETURNING {ENTRY_COLUMNS}", id=row_id)
-    columns = [name.strip() for name in ENTRY_COLUMNS.split(",")]
-    return dict(zip(columns, rows[0])) if rows else None
+    return dict(zip(_ENTRY_FIELDS, rows[0])) if rows else None
 
 
 async def deliver(row: OutboxRow) -> bool:

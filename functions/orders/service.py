@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
+from functions.orders import rules
 from functions.orders.models import CreateOrder
 from functions.orders.payment import Charge
 from functions.orders.ports import Attempt, Ports, Priced
@@ -253,11 +254,8 @@ async def _replay(answer: Finished, ports: Ports) -> Outcome:
 
 
 def _priced(reservation: Reservation) -> Priced | None:
-    currencies = {line.price.currency for line in reservation.lines}
-    if len(currencies) != 1:
-        return None
-    total = sum((line.price.amount * line.quantity for line in reservation.lines), start=0)
-    return Priced(reservation.lines, currencies.pop(), total)
+    total = rules.order_total(reservation.lines)
+    return None if total is None else Priced(reservation.lines, *total)
 
 
 def _keyed_hash(text: str) -> str:

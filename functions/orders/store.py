@@ -13,6 +13,7 @@ from shared.postgres import Connection
 
 ORDER_COLUMNS = ("id, user_id, status, currency, total_amount, shipping_address, contact, card_last4, "
                  "failure_reason, refunded_at, created_at, updated_at")
+_ORDER_FIELDS = [name.strip() for name in ORDER_COLUMNS.split(",")]
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def pay(db: Connection, user_id: str, key: str, order_id: uuid.UUID, lines: list
         "k AS (UPDATE idempotency_keys SET response_status = 201, response_body = NULL, recovery_point = 'finished' "
         "  WHERE user_id = :user_id AND idempotency_key = :key AND response_status IS NULL "
         "  AND EXISTS (SELECT 1 FROM o)) "
-        f"SELECT {', '.join('o.' + column.strip() for column in ORDER_COLUMNS.split(','))}, "
+        f"SELECT {', '.join('o.' + field for field in _ORDER_FIELDS)}, "
         "(SELECT jsonb_agg(jsonb_build_array(e.id, e.destination, e.event_type, e.source, e.subject, e.data, "
         "  e.created_at, e.attempts)) FROM e) FROM o",
         id=order_id, currency=currency, total=total, items=json.dumps(items), last4=card_last4,
@@ -200,8 +201,7 @@ def pay(db: Connection, user_id: str, key: str, order_id: uuid.UUID, lines: list
         cart_lines=None if cart_lines is None else json.dumps(cart_lines), user_id=user_id, key=key)
     if not rows:
         return None
-    columns = [name.strip() for name in ORDER_COLUMNS.split(",")]
-    order = dict(zip(columns, rows[0][:-1]))
+    order = dict(zip(_ORDER_FIELDS, rows[0][:-1]))
     order["items"] = [item | {"price_at_purchase": Decimal(item["price_at_purchase"]),
                               "line_total": Decimal(item["line_total"])} for item in items]
     order["outbox"] = rows[0][-1]
@@ -233,8 +233,7 @@ def list_orders(db: Connection, user_id: str, limit: int, offset: int, status: s
 
 
 def _orders(db: Connection, sql: str, **params) -> list[dict]:
-    columns = [name.strip() for name in ORDER_COLUMNS.split(",")]
-    orders = [dict(zip(columns, row)) for row in db.run(sql, **params)]
+    orders = [dict(zip(_ORDER_FIELDS, row)) for row in db.run(sql, **params)]
     if orders:
         lines = db.run("SELECT order_id, product_sku, product_name, quantity, price_at_purchase, currency "
                        "FROM order_lines WHERE order_id = ANY(CAST(:ids AS uuid[])) ORDER BY order_id, line_no",
