@@ -1,20 +1,17 @@
-"""What the crash and chaos tests of the checkout share: functions started with faults, orders placed with keys,
-and the checkout's invariants read from the real stores."""
+"""What the crash and chaos tests of the checkout share: orders placed with keys, and the checkout's invariants read
+from the real stores. (A function alone with faults: tests.support.function_alone; a fault that kills its worker is
+survived by its gunicorn master, which starts a new worker on the same port, as Knative would start a new pod.)"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from local.ping import ping
-from local.processes import free_port, start_function, stop, wait_for_port
+from local.processes import Running
 from shared.peers import url_variable
-from shared.routes import route
 from tests.support import ADMIN, bearer, unique
 
 CARD = "4242424242424242"
@@ -25,26 +22,7 @@ FINAL_SLUGS = {"out-of-stock", "order-abandoned", "payment-declined", "payment-n
                "not-found"}
 
 
-@dataclass
-class Started:
-    name: str
-    url: str
-
-
-@contextmanager
-def started(name: str, settings: dict[str, str], log: Path, **extra: str):
-    """Function `name` alone on a free port with these settings; a fault that kills its worker is survived by
-    its gunicorn master, which starts a new worker on the same port (as Knative would start a new pod)."""
-    port = free_port()
-    running = start_function(route(name), port, None, {**settings, **extra}, open(log, "ab"))
-    try:
-        wait_for_port(port, running.process)
-        yield Started(name, f"http://127.0.0.1:{port}")
-    finally:
-        stop([running.process])
-
-
-def pointing_at(*functions: Started) -> dict[str, str]:
+def pointing_at(*functions: Running) -> dict[str, str]:
     """Settings that make callers reach these functions instead of the session's."""
     return {url_variable(function.name): function.url for function in functions}
 

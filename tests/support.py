@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
+from pathlib import Path
 from contextlib import contextmanager
 
 import httpx
@@ -42,13 +44,15 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
 
 
 @contextmanager
-def function_alone(name: str, settings: dict[str, str], metrics_port: int | None = None):
+def function_alone(name: str, settings: dict[str, str], metrics_port: int | None = None, log: Path | None = None):
     """One endpoint function in its own process, with its own settings (outages, attribution), stopped after
-    (and, like every process started through local.processes, as soon as the test process dies)."""
+    (and, like every process started through local.processes, as soon as the test process dies); its output goes
+    to `log` when given."""
     port = free_port()
-    running = start_function(route(name), port, metrics_port, settings, subprocess.DEVNULL)
-    try:
-        wait_for_port(port, running.process)
-        yield running
-    finally:
-        stop([running.process])
+    with open(log, "ab") if log else contextlib.nullcontext(subprocess.DEVNULL) as output:
+        running = start_function(route(name), port, metrics_port, settings, output)
+        try:
+            wait_for_port(port, running.process)
+            yield running
+        finally:
+            stop([running.process])

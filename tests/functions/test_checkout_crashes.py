@@ -18,11 +18,10 @@ from tests.checkout import (
     place_until_final,
     pointing_at,
     product,
-    started,
     stock_of,
     sweep,
 )
-from tests.support import bearer, unique
+from tests.support import bearer, function_alone, unique
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def faulty(shop, tmp_path):
         once = tmp_path / f"once-{name}"
         once.mkdir(exist_ok=True)
         settings = {**shop.settings, **FAST, "SHOP_TEST_FAULTS": faults, "SHOP_TEST_FAULTS_ONCE": str(once), **extra}
-        return started(name, settings, tmp_path / f"{name}.log")
+        return function_alone(name, settings, log=tmp_path / f"{name}.log")
 
     return start
 

@@ -11,8 +11,7 @@ import pytest
 
 from local.ping import ping
 from pymongo import MongoClient
-from tests.checkout import started
-from tests.support import ADMIN, assert_problem, unique
+from tests.support import ADMIN, assert_problem, function_alone, unique
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +162,8 @@ def test_invalid_reservations_are_rejected(reservations, body):
 def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop, tmp_path):
     lamp, kept = product(gateway, 5), product(gateway, 5)
     settings = {**shop.settings, "RESERVATION_TTL_SECONDS": "0.5"}
-    with started("catalog-reserve-stock", settings, tmp_path / "reserve.log") as short_lived, \
-            started("catalog-expire-reservations", settings, tmp_path / "expire.log") as expire:
+    with function_alone("catalog-reserve-stock", settings, log=tmp_path / "reserve.log") as short_lived, \
+            function_alone("catalog-expire-reservations", settings, log=tmp_path / "expire.log") as expire:
         url = short_lived.url + "/internal/stock/reservations"
         reserve(url, (lamp, 2))
         confirmed_id = str(uuid.uuid4())
