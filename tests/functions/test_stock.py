@@ -190,3 +190,40 @@ def test_the_sweep_gives_back_a_hold_left_on_a_released_reservation(gateway, sho
     assert ping(shop.functions["catalog-expire-reservations"].url) == 200
 
     assert stock_of(gateway, lamp) == 5
+
+
+def faulty(shop, tmp_path, name: str, step: str):
+    once = tmp_path / f"once-{name}"
+    once.mkdir()
+    settings = {**shop.settings, "SHOP_TEST_FAULTS": f"{step}=crash", "SHOP_TEST_FAULTS_ONCE": str(once)}
+    return function_alone(name, settings, log=tmp_path / f"{name}.log")
+
+
+def test_a_release_killed_before_it_is_recorded_gives_the_stock_back_once(gateway, shop, tmp_path, reservations):
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+    with faulty(shop, tmp_path, "catalog-release-stock", "catalog.release.before-commit") as release:
+        url = f"{release.url}/internal/stock/reservations/{reservation_id}"
+        with pytest.raises(httpx.HTTPError):
+            httpx.delete(url, timeout=10)  # the stock is back, the reservation still says `releasing`
+        assert ping(shop.functions["catalog-expire-reservations"].url) == 200  # the sweep finishes it
+        again = httpx.delete(url, timeout=10)
+
+    assert again.status_code == 200 and again.json()["state"] == "released"
+    assert stock_of(gateway, lamp) == 5
+
+
+def test_a_confirmation_killed_before_dropping_its_holds_keeps_the_stock_sold(gateway, shop, tmp_path, reservations,
+                                                                             releases):
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+    with faulty(shop, tmp_path, "catalog-confirm-stock", "catalog.confirm.before-pull") as confirm:
+        url = f"{confirm.url}/internal/stock/reservations/{reservation_id}/confirm"
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(url, timeout=10)
+        assert ping(shop.functions["catalog-expire-reservations"].url) == 200  # drops the holds, gives nothing back
+        again = httpx.post(url, timeout=10)
+
+    assert again.status_code == 200 and again.json()["state"] == "confirmed"
+    assert_problem(httpx.delete(f"{releases}/{reservation_id}"), 409)
+    assert stock_of(gateway, lamp) == 3
