@@ -8,11 +8,9 @@ import uuid
 
 from locust import HttpUser, between, events, task
 
-from local.config import local_setting
-from shared.auth import issue_token
+from local.token import issue_token
 
-SECRET = local_setting("SHOP_JWT_SECRET")
-ADMIN = {"Authorization": f"Bearer {issue_token('load-admin', 'admin', 6 * 3600, secret=SECRET)}"}
+ADMIN = {"Authorization": f"Bearer {issue_token('load-admin', 'admin', 6 * 3600)}"}
 LOAD_SKUS = [f"LOAD-{index:03d}" for index in range(20)]  # plenty of stock, so checkout never runs dry
 WORDS = ["coffee", "lamp", "running", "wireless", "kettle", "novel", "tent", "cotton", "oled", "yoga"]
 CATEGORIES = ["electronics", "kitchen", "sports", "books", "home", "clothing", None]
@@ -41,7 +39,7 @@ class Shopper(HttpUser):
 
     def on_start(self):
         self.user_id = f"load-{uuid.uuid4().hex[:10]}"
-        self.auth = {"Authorization": f"Bearer {issue_token(self.user_id, 'customer', 6 * 3600, secret=SECRET)}"}
+        self.auth = {"Authorization": f"Bearer {issue_token(self.user_id, 'customer', 6 * 3600)}"}
         with self.client.get("/products", params={"limit": 100}, name="catalog-list-products",
                              catch_response=True) as response:
             self.product_ids = [item["id"] for item in response.json().get("items", [])] if response.ok else []

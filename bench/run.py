@@ -30,7 +30,7 @@ from local.config import local_setting
 from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
-from shared.auth import issue_token
+from local.token import hs256_settings, issue_token
 from shared.postgres import connect
 from shared.routes import ROUTES, Route
 
@@ -39,7 +39,7 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 RESULTS = ROOT / "bench" / "results"
 HELLO = Route("bench-hello", "GET", "/", "bench/hello.py", "hello", "hello world")
-SECRET = "bench-secret-" + uuid.uuid4().hex
+TOKENS = hs256_settings({"bench-1": "bench-secret-" + uuid.uuid4().hex})
 
 
 @contextmanager
@@ -54,7 +54,8 @@ def stores():
     try:
         yield {"MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}", "MONGODB_DATABASE": f"bench_{run_id}",
                "DATABASE_URL": database_url, "REDIS_URL": local_setting("REDIS_URL"),
-               "REDIS_KEY_PREFIX": f"bench:{run_id}:", "SHOP_JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+               "REDIS_KEY_PREFIX": f"bench:{run_id}:", "LOG_LEVEL": "WARNING",
+               **TOKENS, "CARD_FINGERPRINT_KEY": "bench-card-fingerprint-" + uuid.uuid4().hex}
     finally:
         stop([mongo])
         drop_database(database_url)
@@ -154,9 +155,9 @@ def warm_cost(settings: dict) -> tuple[list[dict], dict]:
     try:
         shop.start()
         wait_for_port(hello_port, hello.process)
-        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', secret=SECRET)}"}
+        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', settings=TOKENS)}"}
         user = "bench-user"
-        customer = {"Authorization": f"Bearer {issue_token(user, 'customer', secret=SECRET)}"}
+        customer = {"Authorization": f"Bearer {issue_token(user, 'customer', settings=TOKENS)}"}
         with httpx.Client(base_url=shop.url, timeout=30) as client:
             product = client.post("/products", headers=admin, json={
                 "sku": "BENCH-1", "name": "Bench Mug", "brand": "Bench", "stock_quantity": 1_000_000,
@@ -241,7 +242,7 @@ def versus_seed(settings: dict) -> list[dict]:
         creator = start_function(next(r for r in ROUTES if r.name == "catalog-create-product"), lookup_port, None,
                                  settings, subprocess.DEVNULL)
         wait_for_port(lookup_port, creator.process)
-        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', secret=SECRET)}"}
+        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', settings=TOKENS)}"}
         product = client.post(f"http://127.0.0.1:{lookup_port}/products", headers=admin, json={
             "sku": f"SEED-{uuid.uuid4().hex[:6]}", "name": "Seed Mug", "brand": "Bench", "stock_quantity": 5,
             "price": {"amount": "4.50", "currency": "EUR"}}).json()

@@ -15,7 +15,11 @@ LOCAL_DEFAULTS = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "REDIS_KEY_PREFIX": "shop:",
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/shop",
-    "SHOP_JWT_SECRET": "local-development-secret-not-for-production",
+    # User tokens: `make token` signs with the last HS256 key listed; every listed kid is accepted.
+    "USER_TOKEN_ISSUER": "shop-local",
+    "USER_TOKEN_AUDIENCE": "shop-api",
+    "USER_TOKEN_HS256_KEYS": '{"local-1": "local-development-secret-not-for-production"}',
+    "CARD_FINGERPRINT_KEY": "local-card-fingerprint-key-not-for-production",
     "LOG_LEVEL": "INFO",
 }
 # `make up`'s own files: SecantusDB's data (mongo/), its log (logs/), the pid and state files (run/).

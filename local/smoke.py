@@ -8,8 +8,9 @@ fresh Idempotency-Key, waits for the order to be confirmed and the cart emptied,
 stops the run (exit 1).
 
 Tokens: ADMIN_TOKEN and USER_TOKEN when set (a real cluster's operator provides them; the user is USER_TOKEN's
-`sub`), otherwise minted with SHOP_JWT_SECRET (or `make up`'s local secret). SMOKE_EMAIL sets the order's contact
-address (default <user>@example.com): with NOTIFY_BACKEND=aws it must be an address SES accepts.
+`sub`), otherwise minted by local.token with USER_TOKEN_HS256_KEYS, _ISSUER and _AUDIENCE (or `make up`'s).
+SMOKE_EMAIL sets the order's contact address (default <user>@example.com): with NOTIFY_BACKEND=aws it must be an
+address SES accepts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from typing import Any
 import httpx
 import jwt
 
-from local.config import local_setting
-from shared.auth import issue_token
+from local.token import issue_token
 
 TRANSIENT = {502, 503, 504}  # a function starting from zero, or a store briefly away: retried within the wait
 
@@ -43,7 +43,7 @@ def _excerpt(response: httpx.Response) -> str:
 def expect(response: httpx.Response, *statuses: int) -> Any:
     """The response's JSON body when its status is one of `statuses`; otherwise the step fails."""
     if response.status_code not in statuses:
-        hint = " (is the token signed with this shop's secret? set ADMIN_TOKEN/USER_TOKEN or SHOP_JWT_SECRET)" \
+        hint = " (is the token signed with this shop's key? set ADMIN_TOKEN/USER_TOKEN or USER_TOKEN_HS256_KEYS)" \
             if response.status_code in (401, 403) else ""
         raise StepFailed(_excerpt(response) + hint)
     return response.json() if response.content else None
@@ -169,9 +169,8 @@ def tokens() -> tuple[str, str, str]:
         user_id = jwt.decode(user, options={"verify_signature": False})["sub"]
     else:
         user_id = f"smoke-{uuid.uuid4().hex[:8]}"
-    secret = local_setting("SHOP_JWT_SECRET")
-    return (admin or issue_token("smoke-admin", "admin", 900, secret=secret),
-            user or issue_token(user_id, "customer", 900, secret=secret), user_id)
+    return (admin or issue_token("smoke-admin", "admin", 900),
+            user or issue_token(user_id, "customer", 900), user_id)
 
 
 def run(base_url: str, timeout: float, out=sys.stdout) -> int:

@@ -1,18 +1,30 @@
-"""Bearer JWT auth: HS256 tokens signed with SHOP_JWT_SECRET, claims `sub`, `role`, `exp`."""
+"""Bearer user tokens, checked as a real API checks them: a key chosen by the token's `kid`, then `exp`, `iss`, `aud`.
+
+The keys (UserTokenSettings) are HS256 secrets by kid for local use and/or an identity provider's JWKS
+(RS256/ES256). Each key verifies with its own algorithm only, whatever the token's header claims, so `alg: none`
+and algorithm confusion (an HS256 token keyed with an RSA public key) fail. Nothing here signs: the provider mints
+tokens, or, locally, local/token.py.
+"""
 
 from __future__ import annotations
 
+import base64
+import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
 
 import jwt
 
-from shared.errors import Forbidden, Unauthorized
-from shared.settings import AuthSettings, settings
+from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from shared.logs import logger
+from shared.settings import UserTokenSettings, settings
 
 Role = Literal["customer", "admin"]
 ROLES = ("customer", "admin")
+PROVIDER_ALGORITHMS = ("RS256", "ES256")  # what a JWKS key may verify with; a symmetric key there is ignored
+REQUIRED_CLAIMS = ["sub", "exp", "iss", "aud"]
+_log = logger("auth")
 
 
 @dataclass(frozen=True)
@@ -25,11 +37,104 @@ class User:
         return self.role == "admin"
 
 
-def issue_token(user_id: str, role: Role = "customer", ttl_seconds: int = 3600, secret: str | None = None) -> str:
-    """A signed token for `user_id`; used by `make token`, the tests and the load test."""
-    secret = secret or settings(AuthSettings).shop_jwt_secret.get_secret_value()
-    now = int(time.time())
-    return jwt.encode({"sub": user_id, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256")
+class ProviderKeys:
+    """The identity provider's public keys by kid, fetched from its JWKS URL (through PyJWKClient).
+
+    Fetched again when the set is older than its lifespan or a token names a kid it lacks, but at most once per
+    cooldown, so tokens with made-up kids cannot make us hammer the provider. While the provider is down the keys
+    already fetched keep working; a kid they lack answers 503 at once instead of waiting on each request.
+    """
+
+    def __init__(self, config: UserTokenSettings) -> None:
+        self._client = jwt.PyJWKClient(config.user_token_jwks_url, cache_jwk_set=False,
+                                       timeout=config.user_token_jwks_timeout_seconds)
+        self._lifespan = config.user_token_jwks_lifespan_seconds
+        self._cooldown = config.user_token_jwks_cooldown_seconds
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = self._tried_at = float("-inf")
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        with self._lock:
+            now = time.monotonic()
+            wanted = kid not in self._keys or now - self._fetched_at >= self._lifespan
+            if wanted and now - self._tried_at >= self._cooldown:
+                self._fetch(now)
+            found = self._keys.get(kid)
+            if found is not None:
+                return found
+            if self._failing:
+                raise ServiceUnavailable("The identity provider's keys cannot be fetched; retry shortly",
+                                         retry_after=max(1, round(self._cooldown - (now - self._tried_at))))
+            raise Unauthorized("The token's key (kid) is unknown")
+
+    def _fetch(self, now: float) -> None:
+        self._tried_at = now
+        try:
+            keys = self._client.get_signing_keys(refresh=True)
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError) as error:
+            self._failing = True
+            _log.warning("identity provider keys unavailable", extra={"cause": repr(error)})
+            return
+        self._keys = {key.key_id: key for key in keys if key.algorithm_name in PROVIDER_ALGORITHMS}
+        self._fetched_at, self._failing = now, False
+
+
+class Keys:
+    """Every key that verifies user tokens, by kid: the local HS256 secrets first, then the provider's."""
+
+    def __init__(self, config: UserTokenSettings) -> None:
+        self.local = {kid: _hs256(secret.get_secret_value()) for kid, secret in config.user_token_hs256_keys.items()}
+        self.provider = ProviderKeys(config) if config.user_token_jwks_url else None
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        found = self.local.get(kid)
+        if found is not None:
+            return found
+        if self.provider is None:
+            raise Unauthorized("The token's key (kid) is unknown")
+        return self.provider.key(kid)
+
+
+def _hs256(secret: str) -> jwt.PyJWK:
+    encoded = base64.urlsafe_b64encode(secret.encode()).rstrip(b"=").decode()
+    return jwt.PyJWK({"kty": "oct", "k": encoded, "alg": "HS256"})
+
+
+_current: tuple[UserTokenSettings, Keys] | None = None
+
+
+def keys() -> Keys:
+    """This process's keys, built once per settings (decoded keys and the fetched key set are reused)."""
+    global _current
+    config = settings(UserTokenSettings)
+    if _current is None or _current[0] is not config:
+        _current = (config, Keys(config))
+    return _current[1]
+
+
+def verify(token: str) -> User:
+    """The user a token names, or Unauthorized (503 only when the provider's keys cannot be fetched)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError:
+        raise Unauthorized("The token is malformed") from None
+    if not isinstance(kid, str) or not kid:
+        raise Unauthorized("The token names no key (kid)")
+    key = keys().key(kid)
+    config = settings(UserTokenSettings)
+    try:
+        claims = jwt.decode(token, key, algorithms=[key.algorithm_name], audience=config.user_token_audience,
+                            issuer=config.user_token_issuer, options={"require": REQUIRED_CLAIMS})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("The token has expired") from None
+    except jwt.InvalidTokenError as error:
+        raise Unauthorized(f"The token is invalid: {error}") from None
+    role = claims.get("role", "customer")
+    if role not in ROLES or not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise Unauthorized("The token's claims are invalid")
+    return User(id=claims["sub"], role=role)
 
 
 def optional_user(headers) -> User | None:
@@ -40,17 +145,7 @@ def optional_user(headers) -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Use 'Authorization: Bearer <token>'")
-    secret = settings(AuthSettings).shop_jwt_secret.get_secret_value()
-    try:
-        claims = jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("The token has expired") from None
-    except jwt.InvalidTokenError as error:
-        raise Unauthorized(f"The token is invalid: {error}") from None
-    role = claims.get("role", "customer")
-    if role not in ROLES or not isinstance(claims["sub"], str) or not claims["sub"]:
-        raise Unauthorized("The token's claims are invalid")
-    return User(id=claims["sub"], role=role)
+    return verify(token.strip())
 
 
 def require_user(headers) -> User:
@@ -67,17 +162,15 @@ def require_admin(headers) -> User:
     return user
 
 
-def require_owner(headers, user_id: str) -> User:
-    """Only the user themself may change what belongs to `user_id` (admins included)."""
-    user = require_user(headers)
-    if user.id != user_id:
-        raise Forbidden("You may only change your own resources")
-    return user
+def require_owner(headers, user_id: str, what: str, *, admin_may: bool = False) -> User:
+    """The caller, when `user_id`'s `what` (its cart, its orders) is theirs, or they are an admin and `admin_may`.
 
-
-def require_owner_or_admin(headers, user_id: str) -> User:
-    """A customer may act only on their own `user_id`; an admin on anyone's."""
+    Another customer is told it is not found (404), exactly what they get for a user id nobody has, decided before
+    any lookup: an owner check reveals nothing (OWASP API1). An admin is told 403: admins may know what exists.
+    """
     user = require_user(headers)
-    if not user.is_admin and user.id != user_id:
-        raise Forbidden("You may only access your own resources")
-    return user
+    if user.id == user_id or (user.is_admin and admin_may):
+        return user
+    if user.is_admin:
+        raise Forbidden(f"Admins may read but not change a customer's {what}")
+    raise NotFound(f"No {what} for user '{user_id}'")

@@ -50,6 +50,9 @@ class Route:
     calls: tuple[str, ...] = ()  # the functions this one calls over HTTP (shared.peers): each gets its <NAME>_URL
     publishes: bool = False  # sends CloudEvents to K_SINK, which the SinkBinding injects
     cold_start: str | None = None  # for a function that others call: one of COLD_STARTS
+    # Whose resource it is, for the owner check (another customer gets 404, as for nothing there): "path" when the
+    # path's {user_id} names the owner, "record" when the stored record's user_id does. None: not owner-scoped.
+    owner: str | None = None
 
     @cached_property
     def pattern(self) -> re.Pattern[str] | None:
@@ -118,16 +121,17 @@ ROUTES: tuple[Route, ...] = (
              "Release expired reservations and stray holds (PingSource)", signature="cloudevent",
              visibility="cluster-local", scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
     _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user",
-          query=f"{CART}:CartQuery", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",),
+          owner="path", query=f"{CART}:CartQuery", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",),
           scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
-    _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204),
+    _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204,
+          owner="path"),
     _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user",
-          request=f"{CART}:AddItem", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
+          owner="path", request=f"{CART}:AddItem", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
     _cart("set-item-quantity", "PUT", "/cart/{user_id}/items/{sku}", "set_item_quantity",
-          "Set the quantity of a cart line", auth="user",
+          "Set the quantity of a cart line", auth="user", owner="path",
           request=f"{CART}:SetQuantity", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
     _cart("remove-item", "DELETE", "/cart/{user_id}/items/{sku}", "remove_item", "Remove a cart line", auth="user",
-          response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
+          owner="path", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
     _cart("remove-ordered", "POST", "/internal/cart/{user_id}/orders/{order_id}", "remove_ordered",
           "Take an order's quantities out of the cart, once per order", visibility="cluster-local",
           request=f"{CART}:OrderedLines", response=f"{CART}:CartLines",
@@ -140,10 +144,9 @@ ROUTES: tuple[Route, ...] = (
             calls=("cart-get-cart", "catalog-reserve-stock", "catalog-confirm-stock", "catalog-release-stock",
                    "cart-remove-ordered")),
     _orders("get-order", "GET", "/orders/details/{order_id}", "get_order", "One order with its lines", auth="user",
-            response=f"{ORDERS}:OrderPublic",
-            scaling=Scaling(container_concurrency=20, target=14)),
+            owner="record", response=f"{ORDERS}:OrderPublic", scaling=Scaling(container_concurrency=20, target=14)),
     _orders("list-orders", "GET", "/orders/{user_id}", "list_orders", "A user's order history", auth="user",
-            query=f"{ORDERS}:HistoryQuery", response=f"{ORDERS}:OrderPage",
+            owner="path", query=f"{ORDERS}:HistoryQuery", response=f"{ORDERS}:OrderPage",
             scaling=Scaling(container_concurrency=20, target=14)),
     _orders("outbox-relay", None, None, "outbox_relay", "Deliver pending outbox rows (PingSource)",
             signature="cloudevent", visibility="cluster-local",

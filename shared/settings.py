@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ServiceUnavailable
@@ -55,8 +55,37 @@ class CheckoutSettings(_Settings):
     outbox_first_retry_seconds: float = Field(default=10, ge=0, le=600)
 
 
-class AuthSettings(_Settings):
-    shop_jwt_secret: SecretStr = Field(min_length=32)
+class UserTokenSettings(_Settings):
+    """How user tokens are verified; read only by shared.auth, so only functions that verify user tokens hold it.
+
+    Keys: HS256 secrets by kid (local use) and/or an identity provider's JWKS URL (RS256/ES256). Every key listed
+    is accepted at once, chosen by the token's `kid`: add the new key, switch the signer, then remove the old one.
+    """
+
+    user_token_issuer: str = Field(min_length=1)
+    user_token_audience: str = Field(min_length=1)
+    user_token_jwks_url: str | None = Field(default=None, pattern=r"^https?://")
+    # A JSON object {"kid": "secret of 32+ characters", ...}; empty when only the JWKS signs.
+    user_token_hs256_keys: dict[str, SecretStr] = Field(default={}, validate_default=True)
+    user_token_jwks_timeout_seconds: float = Field(default=1.0, gt=0, le=5)
+    user_token_jwks_lifespan_seconds: float = Field(default=300, gt=0, le=24 * 3600)
+    # At most one fetch per this long for a kid the cached key set does not know, and after a failed fetch.
+    user_token_jwks_cooldown_seconds: float = Field(default=30, ge=0, le=3600)
+
+    @field_validator("user_token_hs256_keys")
+    @classmethod
+    def _usable_keys(cls, keys: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
+        if not keys and not info.data.get("user_token_jwks_url"):
+            raise ValueError("set USER_TOKEN_HS256_KEYS or USER_TOKEN_JWKS_URL")
+        if any(not kid or len(secret.get_secret_value()) < 32 for kid, secret in keys.items()):
+            raise ValueError("each key needs a kid and a secret of at least 32 characters")
+        return keys
+
+
+class CardFingerprintSettings(_Settings):
+    """The key of the card number's fingerprint (an HMAC): its own secret, held and read only by orders."""
+
+    card_fingerprint_key: SecretStr = Field(min_length=32)
 
 
 class PeerSettings(_Settings):

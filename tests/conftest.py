@@ -13,7 +13,7 @@ from local.processes import free_port, stop
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 
-from tests.support import JWT_SECRET, RUN_ID
+from tests.support import CARD_FINGERPRINT_KEY, RUN_ID, USER_TOKEN_SETTINGS
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,8 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         "DATABASE_URL": postgres_url,
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": f"test:{RUN_ID}:",
-        "SHOP_JWT_SECRET": JWT_SECRET,
+        **USER_TOKEN_SETTINGS,
+        "CARD_FINGERPRINT_KEY": CARD_FINGERPRINT_KEY,
         "LOG_LEVEL": "INFO",
     }
     yield settings

@@ -11,15 +11,18 @@ from contextlib import contextmanager
 import httpx
 
 from local.processes import free_port, start_function, stop, wait_for_port
-from shared.auth import issue_token
+from local.token import hs256_settings, issue_token
 from shared.routes import route
 
 RUN_ID = uuid.uuid4().hex[:8]
-JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+# The session shop's user-token settings (one HS256 key) and card-fingerprint key: random per run, like secrets.
+TOKEN_KEY_ID = "test-1"
+USER_TOKEN_SETTINGS = hs256_settings({TOKEN_KEY_ID: "test-secret-" + uuid.uuid4().hex})
+CARD_FINGERPRINT_KEY = "test-card-fingerprint-" + uuid.uuid4().hex
 
 
 def token(user_id: str, role: str = "customer", ttl_seconds: int = 3600) -> str:
-    return issue_token(user_id, role, ttl_seconds, secret=JWT_SECRET)
+    return issue_token(user_id, role, ttl_seconds, settings=USER_TOKEN_SETTINGS)
 
 
 def bearer(user_id: str, role: str = "customer") -> dict[str, str]:

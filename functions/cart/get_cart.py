@@ -8,14 +8,14 @@ import functions_framework.aio
 from functions.cart import service, store
 from functions.cart.models import CartQuery
 from shared import catalog_client, ids
-from shared.auth import require_owner_or_admin
+from shared.auth import require_owner
 from shared.http import endpoint, json_response, parse_query
 
 
 @functions_framework.aio.http
 @endpoint("cart-get-cart")
 async def get_cart(request, user_id):
-    require_owner_or_admin(request.headers, ids.user_id(user_id))
+    require_owner(request.headers, ids.user_id(user_id), "cart", admin_may=True)
     query = parse_query(CartQuery, request)
     stored = await store.get(user_id)
     if not query.priced:

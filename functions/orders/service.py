@@ -37,7 +37,7 @@ from shared.catalog_contract import Reservation
 from shared.errors import Conflict, PaymentRequired, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
-from shared.settings import AuthSettings, CheckoutSettings, settings
+from shared.settings import CardFingerprintSettings, CheckoutSettings, settings
 
 ORDERS = Counter("shop_orders", "Order attempts, by outcome", ["outcome"])
 PAYMENTS = Counter("shop_payments", "Card charges, by outcome", ["outcome"])
@@ -260,7 +260,7 @@ def _priced(reservation: Reservation) -> Priced | None:
 
 def _keyed_hash(text: str) -> str:
     # Keyed, so the stored fingerprint of a card number cannot be brute-forced without the secret.
-    secret = settings(AuthSettings).shop_jwt_secret.get_secret_value().encode()
+    secret = settings(CardFingerprintSettings).card_fingerprint_key.get_secret_value().encode()
     return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
 
 

@@ -216,8 +216,13 @@ def record_payment(db: Connection, order_id: uuid.UUID, amount: Decimal | None, 
            last4=card_last4, outcome=outcome, reason=reason, refunded=refunded)
 
 
-def get_order(db: Connection, order_id: uuid.UUID) -> dict | None:
-    rows = _orders(db, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = :id", id=order_id)
+def get_order(db: Connection, order_id: uuid.UUID, owner: str | None = None) -> dict | None:
+    """The order with its lines; with `owner`, only if it is theirs (else None, as for an unknown id)."""
+    if owner is None:
+        rows = _orders(db, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = :id", id=order_id)
+    else:
+        rows = _orders(db, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = :id AND user_id = :owner",
+                       id=order_id, owner=owner)
     return rows[0] if rows else None
 
 

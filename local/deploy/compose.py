@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from local.config import LOCAL_DEFAULTS
 from local.deploy.knative import METRICS_PORT, SERVING_PORT, domain
 from shared.peers import url_variable
 from shared.routes import ROUTES, public_routes
@@ -14,7 +15,9 @@ SETTINGS = {
     "MONGODB_URL": "mongodb://mongo:27017",
     "REDIS_URL": "redis://redis:6379/0",
     "DATABASE_URL": "postgresql://shop:shop@postgres:5432/shop",
-    "SHOP_JWT_SECRET": "${SHOP_JWT_SECRET:-local-development-secret-not-for-production}",
+    # Literal (no ${...:-default}): the JSON's braces would end the interpolation. Local values, not secrets.
+    **{name: LOCAL_DEFAULTS[name] for name in ("USER_TOKEN_ISSUER", "USER_TOKEN_AUDIENCE", "USER_TOKEN_HS256_KEYS",
+                                               "CARD_FINGERPRINT_KEY")},
     "LOG_LEVEL": "INFO",
 }
 PORT_CHECK = ["CMD", "python", "-c", f"import socket; socket.create_connection(('127.0.0.1', {SERVING_PORT}), 2)"]

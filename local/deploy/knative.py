@@ -33,8 +33,10 @@ BROKER_CLASS = "Kafka"
 KAFKA_BROKER_CONFIG = "kafka-broker-config"
 KAFKA_BOOTSTRAP_SERVERS = "my-cluster-kafka-bootstrap.kafka:9092"  # PLACEHOLDER: your Kafka cluster
 # The secret keys each domain needs: a function gets only its own domain's store credentials.
-DOMAIN_SECRETS = {"catalog": ["MONGODB_URL"], "cart": ["REDIS_URL"], "orders": ["DATABASE_URL"],
+DOMAIN_SECRETS = {"catalog": ["MONGODB_URL"], "cart": ["REDIS_URL"], "orders": ["DATABASE_URL", "CARD_FINGERPRINT_KEY"],
                   "notify": ["DATABASE_URL"]}
+# Only a function that verifies user tokens holds their keys; issuer, audience and JWKS URL are in the ConfigMap.
+USER_TOKEN_SECRETS = ["USER_TOKEN_HS256_KEYS"]
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
 TMP = {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}  # the only writable path: the root filesystem is read-only
 TMP_MOUNT = {"name": TMP["name"], "mountPath": "/tmp"}
@@ -98,7 +100,7 @@ def service(route: Route) -> dict:
               "networking.knative.dev/visibility": "cluster-local"}
     if route.publishes:
         labels |= {PUBLISHES_EVENTS: "true", BINDING_INCLUDE: "true"}
-    secrets = ["SHOP_JWT_SECRET", *DOMAIN_SECRETS[domain(route)]]
+    secrets = [*(USER_TOKEN_SECRETS if route.auth != "none" else []), *DOMAIN_SECRETS[domain(route)]]
     env = function_env(route) + [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key}}} for key in secrets]
     env_from = [{"configMapRef": {"name": CONFIG_MAP}}]

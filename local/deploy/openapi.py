@@ -118,12 +118,12 @@ SPECIFIC = {
     "catalog-update-product": {409: "The stock would leave 0..1000000",
                                412: "`If-Match` names no current version (stale, weak or malformed)",
                                428: "`stock_quantity` was sent without `If-Match`"},
-    "cart-add-item": {404: "No product with this SKU", 409: "More than the product's stock",
+    "cart-add-item": {404: "No product with this SKU; or another customer's cart", 409: "More than the product's stock",
                       422: "Invalid fields; or the product is not for sale, or the line would pass 100 units, or "
                            "the cart 50 lines"},
-    "cart-set-item-quantity": {404: "The cart has no line for this SKU",
+    "cart-set-item-quantity": {404: "The cart has no line for this SKU, or it is another customer's",
                                409: "More than the stock, or the product is no longer for sale"},
-    "cart-remove-item": {404: "The cart has no line for this SKU"},
+    "cart-remove-item": {404: "The cart has no line for this SKU, or it is another customer's"},
     "orders-create-order": {
         400: "Missing or malformed `Idempotency-Key`, or a body that is not valid JSON",
         402: "The card was declined: the order is `payment_failed`, its stock released",
@@ -132,13 +132,16 @@ SPECIFIC = {
              "(`order-abandoned`) or not charged (`payment-not-completed`): send it again with a new key",
         422: "Invalid fields (a card failing the Luhn check or expired included), lines in more than one currency, "
              "a product not for sale, an empty cart, or this key reused with another body"},
-    "orders-get-order": {403: "Another customer's order"},
+    "orders-get-order": {404: "No such order, or another customer's: the same answer"},
     "orders-requeue-outbox": {404: "No dead outbox row has this id"},
     "notify-replay-dead-letter": {409: "The event's data is not JSON", 503: "The broker is unreachable or refused"},
     "notify-send-notification": {422: "Invalid fields; or an email without a subject or template, a recipient that "
                                       "is not an email address (email) or an E.164 number (sms), no body nor "
                                       "template, or an unknown template"},
 }
+
+# What another customer gets on an owner-scoped path: the answer for a user id nobody has (routes' `owner`).
+OWNER_NOT_FOUND = "Another customer's user id: the same answer as for a user id nobody has"
 
 # Links (route name -> link name -> target route, parameters, request body): what a client or stateful tester
 # reads back after creating something.
@@ -232,6 +235,8 @@ def _operation(route: Route, refs: dict[str, str]) -> dict:
             operation["responses"]["304"] = {"description": specific[304], "headers": REQUEST_ID | ETAG}
         elif status in specific:
             operation["responses"][str(status)] = _problem_response(status, specific[status])
+        elif status == 404 and route.owner == "path":
+            operation["responses"]["404"] = _problem_response(404, OWNER_NOT_FOUND)
         else:
             operation["responses"][str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
     if route.auth in ("user", "admin"):

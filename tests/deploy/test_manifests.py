@@ -118,7 +118,8 @@ def test_functions_stay_off_the_ports_knative_reserves_in_each_pod():
 def test_no_secret_values_are_committed_in_the_services():
     for service in by_kind("Service"):
         for item in service["spec"]["template"]["spec"]["containers"][0]["env"]:
-            if item["name"] in ("SHOP_JWT_SECRET", "MONGODB_URL", "REDIS_URL", "DATABASE_URL"):
+            if item["name"] in ("USER_TOKEN_HS256_KEYS", "CARD_FINGERPRINT_KEY", "MONGODB_URL", "REDIS_URL",
+                                "DATABASE_URL"):
                 assert "valueFrom" in item and "value" not in item
 
 

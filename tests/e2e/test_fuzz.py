@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import JWT_SECRET, unique
+from tests.support import USER_TOKEN_SETTINGS, unique
 
 BIN = Path(sys.executable).parent
 SHOPPER = "fuzzer"
@@ -108,9 +108,9 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 
 
 def _token(user: str, role: str) -> str:
-    """A bearer token from `make token` (local.token), signed with the shop's secret."""
+    """A bearer token from `make token` (local.token), signed with the shop's key."""
     result = subprocess.run([sys.executable, "-m", "local.token", "--user", user, "--role", role],
-                            env={**os.environ, "SHOP_JWT_SECRET": JWT_SECRET}, capture_output=True, text=True,
+                            env={**os.environ, **USER_TOKEN_SETTINGS}, capture_output=True, text=True,
                             check=True)
     return result.stdout.strip()
 

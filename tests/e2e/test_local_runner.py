@@ -20,7 +20,7 @@ import pytest
 from local import pids
 from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
 from shared.routes import ROUTES, route
-from tests.support import JWT_SECRET, RUN_ID
+from tests.support import CARD_FINGERPRINT_KEY, RUN_ID, USER_TOKEN_SETTINGS
 
 FUNCTION = "catalog-get-product"
 
@@ -136,7 +136,8 @@ def runner_settings(tmp_path, mongo_url, redis_url, postgres_url):
            "GATEWAY_PORT": str(base + 2 * len(ROUTES)), "MONGO_PORT": str(base + 2 * len(ROUTES) + 1),
            "FUNCTION_BASE_PORT": str(base), "METRICS_BASE_PORT": str(base + len(ROUTES)),
            "MONGODB_URL": mongo_url, "MONGODB_DATABASE": database, "REDIS_URL": redis_url,
-           "REDIS_KEY_PREFIX": f"test:{RUN_ID}:runner:", "DATABASE_URL": postgres_url, "SHOP_JWT_SECRET": JWT_SECRET}
+           "REDIS_KEY_PREFIX": f"test:{RUN_ID}:runner:", "DATABASE_URL": postgres_url,
+           **USER_TOKEN_SETTINGS, "CARD_FINGERPRINT_KEY": CARD_FINGERPRINT_KEY}
     yield env
     if not os.environ.get("MONGODB_URL"):
         return  # the session's own server, gone with the session

@@ -7,13 +7,13 @@ import subprocess
 import sys
 
 from local.processes import ROOT
-from tests.support import JWT_SECRET
+from tests.support import USER_TOKEN_SETTINGS
 
 
 def test_smoke_walks_the_whole_journey_through_the_gateway(shop):
     env = {key: value for key, value in os.environ.items() if key not in ("ADMIN_TOKEN", "USER_TOKEN")}
     result = subprocess.run([sys.executable, "-m", "local.smoke", shop.url, "--timeout", "30"], cwd=ROOT,
-                            env={**env, "SHOP_JWT_SECRET": JWT_SECRET}, capture_output=True, text=True, timeout=100)
+                            env={**env, **USER_TOKEN_SETTINGS}, capture_output=True, text=True, timeout=100)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smoke test passed" in result.stdout
@@ -22,7 +22,7 @@ def test_smoke_walks_the_whole_journey_through_the_gateway(shop):
 
 def test_smoke_stops_at_the_first_failure_with_a_non_zero_exit(shop):
     result = subprocess.run([sys.executable, "-m", "local.smoke", shop.url, "--timeout", "5"], cwd=ROOT,
-                            env={**os.environ, "ADMIN_TOKEN": "not-a-token", "SHOP_JWT_SECRET": JWT_SECRET},
+                            env={**os.environ, "ADMIN_TOKEN": "not-a-token", **USER_TOKEN_SETTINGS},
                             capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 1, result.stdout

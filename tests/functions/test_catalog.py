@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from local.processes import free_port
-from tests.support import ADMIN, assert_problem, bearer, function_alone, token, unique
+from tests.support import ADMIN, TOKEN_KEY_ID, assert_problem, bearer, function_alone, token, unique
 
 
 def product_body(**overrides) -> dict:
@@ -165,9 +165,9 @@ def test_bad_or_expired_tokens_are_unauthorized(gateway, header):
 
 
 def test_token_signed_with_another_secret_is_unauthorized(gateway):
-    from shared.auth import issue_token
+    from local.token import hs256_settings, issue_token
 
-    forged = issue_token("ops", "admin", secret="another-secret-that-is-long-enough-for-hs256")
+    forged = issue_token("ops", "admin", settings=hs256_settings({TOKEN_KEY_ID: "another-secret-long-enough-for-hs256"}))
 
     assert_problem(gateway.post("/products", json=product_body(), headers={"Authorization": f"Bearer {forged}"}), 401)
 

@@ -208,8 +208,8 @@ def test_customers_order_and_read_only_for_themselves(gateway, user):
     order = place(gateway, user, order_body(user, [(lamp, 1)])).json()
 
     assert_problem(place(gateway, "intruder", order_body(user, [(lamp, 1)])), 403)
-    assert_problem(gateway.get(f"/orders/{user}", headers=bearer("intruder")), 403)
-    assert_problem(gateway.get(f"/orders/details/{order['id']}", headers=bearer("intruder")), 403)
+    assert_problem(gateway.get(f"/orders/{user}", headers=bearer("intruder")), 404)
+    assert_problem(gateway.get(f"/orders/details/{order['id']}", headers=bearer("intruder")), 404)
     assert_problem(gateway.get(f"/orders/{user}"), 401)
     assert gateway.get(f"/orders/details/{order['id']}", headers=ADMIN).json()["id"] == order["id"]
     assert gateway.get(f"/orders/{user}", headers=ADMIN).json()["total"] == 1

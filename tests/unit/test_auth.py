@@ -1,21 +1,25 @@
+"""User-token checks that need no server: claims, owner answers. Tokens over HTTP: tests/security/."""
+
 import pytest
 
+from local.token import hs256_settings, issue_token
 from shared import auth
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 
-SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+TOKENS = hs256_settings({"unit-1": "unit-test-secret-that-is-long-enough-for-hs256"})
 
 
 @pytest.fixture(autouse=True)
-def secret(monkeypatch):
-    monkeypatch.setenv("SHOP_JWT_SECRET", SECRET)
+def token_settings(monkeypatch):
+    for name, value in TOKENS.items():
+        monkeypatch.setenv(name, value)
     auth.settings.cache_clear()
     yield
     auth.settings.cache_clear()
 
 
 def headers(user_id="alice", role="customer", ttl=60):
-    return {"authorization": f"Bearer {auth.issue_token(user_id, role, ttl)}"}
+    return {"authorization": f"Bearer {issue_token(user_id, role, ttl, settings=TOKENS)}"}
 
 
 def test_a_valid_token_names_the_user_and_role():
@@ -23,11 +27,13 @@ def test_a_valid_token_names_the_user_and_role():
     assert auth.require_admin(headers("ops", "admin")).is_admin
 
 
-def test_customers_may_only_touch_their_own_resources():
-    assert auth.require_owner_or_admin(headers("alice"), "alice").id == "alice"
-    assert auth.require_owner_or_admin(headers("ops", "admin"), "alice").id == "ops"
+def test_another_customer_is_told_not_found_and_an_admin_forbidden_where_admins_may_not_change():
+    assert auth.require_owner(headers("alice"), "alice", "cart").id == "alice"
+    assert auth.require_owner(headers("ops", "admin"), "alice", "cart", admin_may=True).id == "ops"
+    with pytest.raises(NotFound, match="No cart for user 'alice'"):
+        auth.require_owner(headers("bob"), "alice", "cart", admin_may=True)
     with pytest.raises(Forbidden):
-        auth.require_owner_or_admin(headers("bob"), "alice")
+        auth.require_owner(headers("ops", "admin"), "alice", "cart")
 
 
 @pytest.mark.parametrize("value", [None, "Bearer", "Bearer  ", "Token abc", "Bearer abc.def.ghi"])
@@ -43,3 +49,13 @@ def test_expired_tokens_are_unauthorized():
 
 def test_no_token_is_anonymous_for_optional_auth():
     assert auth.optional_user({}) is None
+
+
+@pytest.mark.parametrize("variables", [{"USER_TOKEN_HS256_KEYS": "{}"}, {"USER_TOKEN_HS256_KEYS": '{"k": "short"}'},
+                                       {"USER_TOKEN_ISSUER": ""}])
+def test_settings_without_a_usable_key_or_issuer_are_refused_naming_the_variable(monkeypatch, variables):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ServiceUnavailable, match="USER_TOKEN_"):
+        auth.require_user(headers())

@@ -19,7 +19,7 @@ CARD, DECLINED, PROCESSOR_ERROR = "4242424242424242", "4000000000009995", "40000
 
 @pytest.fixture(autouse=True)
 def checkout_settings(monkeypatch):
-    monkeypatch.setenv("SHOP_JWT_SECRET", "unit-test-secret-" + "x" * 32)
+    monkeypatch.setenv("CARD_FINGERPRINT_KEY", "unit-test-key-" + "x" * 32)
     monkeypatch.setenv("IDEMPOTENCY_WAIT_SECONDS", "0")
     monkeypatch.setenv("ORDER_LEASE_SECONDS", "10")
     settings.cache_clear()
