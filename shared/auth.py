@@ -86,7 +86,7 @@ class Keys:
     """Every key that verifies user tokens, by kid: the local HS256 secrets first, then the provider's."""
 
     def __init__(self, config: UserTokenSettings) -> None:
-        self.local = {kid: _hs256(secret.get_secret_value()) for kid, secret in config.user_token_hs256_keys.items()}
+        self.local = {kid: _hs256(secret) for kid, secret in config.hs256_keys().items()}
         self.provider = ProviderKeys(config) if config.user_token_jwks_url else None
 
     def key(self, kid: str) -> jwt.PyJWK:

@@ -6,6 +6,7 @@ that names the variable. Local defaults live in the local runner, not here.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Literal, TypeVar
 
@@ -65,8 +66,8 @@ class UserTokenSettings(_Settings):
     user_token_issuer: str = Field(min_length=1)
     user_token_audience: str = Field(min_length=1)
     user_token_jwks_url: str | None = Field(default=None, pattern=r"^https?://")
-    # A JSON object {"kid": "secret of 32+ characters", ...}; empty when only the JWKS signs.
-    user_token_hs256_keys: dict[str, SecretStr] = Field(default={}, validate_default=True)
+    # A JSON object {"kid": "secret of 32+ characters", ...}, kept whole as one secret; `{}` when only the JWKS signs.
+    user_token_hs256_keys: SecretStr = Field(default=SecretStr("{}"), validate_default=True)
     user_token_jwks_timeout_seconds: float = Field(default=1.0, gt=0, le=5)
     user_token_jwks_lifespan_seconds: float = Field(default=300, gt=0, le=24 * 3600)
     # At most one fetch per this long for a kid the cached key set does not know, and after a failed fetch.
@@ -74,12 +75,27 @@ class UserTokenSettings(_Settings):
 
     @field_validator("user_token_hs256_keys")
     @classmethod
-    def _usable_keys(cls, keys: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
+    def _usable_keys(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        keys = _hs256_keys(value)  # messages never quote the value: it holds the secrets
         if not keys and not info.data.get("user_token_jwks_url"):
             raise ValueError("set USER_TOKEN_HS256_KEYS or USER_TOKEN_JWKS_URL")
-        if any(not kid or len(secret.get_secret_value()) < 32 for kid, secret in keys.items()):
-            raise ValueError("each key needs a kid and a secret of at least 32 characters")
-        return keys
+        return value
+
+    def hs256_keys(self) -> dict[str, str]:
+        """The HS256 secrets by kid."""
+        return _hs256_keys(self.user_token_hs256_keys)
+
+
+def _hs256_keys(value: SecretStr) -> dict[str, str]:
+    try:
+        keys = json.loads(value.get_secret_value())
+    except ValueError:
+        raise ValueError("not a JSON object") from None
+    if not isinstance(keys, dict) or not all(
+            isinstance(kid, str) and kid and isinstance(secret, str) and len(secret) >= 32
+            for kid, secret in keys.items()):
+        raise ValueError('a JSON object {"kid": "secret of at least 32 characters", ...}')
+    return keys
 
 
 class CardFingerprintSettings(_Settings):
