@@ -44,6 +44,8 @@ class ProviderKeys:
     Fetched again when the set is older than its lifespan or a token names a kid it lacks, but at most once per
     cooldown, so tokens with made-up kids cannot make us hammer the provider. While the provider is down the keys
     already fetched keep working; a kid they lack answers 503 at once instead of waiting on each request.
+    A fetch is synchronous (verification is called from sync and async handlers alike): it holds the caller for
+    at most USER_TOKEN_JWKS_TIMEOUT_SECONDS, once per cooldown at most.
     """
 
     def __init__(self, config: UserTokenSettings) -> None:
