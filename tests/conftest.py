@@ -55,6 +55,7 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         "REDIS_KEY_PREFIX": f"test:{RUN_ID}:",
         "SHOP_JWT_SECRET": JWT_SECRET,
         "LOG_LEVEL": "INFO",
+        "GATEWAY_RATE_LIMITS": "off",  # every test shares one gateway; tests/security/test_rate_limit.py starts its own
     }
     yield settings
     if os.environ.get("MONGODB_URL"):  # a server the session did not start: drop what it wrote there
