@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import functions_framework.aio
+from starlette.datastructures import Headers
 
 from shared.errors import PayloadTooLarge, Problem
 from shared.settings import ServerSettings, settings
@@ -37,7 +38,7 @@ class BodyLimit:
         refusal = PayloadTooLarge(f"The body may be at most {limit} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _answer(refusal, send)
+            await _answer(refusal, scope, send)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -47,7 +48,7 @@ class BodyLimit:
                 return
             size += len(message.get("body", b""))
             if size > limit:
-                await _answer(refusal, send)
+                await _answer(refusal, scope, send)
                 return
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
@@ -62,10 +63,13 @@ def _replay(messages: list[dict], receive):
     return replayed
 
 
-async def _answer(problem: Problem, send) -> None:
-    body = json.dumps(problem.body()).encode()
+async def _answer(problem: Problem, scope, send) -> None:
+    from shared.http import incoming_request_id  # shared.http installs this module: imported late, not circular
+
+    current_id = incoming_request_id(Headers(scope=scope))
+    body = json.dumps(problem.body() | {"request_id": current_id}).encode()
     await send({"type": "http.response.start", "status": problem.status,
-                "headers": [(b"content-type", b"application/problem+json"),
+                "headers": [(b"content-type", b"application/problem+json"), (b"x-request-id", current_id.encode()),
                             (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 

@@ -49,7 +49,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_any_function_code(sh
     method, url = _target(shop, route)
     refused = httpx.request(method, url, headers=_headers(), content=b"x" * (LIMIT + 1), timeout=10)
     body = assert_problem(refused, 413)
-    assert str(LIMIT) in body["detail"]
+    assert str(LIMIT) in body["detail"] and body["request_id"] == refused.headers["x-request-id"]
     _still_serves(method, url)
 
 
