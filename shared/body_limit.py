@@ -35,10 +35,9 @@ class BodyLimit:
         except Problem:  # misconfigured: the function answers 503 itself
             await self.app(scope, receive, send)
             return
-        refusal = PayloadTooLarge(f"The body may be at most {limit} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _answer(refusal, scope, send)
+            await _refuse(limit, scope, send)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -48,7 +47,7 @@ class BodyLimit:
                 return
             size += len(message.get("body", b""))
             if size > limit:
-                await _answer(refusal, scope, send)
+                await _refuse(limit, scope, send)
                 return
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
@@ -63,9 +62,10 @@ def _replay(messages: list[dict], receive):
     return replayed
 
 
-async def _answer(problem: Problem, scope, send) -> None:
+async def _refuse(limit: int, scope, send) -> None:
     from shared.http import incoming_request_id  # shared.http installs this module: imported late, not circular
 
+    problem = PayloadTooLarge(f"The body may be at most {limit} bytes")
     current_id = incoming_request_id(Headers(scope=scope))
     body = json.dumps(problem.body() | {"request_id": current_id}).encode()
     await send({"type": "http.response.start", "status": problem.status,
