@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from shared.errors import (BadGateway, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, Problem,
-                           ServiceUnavailable)
-from shared.http import incoming_request_id, problem_response
+from local.limits import RouteLimits
+from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, Problem, ServiceUnavailable
+from shared.http import incoming_request_id, problem_response, read_body
 from shared.logs import logger, request_id
 from shared.routes import public_routes
 
@@ -109,6 +109,7 @@ def functions_state(path: Path) -> dict:
 
 def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) -> Starlette:
     routes = [route for route in public_routes() if route.name in upstreams]
+    limits = RouteLimits(routes)
     client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0),
                                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
 
@@ -121,9 +122,11 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) ->
         if chosen is None:
             allowed = ", ".join(sorted({route.method for route in candidates}))
             return _answer(request, MethodNotAllowed(f"{path} accepts {allowed}", headers={"Allow": allowed}))
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _answer(request, PayloadTooLarge(f"The body may be at most {MAX_BODY} bytes"))
+        try:
+            limits.check(chosen)
+            body = await read_body(request, MAX_BODY)  # refused while it streams in, chunked or not
+        except Problem as refusal:
+            return _answer(request, refusal)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         # Forward the path exactly as received (still percent-encoded), never its decoded form.
         raw_path = request.scope.get("raw_path") or request.url.path.encode()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from local.deploy import compose, knative, observability, openapi
+from local.deploy import compose, knative, observability, openapi, ratelimit
 from shared.routes import ROUTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,8 @@ def rendered() -> dict[str, str]:
         [*STATIC, *sorted(f"services/{route.name}.yaml" for route in ROUTES), "eventing.yaml", "routing.yaml"]))
     files["knative/migrate/job.yaml"] = _yaml(knative.migration_job())
     files["knative/migrate/kustomization.yaml"] = _yaml(knative.migration_kustomization())
+    files |= {"knative/ratelimit/envoyfilter.yaml": _yaml(ratelimit.envoy_filter()),
+              "knative/ratelimit/kustomization.yaml": _yaml(ratelimit.kustomization())}
     files["knative/observability/alert-rules.yml"] = _yaml(observability.alert_rules())
     files["knative/observability/alertmanager.yml"] = _yaml(observability.alertmanager_config())
     files["knative/observability/grafana-dashboard.json"] = _json(observability.dashboard())

@@ -71,6 +71,13 @@ class Unprocessable(Problem):
     status, slug, title = 422, "validation-error", "Unprocessable Content"
 
 
+class TooManyRequests(Problem):
+    status, slug, title = 429, "too-many-requests", "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 1):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class PaymentRequired(Problem):
     status, slug, title = 402, "payment-declined", "Payment Required"
 

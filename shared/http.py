@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared import metrics
+from shared import body_limit, metrics
 from shared.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -54,6 +54,7 @@ class AnyPathConvertor(PathConvertor):
 # matched no route and Starlette answered a text/plain 404 without the function; now every path reaches `endpoint`,
 # which answers problem+json.
 register_url_convertor("path", AnyPathConvertor())
+body_limit.install()  # MAX_BODY_BYTES before any function code, CloudEvents included (see shared/body_limit.py)
 
 _log = logger("http")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -158,9 +159,9 @@ def problem_response(problem: Problem) -> Response:
     return Response(json.dumps(body), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
 
 
-async def read_body(request: Request) -> bytes:
-    """The raw body, refused past MAX_BODY_BYTES without reading it all."""
-    limit = settings(ServerSettings).max_body_bytes
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The raw body, refused past `limit` (default MAX_BODY_BYTES) without reading it all."""
+    limit = limit or settings(ServerSettings).max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge(f"The body may be at most {limit} bytes")

@@ -23,6 +23,21 @@ class Scaling:
     scale_down_delay: str | None = None  # e.g. "2m": replicas outlive a drop in demand by that long
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket for one public route, shared by every caller (as Envoy's local rate limit is, per gateway
+    replica): `burst` requests at once, refilled at `per_second`. Past it: 429 with Retry-After."""
+
+    per_second: float
+    burst: int
+
+
+READS = RateLimit(per_second=100, burst=200)  # generous: a page view is a few of these
+WRITES = RateLimit(per_second=50, burst=100)
+SEARCHES = RateLimit(per_second=20, burst=40)  # anonymous, and each one scans the catalog
+PLACING_ORDERS = RateLimit(per_second=10, burst=20)  # anonymous-to-charge: each one holds stock and calls the card processor
+
+
 # How a function that others call lives with having no replica. A cold start is Knative's pod start (0.8-4 s
 # published) plus our process start (0.8-1.2 s, `make bench`); a caller waits PEER_TIMEOUT_SECONDS (2 s) at most.
 KEPT_WARM = "kept-warm"  # min_scale >= 1: a caller needs its answer while a user waits for theirs
@@ -53,6 +68,11 @@ class Route:
     # Whose resource it is, for the owner check (another customer gets 404, as for nothing there): "path" when the
     # path's {user_id} names the owner, "record" when the stored record's user_id does. None: not owner-scoped.
     owner: str | None = None
+    rate_limit: RateLimit | None = None  # public routes: READS for GET, WRITES otherwise, unless given
+
+    def __post_init__(self):
+        if self.rate_limit is None and self.path is not None and self.visibility == "public":
+            object.__setattr__(self, "rate_limit", READS if self.method == "GET" else WRITES)
 
     @cached_property
     def pattern(self) -> re.Pattern[str] | None:
@@ -99,7 +119,8 @@ ROUTES: tuple[Route, ...] = (
     _catalog("update-product", "PATCH", "/products/{product_id}", "update_product", "Partially update a product",
              auth="admin", request=f"{CATALOG}:ProductUpdate", response=f"{CATALOG}:ProductPublic", scaling=Scaling(max_scale=3)),
     _catalog("search-products", "GET", "/search", "search_products", "Relevance-ordered product search",
-             auth="optional", query=f"{CATALOG}:SearchQuery", response=f"{CATALOG}:ProductPage", scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
+             auth="optional", query=f"{CATALOG}:SearchQuery", response=f"{CATALOG}:ProductPage", rate_limit=SEARCHES,
+             scaling=Scaling(container_concurrency=100, target=70, max_scale=20)),
     _catalog("lookup-products", "GET", "/internal/products/lookup", "lookup_products",
              "Batch lookup by SKU for the cart and orders", visibility="cluster-local",
              query=f"{CATALOG}:LookupQuery", response="shared.catalog_contract:LookupResult",
@@ -140,7 +161,7 @@ ROUTES: tuple[Route, ...] = (
     # Orders hold a database connection per request in flight: a lower hard limit per replica.
     _orders("create-order", "POST", "/orders", "create_order", "Place an order (idempotent)", auth="user",
             request=f"{ORDERS}:CreateOrder", response=f"{ORDERS}:OrderPublic", status=201,
-            scaling=Scaling(container_concurrency=20, target=14, max_scale=10), publishes=True,
+            scaling=Scaling(container_concurrency=20, target=14, max_scale=10), publishes=True, rate_limit=PLACING_ORDERS,
             calls=("cart-get-cart", "catalog-reserve-stock", "catalog-confirm-stock", "catalog-release-stock",
                    "cart-remove-ordered")),
     _orders("get-order", "GET", "/orders/details/{order_id}", "get_order", "One order with its lines", auth="user",

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from typing import Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ServiceUnavailable
+from shared.logs import never_log
 
 
 class _Settings(BaseSettings):
@@ -128,10 +130,32 @@ S = TypeVar("S", bound=_Settings)
 def settings(kind: type[S]) -> S:
     """The validated settings of one concern, read from the environment once per process."""
     try:
-        return kind()
+        loaded = kind()
     except ValidationError as error:
-        names = ", ".join(str(e["loc"][0]).upper() for e in error.errors())
-        raise ServiceUnavailable(f"This function is misconfigured: check {names}") from error
+        # Named, never shown: the message and the exception chain carry no value (a wrong DATABASE_URL holds a
+        # password), and the values are kept out of every log line in case something else prints them.
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        never_log(*(str(value) for value in _inputs(error)))
+        named = "; ".join(f"{str(e['loc'][0]).upper()} ({e['type']})" for e in problems)
+        raise ServiceUnavailable(f"This function is misconfigured: check {named}") from None
+    never_log(*_secret_values(loaded))
+    return loaded
+
+
+def _inputs(error: ValidationError) -> list:
+    return [e["input"] for e in error.errors() if isinstance(e.get("input"), str)]
+
+
+def _secret_values(loaded: _Settings) -> list[str]:
+    """Secret strings and the passwords of URLs: what a log line must never show."""
+    found = []
+    for value in vars(loaded).values():
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, str) and "://" in value:
+            password = urlsplit(value).password
+            found += [password, unquote(password)] if password else []
+    return found
 
 
 class NotifySettings(_Settings):

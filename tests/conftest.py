@@ -56,6 +56,7 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         **USER_TOKEN_SETTINGS,
         "CARD_FINGERPRINT_KEY": CARD_FINGERPRINT_KEY,
         "LOG_LEVEL": "INFO",
+        "GATEWAY_RATE_LIMITS": "off",  # every test shares one gateway; tests/security/test_rate_limit.py starts its own
     }
     yield settings
     if os.environ.get("MONGODB_URL"):  # a server the session did not start: drop what it wrote there

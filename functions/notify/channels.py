@@ -1,5 +1,8 @@
 """Where messages go: `log` (one structured log line per message) or `aws` (SES for email, SNS for sms).
 
+The `log` line says that a message went out and to whom, masked (`a***@example.com`), with the body's length and
+digest instead of its text: a confirmation names what someone bought.
+
 Chosen by NOTIFY_BACKEND. A backend raises `SendFailed` for a transient failure (the broker retries the event)
 and `Undeliverable` for a message that can never be sent (the event goes to the dead-letter sink).
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from shared.errors import ServiceUnavailable, Unprocessable
-from shared.logs import logger
+from shared.logs import fingerprint, logger, mask_recipient
 from shared.settings import NotifySettings, settings
 
 _log = logger("notify")
@@ -27,8 +30,8 @@ class LogBackend:
     name = "log"
 
     def send(self, channel: str, recipient: str, subject: str | None, body: str) -> None:
-        _log.info("notification sent", extra={"channel": channel, "recipient": recipient, "subject": subject,
-                                              "body": body})
+        _log.info("notification sent", extra={"channel": channel, "recipient": mask_recipient(recipient),
+                                              "body_length": len(body), "body_sha256": fingerprint(body)})
 
 
 class AwsBackend:

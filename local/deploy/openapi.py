@@ -50,8 +50,9 @@ DESCRIPTION = """Every operation is served by its own Knative function (`x-funct
 - **Auth**: `Authorization: Bearer <JWT>` (HS256; claims `sub`, `role` = `customer` | `admin`, `exp`).
 - **Request ids**: `X-Request-Id` (1-128 of `A-Za-z0-9._:-`) is echoed, or one is made, on every response.
 - **The gateway** answers 404 for a path no operation serves, 405 with `Allow` for a method its path does not
-  accept, 413 past 1 MiB of body (functions: 64 KiB), 503 when a function is not running and 502 when it fails
-  to answer.
+  accept, 413 past 1 MiB of body (functions: 64 KiB), 429 with `Retry-After` past an operation's rate limit
+  (`x-rate-limit`: a token bucket per operation, shared by all callers), 503 when a function is not running and
+  502 when it fails to answer.
 - **Money** travels as decimal strings with two decimals: `{"amount": "19.99", "currency": "EUR"}`."""
 
 ID_DESCRIPTION = "{what}; any other value names no {thing}: 404"
@@ -105,6 +106,7 @@ ERRORS = {
     409: ("Conflict", "Conflict with the current state"),
     413: ("PayloadTooLarge", "Body over 64 KiB (the function) or 1 MiB (the gateway)"),
     415: ("UnsupportedMediaType", "Body is not JSON"),
+    429: ("TooManyRequests", "Over this operation's rate limit (`x-rate-limit`); retry after `Retry-After` seconds"),
     422: ("ValidationError", "Invalid fields or query parameters (unknown ones included), each named in `errors`"),
     500: ("InternalError", "The function failed; it has been logged"),
     502: ("BadGateway", "The gateway got no answer from the function"),
@@ -215,6 +217,9 @@ def _operation(route: Route, refs: dict[str, str]) -> dict:
     parameters += HEADERS.get(route.name, [])
     operation: dict = {"operationId": route.name, "summary": route.summary, "tags": [route.name.split("-")[0]],
                        "x-function": route.name, "parameters": parameters, "responses": {}}
+    if route.rate_limit is not None:
+        operation["x-rate-limit"] = {"requests_per_second": route.rate_limit.per_second,
+                                     "burst": route.rate_limit.burst}
     description = _description(route)
     if description:
         operation["description"] = description
@@ -247,7 +252,7 @@ def _operation(route: Route, refs: dict[str, str]) -> dict:
 
 
 def _problem_response(status: int, description: str) -> dict:
-    return {"description": description, "headers": REQUEST_ID | (RETRY_AFTER if status in (409, 503) else {}),
+    return {"description": description, "headers": REQUEST_ID | (RETRY_AFTER if status in (409, 429, 503) else {}),
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
@@ -263,6 +268,8 @@ def _errors(route: Route) -> list[int]:
         statuses.add(422)
     if "{" in route.path:
         statuses.add(404)
+    if route.rate_limit is not None:
+        statuses.add(429)
     return sorted(statuses | SPECIFIC.get(route.name, {}).keys())
 
 
