@@ -108,32 +108,30 @@ ROUTES: tuple[Route, ...] = (
     _catalog("lookup-products", "GET", "/internal/products/lookup", "lookup_products",
              "Batch lookup by SKU for the cart and orders", visibility="cluster-local",
              query=f"{CATALOG}:LookupQuery", response="shared.catalog_contract:LookupResult",
-             callers=('cart-get-cart', 'cart-add-item', 'cart-set-item-quantity', 'cart-remove-item'),
-            scaling=Scaling(container_concurrency=100, target=70, min_scale=1, max_scale=20), cold_start=KEPT_WARM),
+             callers=("cart-get-cart", "cart-add-item", "cart-set-item-quantity", "cart-remove-item"),
+             scaling=Scaling(container_concurrency=100, target=70, min_scale=1, max_scale=20), cold_start=KEPT_WARM),
     _catalog("reserve-stock", "POST", "/internal/stock/reservations", "reserve_stock",
              "Reserve stock for an order, all lines or none", visibility="cluster-local",
              request="shared.catalog_contract:ReservationRequest", response="shared.catalog_contract:Reservation",
-             status=201, callers=("orders-create-order",),
-            scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+             status=201, callers=("orders-create-order",), scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _catalog("release-stock", "DELETE", "/internal/stock/reservations/{reservation_id}", "release_stock",
              "Release a stock reservation (idempotent)", visibility="cluster-local",
              response="shared.catalog_contract:Reservation",
              # Off the happy path (failed orders, the sweep); the delay keeps a replica that a timed-out first
              # attempt woke up until the relay's next tick (every minute) delivers again.
-             callers=("orders-create-order", "orders-outbox-relay"),
-            scaling=Scaling(scale_down_delay="2m"), cold_start=RETRIED),
+             callers=("orders-create-order", "orders-outbox-relay"), scaling=Scaling(scale_down_delay="2m"),
+             cold_start=RETRIED),
     _catalog("confirm-stock", "POST", "/internal/stock/reservations/{reservation_id}/confirm", "confirm_stock",
              "Keep a reservation's stock for a paid order (idempotent)", visibility="cluster-local",
              response="shared.catalog_contract:Reservation", callers=("orders-create-order", "orders-outbox-relay"),
-            scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+             scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _catalog("expire-reservations", None, None, "expire_reservations",
              "Release expired reservations and stray holds (PingSource)", signature="cloudevent",
              visibility="cluster-local", callers=(PING_SOURCE,),
-            scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
+             scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
     _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user",
           query=f"{CART}:CartQuery", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",),
-          callers=("orders-create-order",),
-            scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+          callers=("orders-create-order",), scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204),
     _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user",
           request=f"{CART}:AddItem", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",)),
@@ -146,8 +144,7 @@ ROUTES: tuple[Route, ...] = (
           "Take an order's quantities out of the cart, once per order", visibility="cluster-local",
           request=f"{CART}:OrderedLines", response=f"{CART}:CartLines",
           # Through the outbox, but every paid order tries it once before answering: kept warm like the rest.
-          callers=("orders-create-order", "orders-outbox-relay"),
-            scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+          callers=("orders-create-order", "orders-outbox-relay"), scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     # Orders hold a database connection per request in flight: a lower hard limit per replica.
     _orders("create-order", "POST", "/orders", "create_order", "Place an order (idempotent)", auth="user",
             request=f"{ORDERS}:CreateOrder", response=f"{ORDERS}:OrderPublic", status=201,
@@ -202,11 +199,6 @@ ROUTES_BY_NAME = {route.name: route for route in ROUTES}
 
 def route(name: str) -> Route:
     return ROUTES_BY_NAME[name]
-
-
-def internal_routes() -> list[Route]:
-    """The routes only their listed callers may reach: every one that the public gateway does not serve."""
-    return [r for r in ROUTES if r.visibility != "public"]
 
 
 def public_routes() -> list[Route]:

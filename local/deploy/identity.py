@@ -14,7 +14,8 @@ from __future__ import annotations
 from local.deploy.knative import BROKER_CLASS, EVENTING_OIDC, METRICS_PORT, NAMESPACE, SERVING_PORT
 from shared.routes import ALERTMANAGER, BROKER, PING_SOURCE, ROUTES, ROUTES_BY_NAME, Route
 
-KNATIVE_SERVING, KNATIVE_EVENTING, ISTIO, MONITORING = "knative-serving", "knative-eventing", "istio-system", "monitoring"
+KNATIVE_SERVING, KNATIVE_EVENTING = "knative-serving", "knative-eventing"
+ISTIO, MONITORING = "istio-system", "monitoring"
 # The ServiceAccounts the platform's senders run as (each install's defaults; change them with your install).
 PLATFORM_ACCOUNTS = {
     BROKER: {"Kafka": (KNATIVE_EVENTING, "knative-kafka-broker-data-plane"),  # eventing-kafka-broker's dispatcher
@@ -52,7 +53,8 @@ def authorization_policy(route: Route) -> dict:
     """ALLOW only the callers' principals; anything else the sidecar refuses (403) before the function sees it."""
     rules = [{"from": [{"source": {"principals": sorted(principal(*account) for account in caller_accounts(route))}}]},
              {"from": [{"source": {"namespaces": [KNATIVE_SERVING]}}]},
-             {"from": [{"source": {"namespaces": [MONITORING]}}], "to": [{"operation": {"ports": [str(METRICS_PORT)]}}]}]
+             {"from": [{"source": {"namespaces": [MONITORING]}}],
+              "to": [{"operation": {"ports": [str(METRICS_PORT)]}}]}]
     return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": route.name, "namespace": NAMESPACE},
             "spec": {"selector": {"matchLabels": {POD_LABEL: route.name}}, "action": "ALLOW", "rules": rules}}

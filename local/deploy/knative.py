@@ -141,7 +141,7 @@ def service(route: Route) -> dict:
                 "containerConcurrency": scaling.container_concurrency,
                 "timeoutSeconds": 30,
                 "enableServiceLinks": False,
-                "serviceAccountName": route.name,  # its own identity: the mesh's mTLS principal (local/deploy/identity.py)
+                "serviceAccountName": route.name,  # its own mTLS principal (local/deploy/identity.py)
                 "automountServiceAccountToken": False,  # no function talks to the Kubernetes API
                 "containers": [{
                     "name": "function",

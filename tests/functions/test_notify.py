@@ -147,7 +147,7 @@ def test_permanently_bad_events_are_rejected_for_the_dead_letter_sink(gateway, n
 
 
 def test_a_request_that_is_not_a_cloudevent_is_a_client_error(notify_url):
-    assert httpx.post(notify_url, json={"hello": "world"}).status_code == 400
+    assert httpx.post(notify_url, json={"hello": "world"}, headers=sender_headers("notify-order-created")).status_code == 400
 
 
 def test_admins_send_email_from_a_template(gateway):

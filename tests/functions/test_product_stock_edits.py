@@ -174,7 +174,8 @@ def test_concurrent_adjustments_and_reservations_never_lose_a_unit(shop, gateway
             assert response.status_code in (200, 409), response.text
             return kind, units if response.status_code == 200 else 0
         response = await client.post(reservations, json={"reservation_id": str(uuid.uuid4()),
-                                                         "lines": [{"sku": lamp["sku"], "quantity": units}]})
+                                                         "lines": [{"sku": lamp["sku"], "quantity": units}]},
+                                     headers=service_headers("catalog-reserve-stock"))
         assert response.status_code in (201, 409), response.text
         return kind, units if response.status_code == 201 else 0
 

@@ -20,9 +20,9 @@ from tests.support import assert_problem
 GUARDED = [route for route in ROUTES if needs_service_token(route)]
 # A body each guarded route accepts as well-formed, so that a listed caller's answer comes from the function.
 BODIES = {
-    "catalog-reserve-stock": lambda: {"reservation_id": str(uuid.uuid4()), "lines": [{"sku": "NO-SUCH", "quantity": 1}]},
+    "catalog-reserve-stock": lambda: {"reservation_id": str(uuid.uuid4()),
+                                      "lines": [{"sku": "NO-SUCH", "quantity": 1}]},
     "cart-remove-ordered": lambda: {"lines": [{"product_sku": "NO-SUCH", "quantity": 1}]},
-    "notify-alert-webhook": lambda: {},
 }
 
 
