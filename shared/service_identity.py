@@ -31,7 +31,6 @@ import time
 from functools import lru_cache
 
 import jwt
-
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from shared.errors import Forbidden, Problem, ServiceUnavailable, Unauthorized
@@ -59,19 +58,23 @@ def function_callers(route: Route) -> tuple[str, ...]:
 
 
 def needs_service_token(route: Route) -> bool:
+    """Internal HTTP routes that functions call. (Public routes answer users, checked by their user tokens;
+    Alertmanager, which cannot sign, keeps to the webhook's admin token and the mesh's policy.)"""
     return route.visibility != "public" and route.signature == "http" and bool(function_callers(route))
-
-
-def needs_sender_token(route: Route) -> bool:
-    return route.signature == "cloudevent"
 
 
 def check_caller(route: Route, headers) -> str | None:
     """The verified calling function of an internal route (None where the route takes no service token)."""
-    if not needs_service_token(route):
+    allowed = _guarded(route.name)
+    if allowed is None:
         return None
-    return verify_service_token(headers.get(SERVICE_TOKEN_HEADER), route.name, function_callers(route),
-                                caller_key)
+    return verify_service_token(headers.get(SERVICE_TOKEN_HEADER), route.name, allowed, caller_key)
+
+
+@lru_cache(maxsize=None)
+def _guarded(name: str) -> tuple[str, ...] | None:
+    route = ROUTES_BY_NAME[name]
+    return function_callers(route) if needs_service_token(route) else None
 
 
 def verify_service_token(token: str | None, audience: str, allowed: tuple[str, ...], key_of) -> str:
