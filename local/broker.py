@@ -12,6 +12,7 @@ private key) and CALLER_KEY_<PUBLISHER> (each publisher's public key).
 from __future__ import annotations
 
 import os
+import time
 
 import httpx
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from shared.errors import Problem, ServiceUnavailable
 from shared.http import problem_response
 from shared.routes import BROKER, ROUTES
 from shared.service_identity import SERVICE_TOKEN_HEADER, caller_key, verify_service_token
+from shared.service_tokens import RENEW_BEFORE_SECONDS, TOKEN_SECONDS
 from local.service_keys import EVENTING, KeySet
 
 BROKER_PATH = "/_local/broker"
@@ -37,6 +39,15 @@ def deliverer(client: httpx.AsyncClient):
     subscriber = os.environ["LOCAL_BROKER_SUBSCRIBER"]
     issuer = KeySet({EVENTING: os.environ["LOCAL_EVENTING_KEY"]})
     subject, audience = os.environ["LOCAL_BROKER_SUBJECT"], os.environ["LOCAL_BROKER_AUDIENCE"]
+    issued = {"token": "", "renew_at": 0.0}
+
+    def sender_token() -> str:
+        # One token until shortly before it expires, as Knative's dispatcher reuses its own: the subscriber then
+        # verifies its signature once, not on every delivery.
+        if time.time() >= issued["renew_at"]:
+            issued["token"] = issuer.sender_token(subject, audience, ttl_seconds=TOKEN_SECONDS)
+            issued["renew_at"] = time.time() + TOKEN_SECONDS - RENEW_BEFORE_SECONDS
+        return issued["token"]
 
     async def deliver(request: Request) -> Response:
         try:
@@ -45,7 +56,7 @@ def deliverer(client: httpx.AsyncClient):
             return problem_response(refusal)
         headers = {key: value for key, value in request.headers.items()
                    if key.lower().startswith("ce-") or key.lower() in _FORWARDED}
-        headers["Authorization"] = f"Bearer {issuer.sender_token(subject, audience)}"
+        headers["Authorization"] = f"Bearer {sender_token()}"
         try:
             delivered = await client.post(subscriber, headers=headers, content=await request.body())
         except httpx.HTTPError as error:

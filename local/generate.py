@@ -37,7 +37,7 @@ def rendered() -> dict[str, str]:
     files["knative/identity.yaml"] = _yaml(*identity.every_identity())
     files["knative/kustomization.yaml"] = _yaml(knative.kustomization(
         [*STATIC, *sorted(f"services/{route.name}.yaml" for route in ROUTES), "eventing.yaml", "routing.yaml",
-         "identity.yaml"]))
+         "identity.yaml"], identity.namespace_replacements()))
     files["knative/migrate/job.yaml"] = _yaml(knative.migration_job())
     files["knative/migrate/kustomization.yaml"] = _yaml(knative.migration_kustomization())
     files["knative/observability/alert-rules.yml"] = _yaml(observability.alert_rules())

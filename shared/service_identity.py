@@ -19,8 +19,9 @@ function can speak only as itself, only to the targets that list it, and no veri
 asymmetric and unrelated to the user-token keys).
 
 Answers: 401 for a missing, malformed, badly signed, expired or wrongly addressed token; 403 for a caller the
-route table does not list. On event deliveries both are permanent refusals: the broker does not retry a 4xx
-(other than 404/408/409/429) but dead-letters it, where an operator sees it and may replay it.
+route table does not list. On event deliveries both are permanent refusals: the broker retries only 5xx, 404,
+408, 409 and 429 (knative/eventing pkg/kncloudevents/retries.go, SelectiveRetry) and dead-letters the rest, where
+an operator sees it and may replay it; a forger gets nothing to retry.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ authorization policies are enabled", knative.dev/docs/serving/istio-authorizatio
 
 from __future__ import annotations
 
-from local.deploy.knative import BROKER_CLASS, EVENTING_OIDC, METRICS_PORT, NAMESPACE, SERVING_PORT
+from local.deploy.knative import BROKER_CLASS, CONFIG_MAP, EVENTING_OIDC, METRICS_PORT, NAMESPACE, SERVING_PORT
+from local.environment import TRIGGER
 from shared.routes import ALERTMANAGER, BROKER, PING_SOURCE, ROUTES, ROUTES_BY_NAME, Route
 
 KNATIVE_SERVING, KNATIVE_EVENTING = "knative-serving", "knative-eventing"
@@ -98,3 +99,36 @@ def eventing_oidc() -> dict:
 
 def every_identity() -> list[dict]:
     return [eventing_oidc(), *(document for route in ROUTES for document in identity(route))]
+
+
+def namespace_replacements() -> list[dict]:
+    """kustomize replacements writing the deployed namespace into every identity that names it: the senders'
+    subjects (`system:serviceaccount:<ns>:…`), the consumers' audiences (`…/service/<ns>/<name>`) and the callers'
+    principals (`cluster.local/ns/<ns>/sa/…`), as knative.namespace_replacement does for the URLs."""
+    def env(route: Route, name: str) -> str:
+        return f"spec.template.spec.containers.[name=function].env.[name={name}].value"
+
+    consumers = [route for route in ROUTES if route.signature == "cloudevent"]
+    subjects = [_target("serving.knative.dev", "Service", route.name, [env(route, "EVENT_SENDER_SUBJECTS")])
+                for route in consumers]
+    audiences = [_target("serving.knative.dev", "Service", route.name, [env(route, "EVENT_AUDIENCE")])
+                 for route in consumers]
+    audiences += [_target("eventing.knative.dev", "Trigger", TRIGGER,
+                          ["spec.subscriber.audience", "spec.delivery.deadLetterSink.audience"]),
+                  *(_target("sources.knative.dev", "PingSource", route.name, ["spec.sink.audience"])
+                    for route in consumers if PING_SOURCE in route.callers)]
+    principals = []
+    for route in ROUTES:
+        listed = authorization_policy(route)["spec"]["rules"][0]["from"][0]["source"]["principals"]
+        own = [index for index, value in enumerate(listed) if value.startswith(f"cluster.local/ns/{NAMESPACE}/")]
+        if own:
+            principals.append(_target("security.istio.io", "AuthorizationPolicy", route.name,
+                                      [f"spec.rules.0.from.0.source.principals.{index}" for index in own]))
+    source = {"kind": "ConfigMap", "name": CONFIG_MAP, "fieldPath": "metadata.namespace"}
+    return [{"source": source, "targets": [target | {"options": {"delimiter": ":", "index": 2}} for target in subjects]},
+            {"source": source, "targets": [target | {"options": {"delimiter": "/", "index": 2}}
+                                           for target in audiences + principals]}]
+
+
+def _target(group: str, kind: str, name: str, paths: list[str]) -> dict:
+    return {"select": {"group": group, "kind": kind, "name": name}, "fieldPaths": paths}

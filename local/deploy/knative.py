@@ -303,10 +303,10 @@ def _images() -> list[dict]:
     return [{"name": IMAGE, "newName": IMAGE_REPOSITORY, "digest": IMAGE_DIGEST}]
 
 
-def kustomization(resources: list[str]) -> dict:
+def kustomization(resources: list[str], replacements: list[dict] = ()) -> dict:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
-        "resources": resources, "images": _images(), "replacements": [namespace_replacement()],
+        "resources": resources, "images": _images(), "replacements": [namespace_replacement(), *replacements],
     }
 
 

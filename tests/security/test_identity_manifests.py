@@ -4,6 +4,8 @@ local runner, docker-compose, Knative), is given exactly the secrets its code re
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -172,3 +174,23 @@ def test_a_secret_is_any_secretstr_field_or_one_marked_secret_and_nothing_else()
         timeout: float = 1.0
 
     assert secret_fields(Example) == {"API_KEY", "MAYBE_KEY", "DSN"}
+
+
+def test_every_identity_follows_the_namespace_the_kustomization_deploys_to():
+    """Subjects, audiences and principals name the namespace; kustomize's replacements rewrite them with the
+    URLs (tests/deploy/test_knative_semantics.py renders the same way)."""
+    from tests.deploy.test_knative_semantics import OTHER_NAMESPACE, kustomize
+
+    copy = Path(tempfile.mkdtemp()) / "knative"
+    shutil.copytree(ROOT / "knative", copy)
+    kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization | {"namespace": OTHER_NAMESPACE}))
+    try:
+        rendered = yaml.safe_dump_all(kustomize(copy))
+    finally:
+        shutil.rmtree(copy.parent)
+
+    assert ":shop:" not in rendered and "/shop/" not in rendered and "/ns/shop/" not in rendered
+    assert f"system:serviceaccount:{OTHER_NAMESPACE}:notify-order-created-oidc-eventing.knative.dev-trigger" in rendered
+    assert f"serving.knative.dev/service/{OTHER_NAMESPACE}/orders-outbox-relay" in rendered
+    assert f"cluster.local/ns/{OTHER_NAMESPACE}/sa/orders-create-order" in rendered
