@@ -4,6 +4,7 @@ plays the broker and the PingSources). Made fresh for every run, never committed
 
     python -m local.service_keys token <caller> <target>    # a service token from .local/run/keys, for curl
     python -m local.service_keys compose-env > local/.env  # a fresh key set for docker compose
+    python -m local.service_keys kubernetes | kubectl apply -n shop -f -  # and for a cluster: never commit it
 """
 
 from __future__ import annotations
@@ -123,6 +124,22 @@ def compose_env(keys: KeySet) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kubernetes_objects(keys: KeySet, namespace: str = "shop") -> list[dict]:
+    """What a cluster needs of a fresh key set: the private key of each function that signs in a Secret of its own
+    (only its pod mounts it), and every public key in one ConfigMap (a target's env names only its callers')."""
+    from local.deploy.knative import SERVICE_KEYS, service_key_secret
+    from local.environment import SERVICE_KEY, function_secrets
+
+    functions = [route.name for route in ROUTES]
+    signers = [route.name for route in ROUTES if SERVICE_KEY in function_secrets(route)]
+    secrets = [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": service_key_secret(name), "namespace": namespace},
+                "stringData": {"private.pem": keys.private_key(name)}} for name in signers]
+    public = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SERVICE_KEYS, "namespace": namespace},
+              "data": {f"{name}.pem": keys.public_key(name) for name in functions}}
+    return [*secrets, public]
+
+
 def main(argv: list[str]) -> int:
     from local.config import LOCAL_DIR
 
@@ -130,6 +147,10 @@ def main(argv: list[str]) -> int:
         print(KeySet.load(LOCAL_DIR / "run" / "keys").service_token(argv[1], argv[2]))  # local.run's KEYS_DIR
     elif argv == ["compose-env"]:
         print(compose_env(KeySet.generate()), end="")
+    elif argv == ["kubernetes"]:
+        import yaml
+
+        print(yaml.safe_dump_all(kubernetes_objects(KeySet.generate()), sort_keys=False), end="")
     else:
         print(__doc__, file=sys.stderr)
         return 2

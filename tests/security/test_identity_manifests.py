@@ -19,6 +19,7 @@ from local.deploy.identity import PLATFORM_ACCOUNTS, every_identity
 from local.deploy.knative import service
 from local.environment import SERVICE_KEY, all_secrets, function_secrets, secret_fields
 from local.processes import function_env
+from local.service_keys import KeySet, kubernetes_objects
 from shared.routes import ALERTMANAGER, BROKER, PING_SOURCE, ROUTES, ROUTES_BY_NAME
 from shared.settings import SECRET, _Settings
 
@@ -194,3 +195,30 @@ def test_every_identity_follows_the_namespace_the_kustomization_deploys_to():
     assert f"system:serviceaccount:{OTHER_NAMESPACE}:notify-order-created-oidc-eventing.knative.dev-trigger" in rendered
     assert f"serving.knative.dev/service/{OTHER_NAMESPACE}/orders-outbox-relay" in rendered
     assert f"cluster.local/ns/{OTHER_NAMESPACE}/sa/orders-create-order" in rendered
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
+def test_a_function_mounts_its_own_private_key_and_only_its_callers_public_keys(route):
+    env = {item["name"]: item for item in service(route)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    public = {item["valueFrom"]["configMapKeyRef"]["key"] for name, item in env.items()
+              if name.startswith("CALLER_KEY_")}
+
+    if SERVICE_KEY in env:
+        assert env[SERVICE_KEY]["valueFrom"]["secretKeyRef"] == {"name": f"{route.name}-service-key",
+                                                                 "key": "private.pem"}
+    expected = {f"{caller}.pem" for caller in route.callers if caller in ROUTES_BY_NAME}
+    assert public == (expected if route.visibility != "public" and route.signature == "http" else set())
+
+
+def test_the_key_objects_for_a_cluster_are_the_ones_the_services_name_and_validate():
+    objects = kubernetes_objects(KeySet.generate())
+    secrets = {document["metadata"]["name"] for document in objects if document["kind"] == "Secret"}
+    [public] = [document for document in objects if document["kind"] == "ConfigMap"]
+    named = {item["valueFrom"]["secretKeyRef"]["name"] for route in ROUTES
+             for item in service(route)["spec"]["template"]["spec"]["containers"][0]["env"]
+             if item["name"] == SERVICE_KEY}
+
+    assert named == secrets and public["metadata"]["name"] == "shop-service-keys"
+    assert all("PRIVATE" not in value for value in public["data"].values())
+    for document in objects:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
