@@ -46,6 +46,7 @@ SENDER_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 LEEWAY_SECONDS = 5  # clock skew between pods
 _VERIFIED_LIMIT = 1024  # verified tokens remembered until they expire: a caller reuses one for minutes
 _log = logger("identity")
+_PEM_END = "-----END PUBLIC KEY-----"
 
 
 def caller_key_variable(caller: str) -> str:
@@ -91,18 +92,22 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
         raise Unauthorized("The service token is malformed") from None
     if caller not in allowed:  # no key to check it with: refused whoever signed it
         raise Forbidden(f"{caller!r} may not call {audience}")
-    key = key_of(caller)
-    if key is None:
+    keys = key_of(caller)
+    if not keys:
         raise Unauthorized(f"This function holds no key for {caller}")
-    try:
-        claims = jwt.decode(token, key, algorithms=[SERVICE_ALGORITHM], audience=audience, issuer=caller,
-                            leeway=LEEWAY_SECONDS, options={"require": ["iss", "aud", "exp", "iat"]})
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("The service token has expired") from None
-    except jwt.InvalidTokenError as error:
-        raise Unauthorized(f"The service token is invalid: {error}") from None
-    _remember((token, audience), caller, claims["exp"])
-    return caller
+    for key in keys:  # several while a caller's key is rotated: the new one and the one it replaces
+        try:
+            claims = jwt.decode(token, key, algorithms=[SERVICE_ALGORITHM], audience=audience, issuer=caller,
+                                leeway=LEEWAY_SECONDS, options={"require": ["iss", "aud", "exp", "iat"]})
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The service token has expired") from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthorized(f"The service token is invalid: {error}") from None
+        _remember((token, audience), caller, claims["exp"])
+        return caller
+    raise Unauthorized(f"The service token is not signed by {caller}'s key")
 
 
 def check_sender(route: Route, headers) -> str:
@@ -133,11 +138,13 @@ def check_sender(route: Route, headers) -> str:
 
 
 @lru_cache(maxsize=None)
-def caller_key(caller: str):
+def caller_key(caller: str) -> tuple:
+    """`caller`'s public keys: its variable holds one PEM block, or more while the key is rotated."""
     # Read straight from the environment: one variable per listed caller, named by the route table.
-    pem = os.environ.get(caller_key_variable(caller))
+    pem = os.environ.get(caller_key_variable(caller), "")
+    blocks = [block + _PEM_END for block in pem.split(_PEM_END) if block.strip()]
     try:
-        return load_pem_public_key(pem.encode()) if pem else None
+        return tuple(load_pem_public_key(block.encode()) for block in blocks)
     except ValueError:
         raise ServiceUnavailable(f"This function is misconfigured: check {caller_key_variable(caller)}") from None
 

@@ -12,7 +12,8 @@ import httpx
 import jwt
 import pytest
 
-from local.service_keys import new_private_pem, process_keys
+from local.service_keys import new_private_pem, process_keys, public_pem
+from shared.errors import Unauthorized
 from shared.routes import PLATFORM_CALLERS, ROUTES, ROUTES_BY_NAME, Route
 from shared.service_identity import SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, function_callers, needs_service_token
 from tests.support import assert_problem
@@ -160,3 +161,21 @@ def test_a_caller_signs_one_token_per_target_and_renews_it_shortly_before_it_exp
     assert first == again and other != first
     assert renewed != "about-to-expire"
     assert jwt.decode(renewed, options={"verify_signature": False})["exp"] > soon
+
+
+def test_while_a_callers_key_is_rotated_tokens_signed_with_either_key_are_accepted(monkeypatch):
+    from shared import service_identity
+
+    old, new, stranger = (new_private_pem() for _ in range(3))
+    monkeypatch.setenv(service_identity.caller_key_variable("orders-create-order"), public_pem(new) + public_pem(old))
+    service_identity.caller_key.cache_clear()
+    try:
+        for key in (old, new):
+            token = signed(claims("orders-create-order", "catalog-reserve-stock"), key)
+            assert service_identity.check_caller(ROUTES_BY_NAME["catalog-reserve-stock"],
+                                                 {SERVICE_TOKEN_HEADER: token}) == "orders-create-order"
+        with pytest.raises(Unauthorized):
+            service_identity.check_caller(ROUTES_BY_NAME["catalog-reserve-stock"], {
+                SERVICE_TOKEN_HEADER: signed(claims("orders-create-order", "catalog-reserve-stock"), stranger)})
+    finally:
+        service_identity.caller_key.cache_clear()
