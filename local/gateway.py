@@ -29,6 +29,7 @@ from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, Pr
 from shared.http import incoming_request_id, problem_response, read_body
 from shared.logs import logger, request_id
 from shared.routes import public_routes
+from local import broker
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI = Path(os.environ.get("OPENAPI_PATH", ROOT / "openapi.json"))
@@ -153,8 +154,11 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) ->
             return _answer(request, NotFound("This gateway runs without a runner's state file (LOCAL_STATE_FILE)"))
         return JSONResponse(functions_state(state_file))
 
+    # The local runner's broker (local.broker), where it gave the gateway one.
+    brokers = [StarletteRoute(broker.BROKER_PATH, broker.deliverer(client), methods=["POST"])] \
+        if broker.configured() else []
     return Starlette(routes=[StarletteRoute("/openapi.json", openapi, methods=["GET"]),
-                             StarletteRoute("/_local/functions", local_functions, methods=["GET"]),
+                             StarletteRoute("/_local/functions", local_functions, methods=["GET"]), *brokers,
                              StarletteRoute("/{path:path}", _EveryMethod(proxy))],
                      exception_handlers={HTTPException: _http_error, Exception: _server_error},
                      lifespan=_closing(client))

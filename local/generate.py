@@ -1,6 +1,6 @@
 """`make manifests`: render every generated file from the route table; `--check` lists drift and fails.
 
-Generated: knative/ (Services, eventing, routing, kustomization, the migration Job), local/docker-compose.yml,
+Generated: knative/ (Services, eventing, routing, identity, kustomization, the migration Job), local/docker-compose.yml,
 openapi.json, knative/observability/ (alert rules, Grafana dashboard). A test fails when a committed file differs.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from local.deploy import compose, knative, observability, openapi, ratelimit
+from local.deploy import compose, identity, knative, observability, openapi, ratelimit
 from shared.routes import ROUTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +34,10 @@ def rendered() -> dict[str, str]:
     files = {f"knative/services/{route.name}.yaml": _yaml(knative.service(route)) for route in ROUTES}
     files["knative/eventing.yaml"] = _yaml(*knative.eventing())
     files["knative/routing.yaml"] = _yaml(*knative.routing())
+    files["knative/identity.yaml"] = _yaml(*identity.every_identity())
     files["knative/kustomization.yaml"] = _yaml(knative.kustomization(
-        [*STATIC, *sorted(f"services/{route.name}.yaml" for route in ROUTES), "eventing.yaml", "routing.yaml"]))
+        [*STATIC, *sorted(f"services/{route.name}.yaml" for route in ROUTES), "eventing.yaml", "routing.yaml",
+         "identity.yaml"], identity.namespace_replacements()))
     files["knative/migrate/job.yaml"] = _yaml(knative.migration_job())
     files["knative/migrate/kustomization.yaml"] = _yaml(knative.migration_kustomization())
     files |= {"knative/ratelimit/envoyfilter.yaml": _yaml(ratelimit.envoy_filter()),

@@ -1,34 +1,45 @@
-"""A stand-in for a Knative PingSource: POST a ping CloudEvent to a function, once or on a timer.
+"""A stand-in for a Knative PingSource: POST a ping CloudEvent to a function, once or on a timer, with the
+sender token a PingSource sends under Knative Eventing's `authentication-oidc` (signed with LOCAL_EVENTING_KEY).
 
-    python -m local.ping --url http://127.0.0.1:8120 [--every 5]
+    LOCAL_EVENTING_KEY=... python -m local.ping --url http://127.0.0.1:8120 --function orders-outbox-relay [--every 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 
 import httpx
 
+from local.environment import event_audience, event_senders
+from local.service_keys import EVENTING, KeySet
+from shared.routes import ROUTES_BY_NAME
+
 PING_SOURCE = "/apis/v1/namespaces/local/pingsources/orders-outbox-relay"
 
 
-def ping(url: str, timeout: float = 60) -> int:
-    """Send one ping event in binary mode, as a PingSource does; returns the HTTP status."""
+def ping(url: str, token: str | None = None, timeout: float = 60) -> int:
+    """Send one ping event in binary mode, as a PingSource does, with its sender `token`; returns the status."""
     headers = {"ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-id": uuid.uuid4().hex,
-               "ce-source": PING_SOURCE, "content-type": "application/json"}
+               "ce-source": PING_SOURCE, "content-type": "application/json",
+               **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.post(url, headers=headers, content=b"{}", timeout=timeout).status_code
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
+    parser.add_argument("--function", required=True, help="the route name pinged: its PingSource's identity")
     parser.add_argument("--every", type=float, help="seconds between pings; once when omitted")
     options = parser.parse_args()
+    issuer = KeySet({EVENTING: os.environ["LOCAL_EVENTING_KEY"]})
+    route = ROUTES_BY_NAME[options.function]
     while True:
         try:
-            print(f"ping {options.url}: {ping(options.url)}", flush=True)
+            token = issuer.sender_token(event_senders(route)[0], event_audience(route.name))
+            print(f"ping {options.url}: {ping(options.url, token)}", flush=True)
         except httpx.HTTPError as error:
             print(f"ping {options.url} failed: {error!r}", flush=True)
         if not options.every:

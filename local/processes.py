@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from local.environment import local_environment
 from shared.routes import Route
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +101,8 @@ def function_command() -> list[str]:
 
 def function_env(route: Route, port: int, metrics_port: int | None, settings: dict[str, str],
                  workers: int = 1, threads: int = 8) -> dict[str, str]:
-    env = {**os.environ, **settings,
-           "FUNCTION_TARGET": route.target, "FUNCTION_SOURCE": str(ROOT / route.source),
-           "FUNCTION_SIGNATURE_TYPE": route.signature, "K_SERVICE": route.name,
+    """The function's variables (local.environment decides them, for every platform) and the process's own."""
+    env = {**local_environment(route, settings, dict(os.environ)),
            "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers), "THREADS": str(threads),
            "PYTHONUNBUFFERED": "1"}
     if metrics_port:

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from local import pids
 from local.config import (FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, LOCAL_DIR, LOCAL_FUNCTIONS,
                           METRICS_BASE_PORT, MONGO_PORT, local_setting)
 from local.processes import Cancelled, is_listening, stop
+from local.service_keys import KEYS_DIR_SETTING, KeySet
 from local.shop import LocalShop
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
 from shared.routes import ROUTES, Route
@@ -37,6 +39,7 @@ RELAY_EVERY_SECONDS = 5.0
 RUN_DIR = LOCAL_DIR / "run"
 PID_FILE = RUN_DIR / "shop.pids"
 STATE_FILE = RUN_DIR / "functions.json"
+KEYS_DIR = RUN_DIR / "keys"
 
 
 class Shutdown:
@@ -97,6 +100,8 @@ def up() -> int:
     pid_file = pids.PidFile(PID_FILE)
     pid_file.add("runner", os.getpid())
     settings = {name: local_setting(name) for name in LOCAL_DEFAULTS}
+    # This run's service keys: fresh every run, readable by this user only, gone when the shop stops.
+    settings[KEYS_DIR_SETTING] = str(KeySet.generate().save(KEYS_DIR))
     started: list[subprocess.Popen] = []
     shop = LocalShop(settings, GATEWAY_PORT, ports, routes=routes, relay_every=RELAY_EVERY_SECONDS,
                      state_file=STATE_FILE, pid_file=pid_file)
@@ -127,6 +132,7 @@ def up() -> int:
         stop(started)
         pid_file.remove()
         STATE_FILE.unlink(missing_ok=True)
+        shutil.rmtree(KEYS_DIR, ignore_errors=True)
     return 0
 
 

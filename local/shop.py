@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from local.broker import BROKER_PATH
+from local.environment import PUBLISHED_TO, broker_environment, sender_token
 from local.pids import PidFile, descendants
 from local.ping import ping
 from local.processes import (Cancelled, Running, free_ports, is_listening, spawn, start_function, stop, sweep,
@@ -123,9 +125,8 @@ class LocalShop:
         served or failed to start once: those keep being retried. `cancelled()` true gives up (Cancelled)."""
         # Each function finds the others the way a Knative Service would, by name: here through <NAME>_URL.
         peers = {url_variable(name): f"http://127.0.0.1:{port}" for name, (port, _) in self.function_ports.items()}
-        # Orders publish to K_SINK; here it is the notify function itself, as the broker's Trigger would deliver.
-        sink_name = url_variable("notify-order-created")
-        sink = {"K_SINK": peers[sink_name]} if sink_name in peers else {}
+        # Orders publish to K_SINK: the gateway, playing the broker, delivers to the notify function (local.broker).
+        sink = {"K_SINK": f"{self.url}{BROKER_PATH}"} if url_variable(PUBLISHED_TO) in peers else {}
         self.settings = {**peers, **sink, **self.settings}
         if self.state_file is None:
             if self.log_dir is None:
@@ -153,7 +154,12 @@ class LocalShop:
 
     def tick_relay(self) -> int:
         """Send the relay one PingSource-style CloudEvent; returns the HTTP status."""
-        return ping(self.functions["orders-outbox-relay"].url)
+        return self.ping("orders-outbox-relay")
+
+    def ping(self, name: str, timeout: float = 60) -> int:
+        """Send function `name` a ping as its PingSource would, sender token included; returns the HTTP status."""
+        route = next(route for route in self.routes if route.name == name)
+        return ping(self.functions[name].url, sender_token(self.settings, route), timeout=timeout)
 
     def stop(self) -> None:
         """Stop the supervisor first (so nothing is restarted), then every function and the gateway."""
@@ -308,7 +314,9 @@ class LocalShop:
 
     def _start_gateway(self) -> None:
         upstreams = {name: running.url for name, running in self.functions.items()}
-        env = {**os.environ, **self.settings, "GATEWAY_UPSTREAMS": json.dumps(upstreams),
+        subscriber = self.functions[PUBLISHED_TO].url if PUBLISHED_TO in self.functions else ""
+        env = {**os.environ, **self.settings, **broker_environment(self.settings, subscriber),
+               "GATEWAY_UPSTREAMS": json.dumps(upstreams),
                "LOCAL_STATE_FILE": str(self.state_file), "PORT": str(self.gateway_port), "HOST": "127.0.0.1"}
         log_file = self._log("gateway")
         try:
@@ -371,7 +379,7 @@ class LocalShop:
         while not self._stopping.wait(self.relay_every):
             for name in swept:
                 try:
-                    ping(self.functions[name].url)
+                    self.ping(name)
                 except httpx.HTTPError:
                     pass  # down or restarting; the next tick tries again
 

@@ -9,6 +9,7 @@ from cloudevents.http import CloudEvent
 
 from shared import peers
 from shared.errors import ServiceUnavailable
+from shared.service_tokens import sink_headers
 from shared.settings import EventSettings, settings
 
 
@@ -24,6 +25,7 @@ async def publish(event_id: str, event_type: str, source: str, subject: str, dat
                         "time": time.isoformat(), "datacontenttype": "application/json"}, data)
     headers, body = to_binary(event)
     try:
+        headers |= sink_headers()
         response = await peers.client().post(sink, headers=headers, content=body)
     except Exception as error:  # noqa: BLE001 - any transport failure leaves the event pending
         raise SinkUnavailable(f"The sink did not take the event: {type(error).__name__}") from error

@@ -37,6 +37,7 @@ from shared.errors import (
 )
 from shared.logs import logger, request_id
 from shared.routes import route as lookup_route
+from shared.service_identity import check_caller, guard_deliveries
 from shared.settings import ServerSettings, settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -104,6 +105,8 @@ def event_endpoint(route_name: str):
     A permanently bad event (a 4xx problem) is answered 4xx so the broker sends it to the dead-letter sink
     instead of retrying; anything else fails with 5xx and the broker retries it.
     """
+    guard_deliveries(route_name)  # only events with a valid sender token reach `serve`
+
     def decorate(handler):
         @functools.wraps(handler)
         async def serve(event):
@@ -135,6 +138,7 @@ def event_endpoint(route_name: str):
 
 
 async def _dispatch(route, handler: Handler, request: Request) -> Response:
+    check_caller(route, request.headers)  # internal routes: 401/403 unless a listed caller's service token
     params = route.match(request.url.path)
     if params is None:
         raise NotFound(f"No such resource: {request.url.path}")

@@ -15,6 +15,7 @@ import httpx
 from shared.errors import BadGateway, RecordedProblem, ServiceUnavailable
 from shared.loop_local import per_event_loop
 from shared.logs import request_id
+from shared.service_tokens import service_headers
 from shared.settings import PeerSettings, settings
 
 
@@ -45,7 +46,7 @@ client = per_event_loop(_new_client)
 async def call(name: str, method: str, path: str, *, params=None, json=None, headers=None,
                expected: tuple[int, ...] = (200,)) -> httpx.Response:
     """Call function `name`; an unreachable or failing peer becomes 503/502, never a hang or a 500."""
-    outgoing = {"X-Request-Id": request_id.get() or "", **(headers or {})}
+    outgoing = {"X-Request-Id": request_id.get() or "", **service_headers(name), **(headers or {})}
     try:
         response = await client().request(method, service_url(name) + path, params=params, json=json,
                                           headers=outgoing)

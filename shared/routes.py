@@ -44,6 +44,11 @@ KEPT_WARM = "kept-warm"  # min_scale >= 1: a caller needs its answer while a use
 RETRIED = "retried"  # scales to zero: only the outbox calls it, and delivers again on the relay's next tick
 COLD_STARTS = (KEPT_WARM, RETRIED)
 
+# Callers that are not functions of the shop: the eventing broker's Trigger (deliveries and dead letters), the
+# PingSources, and Prometheus' Alertmanager.
+BROKER, PING_SOURCE, ALERTMANAGER = "broker", "ping-source", "alertmanager"
+PLATFORM_CALLERS = (BROKER, PING_SOURCE, ALERTMANAGER)
+
 
 @dataclass(frozen=True)
 class Route:
@@ -63,6 +68,9 @@ class Route:
     query: str | None = None
     status: int = 200  # the success status
     calls: tuple[str, ...] = ()  # the functions this one calls over HTTP (shared.peers): each gets its <NAME>_URL
+    # Who may call this function besides the public gateway: route names (each the inverse of a `calls` edge) and
+    # the platform senders below. An internal function answers no one else (shared.service_identity).
+    callers: tuple[str, ...] = ()
     publishes: bool = False  # sends CloudEvents to K_SINK, which the SinkBinding injects
     cold_start: str | None = None  # for a function that others call: one of COLD_STARTS
     # Whose resource it is, for the owner check (another customer gets 404, as for nothing there): "path" when the
@@ -124,26 +132,30 @@ ROUTES: tuple[Route, ...] = (
     _catalog("lookup-products", "GET", "/internal/products/lookup", "lookup_products",
              "Batch lookup by SKU for the cart and orders", visibility="cluster-local",
              query=f"{CATALOG}:LookupQuery", response="shared.catalog_contract:LookupResult",
+             callers=("cart-get-cart", "cart-add-item", "cart-set-item-quantity", "cart-remove-item"),
              scaling=Scaling(container_concurrency=100, target=70, min_scale=1, max_scale=20), cold_start=KEPT_WARM),
     _catalog("reserve-stock", "POST", "/internal/stock/reservations", "reserve_stock",
              "Reserve stock for an order, all lines or none", visibility="cluster-local",
              request="shared.catalog_contract:ReservationRequest", response="shared.catalog_contract:Reservation",
-             status=201, scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+             status=201, callers=("orders-create-order",), scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _catalog("release-stock", "DELETE", "/internal/stock/reservations/{reservation_id}", "release_stock",
              "Release a stock reservation (idempotent)", visibility="cluster-local",
              response="shared.catalog_contract:Reservation",
              # Off the happy path (failed orders, the sweep); the delay keeps a replica that a timed-out first
              # attempt woke up until the relay's next tick (every minute) delivers again.
-             scaling=Scaling(scale_down_delay="2m"), cold_start=RETRIED),
+             callers=("orders-create-order", "orders-outbox-relay"), scaling=Scaling(scale_down_delay="2m"),
+             cold_start=RETRIED),
     _catalog("confirm-stock", "POST", "/internal/stock/reservations/{reservation_id}/confirm", "confirm_stock",
              "Keep a reservation's stock for a paid order (idempotent)", visibility="cluster-local",
-             response="shared.catalog_contract:Reservation", scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+             response="shared.catalog_contract:Reservation", callers=("orders-create-order", "orders-outbox-relay"),
+             scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _catalog("expire-reservations", None, None, "expire_reservations",
              "Release expired reservations and stray holds (PingSource)", signature="cloudevent",
-             visibility="cluster-local", scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
+             visibility="cluster-local", callers=(PING_SOURCE,),
+             scaling=Scaling(container_concurrency=1, target=1, max_scale=1)),
     _cart("get-cart", "GET", "/cart/{user_id}", "get_cart", "The cart, priced from the catalog", auth="user",
           owner="path", query=f"{CART}:CartQuery", response=f"{CART}:CartPublic", calls=("catalog-lookup-products",),
-          scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+          callers=("orders-create-order",), scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     _cart("clear-cart", "DELETE", "/cart/{user_id}", "clear_cart", "Empty the cart", auth="user", status=204,
           owner="path"),
     _cart("add-item", "POST", "/cart/{user_id}/items", "add_item", "Add a product to the cart", auth="user",
@@ -157,7 +169,7 @@ ROUTES: tuple[Route, ...] = (
           "Take an order's quantities out of the cart, once per order", visibility="cluster-local",
           request=f"{CART}:OrderedLines", response=f"{CART}:CartLines",
           # Through the outbox, but every paid order tries it once before answering: kept warm like the rest.
-          scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
+          callers=("orders-create-order", "orders-outbox-relay"), scaling=Scaling(min_scale=1), cold_start=KEPT_WARM),
     # Orders hold a database connection per request in flight: a lower hard limit per replica.
     _orders("create-order", "POST", "/orders", "create_order", "Place an order (idempotent)", auth="user",
             request=f"{ORDERS}:CreateOrder", response=f"{ORDERS}:OrderPublic", status=201,
@@ -171,6 +183,7 @@ ROUTES: tuple[Route, ...] = (
             scaling=Scaling(container_concurrency=20, target=14)),
     _orders("outbox-relay", None, None, "outbox_relay", "Deliver pending outbox rows (PingSource)",
             signature="cloudevent", visibility="cluster-local",
+            callers=(PING_SOURCE,),
             scaling=Scaling(container_concurrency=1, target=1, max_scale=1), publishes=True,
             calls=("catalog-confirm-stock", "catalog-release-stock", "cart-remove-ordered")),
     _orders("list-outbox", "GET", "/admin/outbox", "list_outbox", "Outbox rows by state (dead ones to re-queue)",
@@ -181,9 +194,11 @@ ROUTES: tuple[Route, ...] = (
             scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
     _notify("order-created", None, None, "order_created", "Confirm an order (Trigger: order.created)",
             signature="cloudevent", visibility="cluster-local",
+            callers=(BROKER,),
             scaling=Scaling(container_concurrency=20, target=14, max_scale=5)),
     _notify("dead-letter", None, None, "dead_letter", "Record events the broker gave up on (dead-letter sink)",
             signature="cloudevent", visibility="cluster-local",
+            callers=(BROKER,),
             scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
     _notify("list-dead-letters", "GET", "/admin/dead-letters", "list_dead_letters",
             "Events the broker gave up on", auth="admin", query=f"{NOTIFY}:DeadLetterQuery",
@@ -199,6 +214,7 @@ ROUTES: tuple[Route, ...] = (
             "E-mail an Alertmanager notification group (webhook receiver)", visibility="cluster-local",
             auth="admin", query=f"{NOTIFY}:AlertRecipient", request=f"{NOTIFY}:AlertGroup",
             response=f"{NOTIFY}:Accepted", status=202,
+            callers=(ALERTMANAGER,),
             scaling=Scaling(container_concurrency=20, target=14, max_scale=2)),
 )
 

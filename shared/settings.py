@@ -22,21 +22,26 @@ class _Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
 
+# A secret that is not a SecretStr (a URL with its password): mounted only into the functions that read it, as
+# every SecretStr field is (local/environment.py derives which from the code).
+SECRET = {"secret": True}
+
+
 class MongoSettings(_Settings):
-    mongodb_url: str = Field(pattern=r"^mongodb(\+srv)?://")
+    mongodb_url: str = Field(pattern=r"^mongodb(\+srv)?://", json_schema_extra=SECRET)
     mongodb_database: str = "shop"
     mongodb_timeout_ms: int = Field(default=1500, ge=100, le=2000)
 
 
 class RedisSettings(_Settings):
-    redis_url: str = Field(pattern=r"^rediss?://")
+    redis_url: str = Field(pattern=r"^rediss?://", json_schema_extra=SECRET)
     redis_key_prefix: str = "shop:"
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=2)
     cart_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
 
 class PostgresSettings(_Settings):
-    database_url: str = Field(pattern=r"^postgres(ql)?://")
+    database_url: str = Field(pattern=r"^postgres(ql)?://", json_schema_extra=SECRET)
     database_timeout_seconds: float = Field(default=1.5, gt=0, le=2)
     # Open connections per process: requests past it wait this long for one, then get 503.
     database_max_connections: int = Field(default=8, ge=1, le=100)
@@ -104,6 +109,22 @@ class CardFingerprintSettings(_Settings):
     """The key of the card number's fingerprint (an HMAC): its own secret, held and read only by orders."""
 
     card_fingerprint_key: SecretStr = Field(min_length=32)
+
+
+class ServiceKeySettings(_Settings):
+    """This function's own private service key (PEM): it signs the tokens it calls other functions with."""
+
+    service_private_key: SecretStr
+
+
+class EventSenderSettings(_Settings):
+    """Who may deliver events to this function: OIDC tokens as Knative Eventing's `authentication-oidc` issues
+    them (or the local runner, which plays broker and PingSource), checked against the issuer's public keys."""
+
+    event_sender_issuer: str = Field(min_length=1)
+    event_sender_jwks: str = Field(min_length=2)  # a JSON Web Key Set: public keys only
+    event_sender_subjects: str = Field(min_length=1)  # comma-separated `sub`s: the senders' ServiceAccounts
+    event_audience: str = Field(min_length=1)
 
 
 class PeerSettings(_Settings):

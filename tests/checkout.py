@@ -9,10 +9,9 @@ import uuid
 
 import httpx
 
-from local.ping import ping
 from local.processes import Running
 from shared.peers import url_variable
-from tests.support import ADMIN, bearer, unique
+from tests.support import ADMIN, bearer, tick, unique
 
 CARD = "4242424242424242"
 # Short enough for a test to watch a request's key expire, a reservation expire and the outbox retry.
@@ -79,9 +78,9 @@ def place_until_final(url: str, user: str, body: dict, key: str, within: float =
 
 def sweep(relay_url: str, expire_url: str | None = None) -> None:
     """One PingSource tick of the orders relay (and of the catalog's reservation sweep)."""
-    assert ping(relay_url) == 200
+    assert tick("orders-outbox-relay", relay_url) == 200
     if expire_url:
-        assert ping(expire_url) == 200
+        assert tick("catalog-expire-reservations", expire_url) == 200
 
 
 def order_state(db, order_id: str) -> dict:

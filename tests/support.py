@@ -1,4 +1,4 @@
-"""Helpers the tests share: tokens, unique ids and the problem+json assertion."""
+"""Helpers the tests share: tokens (user, service and event sender), unique ids and the problem+json assertion."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from contextlib import contextmanager
 
 import httpx
 
+from local.environment import sender_token
+from local.ping import ping
 from local.processes import free_port, start_function, stop, wait_for_port
+from local.service_keys import process_keys
 from local.token import hs256_settings, issue_token
 from shared.routes import route
+from shared.service_identity import SERVICE_TOKEN_HEADER, function_callers
 
 RUN_ID = uuid.uuid4().hex[:8]
 # The session shop's user-token settings (one HS256 key) and card-fingerprint key: random per run, like secrets.
@@ -30,6 +34,23 @@ def bearer(user_id: str, role: str = "customer") -> dict[str, str]:
 
 
 ADMIN = bearer("ops", "admin")
+
+
+def service_headers(target: str, caller: str | None = None) -> dict[str, str]:
+    """What a function allowed to call `target` (its first listed caller, unless named) sends it: the functions
+    the tests start share this process's keys (local.service_keys.process_keys)."""
+    caller = caller or function_callers(route(target))[0]
+    return {SERVICE_TOKEN_HEADER: process_keys().service_token(caller, target)}
+
+
+def sender_headers(target: str) -> dict[str, str]:
+    """What the broker or PingSource delivering to `target` sends with each event."""
+    return {"Authorization": f"Bearer {sender_token({}, route(target))}"}
+
+
+def tick(name: str, url: str, timeout: float = 60) -> int:
+    """Ping function `name` at `url` as its PingSource would; returns the HTTP status."""
+    return ping(url, sender_token({}, route(name)), timeout=timeout)
 
 
 def unique(prefix: str) -> str:

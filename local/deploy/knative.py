@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
+from local import environment
+from local.environment import NAMESPACE, Variable
 from shared.peers import url_variable
 from shared.routes import ROUTES, Route, Scaling, public_routes
 
-NAMESPACE = "shop"  # the kustomization's; every in-cluster URL below takes it from there (namespace_replacement)
 IMAGE = "shop-functions"  # kustomization.yaml's `images:` maps this to the registry, pinned by digest
 IMAGE_REPOSITORY = "ghcr.io/example/shop-functions"
 # PLACEHOLDER, not a real image: set it to the digest `docker push` printed for the image you deploy.
@@ -32,11 +33,9 @@ BINDING_INCLUDE = "bindings.knative.dev/include"
 BROKER_CLASS = "Kafka"
 KAFKA_BROKER_CONFIG = "kafka-broker-config"
 KAFKA_BOOTSTRAP_SERVERS = "my-cluster-kafka-bootstrap.kafka:9092"  # PLACEHOLDER: your Kafka cluster
-# The secret keys each domain needs: a function gets only its own domain's store credentials.
-DOMAIN_SECRETS = {"catalog": ["MONGODB_URL"], "cart": ["REDIS_URL"], "orders": ["DATABASE_URL", "CARD_FINGERPRINT_KEY"],
-                  "notify": ["DATABASE_URL"]}
-# Only a function that verifies user tokens holds their keys; issuer, audience and JWKS URL are in the ConfigMap.
-USER_TOKEN_SECRETS = ["USER_TOKEN_HS256_KEYS"]
+SECRETS = "shop-secrets"  # the shop's secrets; each function's env names only the keys its code reads
+SERVICE_KEYS = "shop-service-keys"  # every function's public service key, `<name>.pem` (python -m local.service_keys)
+EVENTING_OIDC = "shop-eventing-oidc"  # the cluster's ServiceAccount issuer and its JWKS, for event sender tokens
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
 TMP = {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}  # the only writable path: the root filesystem is read-only
 TMP_MOUNT = {"name": TMP["name"], "mountPath": "/tmp"}
@@ -67,17 +66,37 @@ def target_utilization(scaling: Scaling) -> str:
 
 
 def function_env(route: Route) -> list[dict]:
-    """What selects and tunes the function in the shared image, and where it finds the functions it calls."""
-    return [
-        {"name": "FUNCTION_SOURCE", "value": route.source},
-        {"name": "FUNCTION_TARGET", "value": route.target},
-        {"name": "FUNCTION_SIGNATURE_TYPE", "value": route.signature},
+    """The function's variables (local.environment decides which, for every platform), with their sources here."""
+    def value(variable: Variable) -> dict:
+        match variable.kind:
+            case environment.SOURCE | environment.LITERAL:
+                return {"value": variable.value}
+            case environment.PEER:
+                return {"value": f"http://{cluster_local_host(variable.value)}"}
+            case environment.SECRET:
+                return {"valueFrom": {"secretKeyRef": {"name": SECRETS, "key": variable.name}}}
+            case environment.OWN_KEY:  # its own Secret: no other function's pod can mount it
+                return {"valueFrom": {"secretKeyRef": {"name": service_key_secret(route.name), "key": "private.pem"}}}
+            case environment.CALLER_KEY:
+                return {"valueFrom": {"configMapKeyRef": {"name": SERVICE_KEYS, "key": f"{variable.value}.pem"}}}
+            case environment.SENDER_ISSUER:
+                return {"valueFrom": {"configMapKeyRef": {"name": EVENTING_OIDC, "key": "issuer"}}}
+            case environment.SENDER_JWKS:
+                return {"valueFrom": {"configMapKeyRef": {"name": EVENTING_OIDC, "key": "jwks.json"}}}
+        raise ValueError(f"no source for {variable}")
+
+    given = [{"name": variable.name, **value(variable)} for variable in environment.variables(route)
+             if variable.kind != environment.SINK]  # K_SINK: the SinkBinding injects it
+    return given + [
         # One async worker per container: Knative scales replicas; concurrency inside is the event loop's.
         {"name": "WORKERS", "value": "1"},
         {"name": "THREADS", "value": str(route.scaling.container_concurrency)},
         {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
-        *({"name": url_variable(peer), "value": f"http://{cluster_local_host(peer)}"} for peer in route.calls),
     ]
+
+
+def service_key_secret(name: str) -> str:
+    return f"{name}-service-key"
 
 
 def _autoscaling(scaling: Scaling) -> dict:
@@ -100,9 +119,7 @@ def service(route: Route) -> dict:
               "networking.knative.dev/visibility": "cluster-local"}
     if route.publishes:
         labels |= {PUBLISHES_EVENTS: "true", BINDING_INCLUDE: "true"}
-    secrets = [*(USER_TOKEN_SECRETS if route.auth != "none" else []), *DOMAIN_SECRETS[domain(route)]]
-    env = function_env(route) + [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key}}} for key in secrets]
+    env = function_env(route)
     env_from = [{"configMapRef": {"name": CONFIG_MAP}}]
     if domain(route) == "notify":
         env_from.append({"secretRef": {"name": "shop-aws", "optional": True}})
@@ -124,6 +141,7 @@ def service(route: Route) -> dict:
                 "containerConcurrency": scaling.container_concurrency,
                 "timeoutSeconds": 30,
                 "enableServiceLinks": False,
+                "serviceAccountName": route.name,  # its own mTLS principal (local/deploy/identity.py)
                 "automountServiceAccountToken": False,  # no function talks to the Kubernetes API
                 "containers": [{
                     "name": "function",
@@ -145,7 +163,9 @@ def service(route: Route) -> dict:
 
 
 def _service_ref(name: str) -> dict:
-    return {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": name}}
+    # The audience its sender tokens are for: a Knative Service announces none (`authentication-oidc`).
+    return {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": name},
+            "audience": environment.event_audience(name)}
 
 
 def _configmap_ref(name: str, namespace: str | None = None) -> dict:
@@ -189,7 +209,7 @@ def eventing() -> list[dict]:
                               "selector": {"matchLabels": {PUBLISHES_EVENTS: "true"}}},
                   "sink": {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}}},
         {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
-         "metadata": {"name": "notify-order-created", "namespace": NAMESPACE},
+         "metadata": {"name": environment.TRIGGER, "namespace": NAMESPACE},
          "spec": {"broker": "default",
                   "filter": {"attributes": {"type": "com.example.shop.order.created"}},
                   "subscriber": _service_ref("notify-order-created"),
@@ -283,10 +303,10 @@ def _images() -> list[dict]:
     return [{"name": IMAGE, "newName": IMAGE_REPOSITORY, "digest": IMAGE_DIGEST}]
 
 
-def kustomization(resources: list[str]) -> dict:
+def kustomization(resources: list[str], replacements: list[dict] = ()) -> dict:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
-        "resources": resources, "images": _images(), "replacements": [namespace_replacement()],
+        "resources": resources, "images": _images(), "replacements": [namespace_replacement(), *replacements],
     }
 
 

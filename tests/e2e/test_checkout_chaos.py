@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from local.ping import ping
 from local.shop import Backoff, LocalShop
 from shared.postgres import connect
 from shared.routes import route
@@ -79,7 +78,7 @@ def test_chaos_conserves_stock_answers_every_key_and_charges_nothing_silently(ga
         while not stop.wait(1.0):
             for name in ("orders-outbox-relay", "catalog-expire-reservations"):
                 try:
-                    ping(chaos_shop.functions[name].url, timeout=10)
+                    chaos_shop.ping(name, timeout=10)
                 except Exception:  # noqa: BLE001 - down or restarting: the next tick tries again
                     pass
 

@@ -13,7 +13,7 @@ import redis as redis_sync
 
 from local.processes import free_port, wait_for_port
 from shared.peers import url_variable
-from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
+from tests.support import ADMIN, assert_problem, bearer, function_alone, service_headers, unique
 
 
 def new_product(gateway, **overrides) -> dict:
@@ -298,7 +298,8 @@ def test_unpriced_read_makes_no_catalog_call(gateway, shop_settings, user):
     add(gateway, user, mug["sku"], 2)
     metrics_port = free_port()
     with function_alone("catalog-lookup-products", shop_settings, metrics_port) as catalog:
-        assert httpx.get(f"{catalog.url}/internal/products/lookup", params={"skus": mug["sku"]}).status_code == 200
+        assert httpx.get(f"{catalog.url}/internal/products/lookup", params={"skus": mug["sku"]},
+                         headers=service_headers("catalog-lookup-products")).status_code == 200
         wait_for_port(metrics_port)
         with function_alone("cart-get-cart", {**shop_settings,
                                               url_variable("catalog-lookup-products"): catalog.url}) as reader:
@@ -330,7 +331,11 @@ def test_unpriced_read_answers_while_the_catalog_is_down(gateway, shop, user):
 def remove_ordered(shop, user, order_id, lines: dict[str, int], **options) -> httpx.Response:
     url = f"{shop.functions['cart-remove-ordered'].url}/internal/cart/{user}/orders/{order_id}"
     body = {"lines": [{"product_sku": sku, "quantity": quantity} for sku, quantity in lines.items()]}
-    return httpx.post(url, json=body, timeout=10, **options)
+    return httpx.post(url, json=body, timeout=10, headers=removing(), **options)
+
+
+def removing() -> dict[str, str]:
+    return service_headers("cart-remove-ordered")
 
 
 def cart_with(gateway, user, quantities: list[int]) -> list[str]:
@@ -416,7 +421,7 @@ def test_concurrent_removals_for_one_order_apply_once(gateway, shop, user):
     url = f"{shop.functions['cart-remove-ordered'].url}/internal/cart/{user}/orders/{order_id}"
 
     async def remove_twenty_times():
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, headers=removing()) as client:
             return await asyncio.gather(*(client.post(url, json={"lines": [
                 {"product_sku": mug, "quantity": 3}, {"product_sku": pot, "quantity": 1}]}) for _ in range(20)))
 
@@ -441,7 +446,7 @@ def test_invalid_removal_bodies_are_rejected_and_change_nothing(gateway, shop, u
     (mug,) = cart_with(gateway, user, [2])
     url = f"{shop.functions['cart-remove-ordered'].url}/internal/cart/{user}/orders/{uuid.uuid4()}"
 
-    assert_problem(httpx.post(url, json=body, timeout=10), 422)
+    assert_problem(httpx.post(url, json=body, timeout=10, headers=removing()), 422)
     assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 2}
 
 
@@ -450,13 +455,14 @@ def test_bad_ids_and_malformed_requests_to_the_removal_are_problems(shop, user):
     order_id = uuid.uuid4()
     body = {"lines": [{"product_sku": "X", "quantity": 1}]}
 
-    assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/not-a-uuid", json=body), 404)
-    assert_problem(httpx.post(f"{base}/internal/cart/%20bad%20id/orders/{order_id}", json=body), 422)
+    assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/not-a-uuid", json=body, headers=removing()), 404)
+    assert_problem(httpx.post(f"{base}/internal/cart/%20bad%20id/orders/{order_id}", json=body, headers=removing()),
+                   422)
     assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/{order_id}", content=b'{"lines":',
-                              headers={"Content-Type": "application/json"}), 400)
+                              headers={"Content-Type": "application/json", **removing()}), 400)
     assert_problem(httpx.post(f"{base}/internal/cart/{user}/orders/{order_id}", content=b"lines",
-                              headers={"Content-Type": "text/plain"}), 415)
-    assert_problem(httpx.get(f"{base}/internal/cart/{user}/orders/{order_id}"), 405)
+                              headers={"Content-Type": "text/plain", **removing()}), 415)
+    assert_problem(httpx.get(f"{base}/internal/cart/{user}/orders/{order_id}", headers=removing()), 405)
 
 
 def test_the_removal_is_not_served_by_the_public_gateway(gateway, user):
@@ -471,7 +477,7 @@ def test_removal_with_redis_down_answers_503_quickly(shop_settings, user):
     with function_alone("cart-remove-ordered", no_redis) as remover:
         started = time.monotonic()
         response = httpx.post(f"{remover.url}/internal/cart/{user}/orders/{uuid.uuid4()}",
-                              json={"lines": [{"product_sku": "X", "quantity": 1}]}, timeout=5)
+                              json={"lines": [{"product_sku": "X", "quantity": 1}]}, timeout=5, headers=removing())
         elapsed = time.monotonic() - started
 
     assert_problem(response, 503)

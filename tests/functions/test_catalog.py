@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from local.processes import free_port
-from tests.support import ADMIN, TOKEN_KEY_ID, assert_problem, bearer, function_alone, token, unique
+from tests.support import ADMIN, TOKEN_KEY_ID, assert_problem, bearer, function_alone, service_headers, token, unique
 
 
 def product_body(**overrides) -> dict:
@@ -353,7 +353,8 @@ def lookup_url(shop) -> str:
 def test_batch_lookup_answers_known_skus_active_or_not(gateway, shop):
     active, inactive = create(gateway), create(gateway, is_active=False)
 
-    response = httpx.get(lookup_url(shop), params={"skus": f"{active['sku']},{inactive['sku']},NOPE-1"})
+    response = httpx.get(lookup_url(shop), params={"skus": f"{active['sku']},{inactive['sku']},NOPE-1"},
+                         headers=service_headers("catalog-lookup-products"))
 
     assert response.status_code == 200
     found = {item["sku"]: item for item in response.json()["items"]}
@@ -365,7 +366,7 @@ def test_batch_lookup_answers_known_skus_active_or_not(gateway, shop):
 
 @pytest.mark.parametrize("params", [{}, {"skus": ""}, {"skus": "bad sku"}, {"skus": ",".join(f"S{i}" for i in range(101))}])
 def test_batch_lookup_validates_its_skus(shop, params):
-    assert_problem(httpx.get(lookup_url(shop), params=params), 422)
+    assert_problem(httpx.get(lookup_url(shop), params=params, headers=service_headers("catalog-lookup-products")), 422)
 
 
 def test_batch_lookup_is_not_on_the_public_gateway(gateway):

@@ -18,7 +18,7 @@ from pg8000.exceptions import DatabaseError
 
 from local.processes import free_port
 from shared.postgres import Pool, connect, migrate
-from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
+from tests.support import ADMIN, assert_problem, bearer, function_alone, sender_headers, unique
 
 REGION = "eu-west-1"
 SENDER = "shop@example.com"
@@ -33,7 +33,8 @@ def order_event_data(order_id=None, **contact):
 
 def deliver(url, data, event_id=None, event_type="com.example.shop.order.created", source="/orders"):
     headers = {"ce-specversion": "1.0", "ce-id": event_id or str(uuid.uuid4()), "ce-source": source,
-               "ce-type": event_type, "ce-subject": "order", "content-type": "application/json"}
+               "ce-type": event_type, "ce-subject": "order", "content-type": "application/json",
+               **sender_headers("notify-order-created")}
     return httpx.post(url, headers=headers, json=data, timeout=10)
 
 
@@ -148,7 +149,7 @@ def test_permanently_bad_events_are_rejected_for_the_dead_letter_sink(gateway, n
 
 
 def test_a_request_that_is_not_a_cloudevent_is_a_client_error(notify_url):
-    assert httpx.post(notify_url, json={"hello": "world"}).status_code == 400
+    assert httpx.post(notify_url, json={"hello": "world"}, headers=sender_headers("notify-order-created")).status_code == 400
 
 
 def test_admins_send_email_from_a_template(gateway):

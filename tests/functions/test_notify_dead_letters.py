@@ -10,7 +10,7 @@ import pytest
 
 from local.processes import free_port
 from tests.functions.test_notify import deliver, ledger, notifications_logged, order_event_data
-from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
+from tests.support import ADMIN, assert_problem, bearer, function_alone, sender_headers, unique
 
 ORDER_CREATED = "com.example.shop.order.created"
 
@@ -32,7 +32,8 @@ def dead_letter(sink_url, data, event_id, event_type=ORDER_CREATED, **headers):
         "ce-specversion": "1.0", "ce-id": event_id, "ce-source": "/orders", "ce-type": event_type,
         "ce-time": "2026-11-25T13:40:00Z", "ce-knativeerrorcode": "503",
         "ce-knativeerrordest": "http://notify-order-created.shop.svc.cluster.local",
-        "content-type": "application/octet-stream" if isinstance(data, bytes) else "application/json", **headers})
+        "content-type": "application/octet-stream" if isinstance(data, bytes) else "application/json",
+        **sender_headers("notify-dead-letter"), **headers})
     assert response.status_code == 200, response.text
     return response
 

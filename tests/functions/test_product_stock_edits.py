@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import ADMIN, assert_problem, unique
+from tests.support import ADMIN, assert_problem, service_headers, unique
 
 
 def new_product(gateway, stock: int) -> dict:
@@ -150,7 +150,8 @@ def test_setting_stock_after_a_reservation_needs_the_new_etag(gateway, reservati
     lamp = new_product(gateway, 5)
     seen = current(gateway, lamp).headers["etag"]
     reserved = httpx.post(reservations, json={"reservation_id": str(uuid.uuid4()),
-                                              "lines": [{"sku": lamp["sku"], "quantity": 2}]}, timeout=10)
+                                              "lines": [{"sku": lamp["sku"], "quantity": 2}]}, timeout=10,
+                          headers=service_headers("catalog-reserve-stock"))
     assert reserved.status_code == 201, reserved.text
 
     assert_problem(patch(gateway, lamp, {"stock_quantity": 5}, seen), 412)
@@ -173,7 +174,8 @@ def test_concurrent_adjustments_and_reservations_never_lose_a_unit(shop, gateway
             assert response.status_code in (200, 409), response.text
             return kind, units if response.status_code == 200 else 0
         response = await client.post(reservations, json={"reservation_id": str(uuid.uuid4()),
-                                                         "lines": [{"sku": lamp["sku"], "quantity": units}]})
+                                                         "lines": [{"sku": lamp["sku"], "quantity": units}]},
+                                     headers=service_headers("catalog-reserve-stock"))
         assert response.status_code in (201, 409), response.text
         return kind, units if response.status_code == 201 else 0
 

@@ -9,9 +9,20 @@ import uuid
 import httpx
 import pytest
 
-from local.ping import ping
 from pymongo import MongoClient
-from tests.support import ADMIN, assert_problem, function_alone, unique
+from tests.support import ADMIN, assert_problem, function_alone, service_headers, tick, unique
+
+
+def sweep(shop) -> int:
+    return shop.ping("catalog-expire-reservations")
+
+
+def releasing() -> dict[str, str]:
+    return service_headers("catalog-release-stock")
+
+
+def confirming() -> dict[str, str]:
+    return service_headers("catalog-confirm-stock")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +56,7 @@ def stock_of(gateway, item) -> int:
 def reserve(url, *lines, reservation_id=None):
     body = {"reservation_id": reservation_id or str(uuid.uuid4()),
             "lines": [{"sku": item["sku"], "quantity": quantity} for item, quantity in lines]}
-    return httpx.post(url, json=body, timeout=10)
+    return httpx.post(url, json=body, timeout=10, headers=service_headers("catalog-reserve-stock"))
 
 
 def test_reserving_takes_stock_and_answers_names_and_prices(gateway, reservations):
@@ -85,7 +96,7 @@ def test_reserve_and_release_are_idempotent(gateway, reservations, releases):
     assert_problem(reserve(reservations, (lamp, 1), reservation_id=reservation_id), 409)
     assert stock_of(gateway, lamp) == 3
     for _ in range(3):
-        released = httpx.delete(f"{releases}/{reservation_id}")
+        released = httpx.delete(f"{releases}/{reservation_id}", headers=releasing())
         assert released.status_code == 200 and released.json()["state"] == "released"
 
     assert stock_of(gateway, lamp) == 5
@@ -94,7 +105,7 @@ def test_reserve_and_release_are_idempotent(gateway, reservations, releases):
 def test_releasing_an_unknown_id_leaves_a_tombstone_so_a_late_reserve_takes_nothing(gateway, reservations, releases):
     lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
 
-    released = httpx.delete(f"{releases}/{reservation_id}")
+    released = httpx.delete(f"{releases}/{reservation_id}", headers=releasing())
     late = reserve(reservations, (lamp, 2), reservation_id=reservation_id)
 
     assert released.status_code == 200 and released.json() == {"reservation_id": reservation_id, "state": "released",
@@ -107,20 +118,22 @@ def test_a_confirmed_reservation_keeps_its_stock_and_cannot_be_released(gateway,
     lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
     reserve(reservations, (lamp, 2), reservation_id=reservation_id)
 
-    first, again = httpx.post(confirms(reservation_id)), httpx.post(confirms(reservation_id))
+    first = httpx.post(confirms(reservation_id), headers=confirming())
+    again = httpx.post(confirms(reservation_id), headers=confirming())
 
     assert first.status_code == again.status_code == 200 and again.json()["state"] == "confirmed"
-    assert_problem(httpx.delete(f"{releases}/{reservation_id}"), 409)
+    assert_problem(httpx.delete(f"{releases}/{reservation_id}", headers=releasing()), 409)
     assert stock_of(gateway, lamp) == 3
-    assert assert_problem(httpx.post(confirms(str(uuid.uuid4()))), 404)
+    assert assert_problem(httpx.post(confirms(str(uuid.uuid4())), headers=confirming()), 404)
 
 
 def test_a_released_reservation_cannot_be_confirmed(gateway, reservations, releases, confirms):
     lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
     reserve(reservations, (lamp, 2), reservation_id=reservation_id)
-    httpx.delete(f"{releases}/{reservation_id}")
+    httpx.delete(f"{releases}/{reservation_id}", headers=releasing())
 
-    assert assert_problem(httpx.post(confirms(reservation_id)), 409)["type"].endswith("/reservation-released")
+    refused = assert_problem(httpx.post(confirms(reservation_id), headers=confirming()), 409)
+    assert refused["type"].endswith("/reservation-released")
     assert stock_of(gateway, lamp) == 5
 
 
@@ -140,7 +153,7 @@ def test_concurrent_reservations_never_oversell(gateway, reservations):
     lamp = product(gateway, 10)
 
     async def thirty():
-        async with httpx.AsyncClient(timeout=20) as client:
+        async with httpx.AsyncClient(timeout=20, headers=service_headers("catalog-reserve-stock")) as client:
             return await asyncio.gather(*(client.post(reservations, json={
                 "reservation_id": str(uuid.uuid4()), "lines": [{"sku": lamp["sku"], "quantity": 1}]})
                 for _ in range(30)))
@@ -156,7 +169,7 @@ def test_concurrent_reservations_never_oversell(gateway, reservations):
                                   {"reservation_id": "x", "lines": [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 1}]},
                                   {"reservation_id": "has space", "lines": [{"sku": "A", "quantity": 1}]}])
 def test_invalid_reservations_are_rejected(reservations, body):
-    assert_problem(httpx.post(reservations, json=body), 422)
+    assert_problem(httpx.post(reservations, json=body, headers=service_headers("catalog-reserve-stock")), 422)
 
 
 def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop, tmp_path):
@@ -169,10 +182,10 @@ def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop,
         confirmed_id = str(uuid.uuid4())
         reserve(url, (kept, 2), reservation_id=confirmed_id)
         assert httpx.post(shop.functions["catalog-confirm-stock"].url +
-                          f"/internal/stock/reservations/{confirmed_id}/confirm").status_code == 200
+                          f"/internal/stock/reservations/{confirmed_id}/confirm", headers=confirming()).status_code == 200
         time.sleep(0.6)
 
-        assert ping(expire.url) == 200
+        assert tick("catalog-expire-reservations", expire.url) == 200
 
     assert stock_of(gateway, lamp) == 5 and stock_of(gateway, kept) == 3
 
@@ -181,13 +194,13 @@ def test_the_sweep_gives_back_a_hold_left_on_a_released_reservation(gateway, sho
                                                                     reservations, releases):
     lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
     reserve(reservations, (lamp, 2), reservation_id=reservation_id)
-    httpx.delete(f"{releases}/{reservation_id}")
+    httpx.delete(f"{releases}/{reservation_id}", headers=releasing())
     with MongoClient(mongo_url) as client:  # a reserve call that outlived the release held the line again
         client[shop_settings["MONGODB_DATABASE"]].products.update_one(
             {"sku": lamp["sku"]}, {"$inc": {"stock_quantity": -2}, "$push": {"holds": reservation_id}})
     assert stock_of(gateway, lamp) == 3
 
-    assert ping(shop.functions["catalog-expire-reservations"].url) == 200
+    assert sweep(shop) == 200
 
     assert stock_of(gateway, lamp) == 5
 
@@ -205,9 +218,9 @@ def test_a_release_killed_before_it_is_recorded_gives_the_stock_back_once(gatewa
     with faulty(shop, tmp_path, "catalog-release-stock", "catalog.release.before-commit") as release:
         url = f"{release.url}/internal/stock/reservations/{reservation_id}"
         with pytest.raises(httpx.HTTPError):
-            httpx.delete(url, timeout=10)  # the stock is back, the reservation still says `releasing`
-        assert ping(shop.functions["catalog-expire-reservations"].url) == 200  # the sweep finishes it
-        again = httpx.delete(url, timeout=10)
+            httpx.delete(url, timeout=10, headers=releasing())  # the stock is back, the reservation says `releasing`
+        assert sweep(shop) == 200  # the sweep finishes it
+        again = httpx.delete(url, timeout=10, headers=releasing())
 
     assert again.status_code == 200 and again.json()["state"] == "released"
     assert stock_of(gateway, lamp) == 5
@@ -220,10 +233,10 @@ def test_a_confirmation_killed_before_dropping_its_holds_keeps_the_stock_sold(ga
     with faulty(shop, tmp_path, "catalog-confirm-stock", "catalog.confirm.before-pull") as confirm:
         url = f"{confirm.url}/internal/stock/reservations/{reservation_id}/confirm"
         with pytest.raises(httpx.HTTPError):
-            httpx.post(url, timeout=10)
-        assert ping(shop.functions["catalog-expire-reservations"].url) == 200  # drops the holds, gives nothing back
-        again = httpx.post(url, timeout=10)
+            httpx.post(url, timeout=10, headers=confirming())
+        assert sweep(shop) == 200  # drops the holds, gives nothing back
+        again = httpx.post(url, timeout=10, headers=confirming())
 
     assert again.status_code == 200 and again.json()["state"] == "confirmed"
-    assert_problem(httpx.delete(f"{releases}/{reservation_id}"), 409)
+    assert_problem(httpx.delete(f"{releases}/{reservation_id}", headers=releasing()), 409)
     assert stock_of(gateway, lamp) == 3

@@ -24,7 +24,7 @@ import pytest
 from local.processes import free_port
 from local.run import LocalShop
 from local.token import hs256_settings, issue_token
-from tests.support import function_alone
+from tests.support import function_alone, sender_headers
 
 CANARY = uuid.uuid4().hex[:10]
 JWT_SECRET = f"canary-jwt-secret-{CANARY}-{uuid.uuid4().hex}"
@@ -83,9 +83,9 @@ def _bearer(user: str, role: str = "customer", secret: str = JWT_SECRET, ttl: in
     return {"Authorization": f"Bearer {issue_token(user, role, ttl, settings=hs256_settings({'canary': secret}))}"}
 
 
-def _event(url: str, data, event_type: str, event_id: str | None = None) -> httpx.Response:
-    return httpx.post(url, json=data, timeout=15, headers={
-        "ce-specversion": "1.0", "ce-id": event_id or str(uuid.uuid4()), "ce-source": "/orders",
+def _event(shop: LocalShop, name: str, data, event_type: str, event_id: str | None = None) -> httpx.Response:
+    return httpx.post(shop.functions[name].url, json=data, timeout=15, headers={
+        **sender_headers(name), "ce-specversion": "1.0", "ce-id": event_id or str(uuid.uuid4()), "ce-source": "/orders",
         "ce-type": event_type, "content-type": "application/json"})
 
 
@@ -146,10 +146,10 @@ def _journey(shop: LocalShop) -> None:
     # Events: a dead letter full of contact details, a forged malformed order.created, a wrong type.
     data = {"order_id": str(uuid.uuid4()), "user_id": user, "contact": {"email": EMAIL, "phone": PHONE},
             "shipping_address": {"street": STREET}, "card": CARD, "name": NAME}
-    assert _event(shop.functions["notify-dead-letter"].url, data, "com.example.shop.order.created").status_code == 200
-    assert _event(shop.functions["notify-order-created"].url, data,
+    assert _event(shop, "notify-dead-letter", data, "com.example.shop.order.created").status_code == 200
+    assert _event(shop, "notify-order-created", data,
                   "com.example.shop.order.created").status_code == 422
-    assert _event(shop.functions["notify-order-created"].url, data, "com.example.forged").status_code == 422
+    assert _event(shop, "notify-order-created", data, "com.example.forged").status_code == 422
     shop.tick_relay()
 
 
@@ -175,7 +175,7 @@ def _misconfigured(shop: LocalShop, log_dir: Path) -> list[str]:
         with function_alone(name, settings, free_port(), log=log_dir / f"misconfigured-{name}.log") as running:
             for _ in range(2):  # every request fails the same way, and logs it
                 answer = httpx.request(method, running.url + path, timeout=15, json={"contact": {"email": EMAIL}},
-                                       headers={**_bearer("someone"), "ce-specversion": "1.0", "ce-id": "x",
+                                       headers={**(sender_headers(name) if name.startswith("notify") else _bearer("someone")), "ce-specversion": "1.0", "ce-id": "x",
                                                 "ce-source": "/orders", "ce-type": "com.example.shop.order.created"})
                 assert answer.status_code == 503 or (name == "notify-order-created" and answer.status_code >= 500)
             if answer.headers.get("content-type", "").startswith("application/problem+json"):
