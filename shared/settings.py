@@ -30,6 +30,8 @@ class RedisSettings(_Settings):
     redis_key_prefix: str = "shop:"
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=2)
     cart_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # REDIS_URL is then one startup node of a Redis Cluster; the client finds the others and routes by key slot.
+    redis_cluster: bool = False
 
 
 class PostgresSettings(_Settings):
