@@ -40,6 +40,8 @@ class PostgresSettings(_Settings):
     # Open connections per process: requests past it wait this long for one, then get 503.
     database_max_connections: int = Field(default=8, ge=1, le=100)
     database_acquire_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    # "transaction" when DATABASE_URL is a PgBouncer in transaction pooling: no named prepared statements.
+    database_pooler: Literal["none", "transaction"] = "none"
 
 
 class StockSettings(_Settings):

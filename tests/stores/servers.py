@@ -4,8 +4,10 @@ test process however it dies."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,3 +66,46 @@ def wait_for_cluster_state(ports: list[int], state: str, attempts: int = 200) ->
             return
         time.sleep(0.05)
     raise TimeoutError(f"the Redis Cluster on {ports} did not reach cluster_state:{state}")
+
+
+@dataclass
+class PgBouncer:
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def url(self, database: str, user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+
+@contextmanager
+def pgbouncer(log_dir: Path, postgres_host: str, postgres_port: int, pool_size: int) -> Iterator[PgBouncer]:
+    """Debian's pgbouncer with the generated settings, in front of the local PostgreSQL (trust authentication, any
+    database), with `pool_size` server connections per database. As root it runs as `postgres` (it refuses root),
+    through setpriv, which keeps the parent-death signal that the change of user would clear; its files are then in
+    a directory of their own that `postgres` can read (a pytest temporary directory is not)."""
+    from local.deploy.pgbouncer import ini
+
+    if not (shutil.which("pgbouncer") or Path("/usr/sbin/pgbouncer").exists()):
+        raise RuntimeError("pgbouncer is needed (Debian: apt-get install pgbouncer; `make test` installs it)")
+    port = free_ports(1)[0]
+    with tempfile.TemporaryDirectory(prefix="shop-pgbouncer-") as config_dir:
+        directory = Path(config_dir)
+        (directory / "userlist.txt").write_text('"postgres" ""\n')
+        (directory / "pgbouncer.ini").write_text(ini(
+            {"*": f"host={postgres_host} port={postgres_port}"}, listen_addr="127.0.0.1", listen_port=port,
+            auth_type="trust", auth_file=str(directory / "userlist.txt"), default_pool_size=pool_size,
+            reserve_pool_size=0, max_db_connections=pool_size, max_client_conn=500, admin_users="postgres"))
+        command = [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(directory / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            directory.chmod(0o755)
+            command = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups", "--pdeathsig=keep",
+                       *command]
+        log = log_dir / "pgbouncer.log"
+        with open(log, "ab") as output:
+            process = spawn(command, log_file=output)
+        try:
+            wait_for_port(port, process, timeout=20)
+            yield PgBouncer(port, process, log)
+        finally:
+            stop([process])
