@@ -20,14 +20,14 @@ import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
-from pg8000.core import DESCRIBE, NULL_BYTE, PORTAL, SYNC_MSG, Context, _flush, _write, make_params
+from pg8000.core import (BIND, DESCRIBE, EXECUTE_MSG, NULL_BYTE, PARSE, PORTAL, SYNC_MSG, Context, H_pack, _flush,
+                         _write, i_pack, make_params)
 from pg8000.exceptions import DatabaseError, InterfaceError
 from pg8000.native import to_statement
 
@@ -85,29 +85,62 @@ class PooledConnection(pg8000.native.Connection):
     pg8000's own unnamed path syncs three times (three round trips), and PgBouncer may hand each part to another
     server connection outside a transaction ("unnamed prepared statement does not exist"); named statements would
     be missing on the next server connection. This path is one round trip; the server parses and plans each time.
+    The Parse message and the parsed row descriptions are kept per statement text, as a prepared statement would.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._descriptions: dict[bytes, tuple[list, list]] = {}
+
     def run(self, sql, stream=None, types=None, **params):
-        if not params or stream is not None:
-            return super().run(sql, stream=stream, types=types, **params)  # the simple protocol: one message
-        statement, make_values = _statement(sql)
-        oids = () if types is None else make_values(defaultdict(lambda: None, types))
+        if not params or stream is not None or types is not None:
+            return super().run(sql, stream=stream, types=types, **params)  # unparametrised: one simple Query
+        statement, make_values, parse = _statement(sql, self._client_encoding)
         context = Context(statement)
-        self.send_PARSE(NULL_BYTE, statement, oids)
-        self.send_BIND(NULL_BYTE, make_params(self.py_types, make_values(params)))
-        self._send_message(DESCRIBE, PORTAL + NULL_BYTE)
-        self.send_EXECUTE()
-        _write(self._sock, SYNC_MSG)
+        _write(self._sock, parse + _bind(make_params(self.py_types, make_values(params)), self._client_encoding)
+               + _DESCRIBE_EXECUTE_SYNC)
         _flush(self._sock)
         self.handle_messages(context)
         self._context = context
         return context.rows
 
+    def handle_ROW_DESCRIPTION(self, data, context):
+        known = self._descriptions.get(data)
+        if known is None:
+            super().handle_ROW_DESCRIPTION(data, context)
+            if len(self._descriptions) < _PREPARED_PER_CONNECTION:
+                self._descriptions[bytes(data)] = (context.columns, context.input_funcs)
+        else:
+            context.columns, context.input_funcs = known
+            if context.rows is None:
+                context.rows = []
+
+
+def _message(code: bytes, body: bytes) -> bytes:
+    return code + i_pack(len(body) + 4) + body
+
+
+_DESCRIBE_EXECUTE_SYNC = _message(DESCRIBE, PORTAL + NULL_BYTE) + EXECUTE_MSG + SYNC_MSG
+
+
+def _bind(values: list, encoding: str) -> bytes:
+    """Bind the unnamed portal to the unnamed statement: text parameters, text results (as pg8000 does)."""
+    body = bytearray(NULL_BYTE + NULL_BYTE + H_pack(0) + H_pack(len(values)))
+    for value in values:
+        if value is None:
+            body += i_pack(-1)
+        else:
+            encoded = value.encode(encoding)
+            body += i_pack(len(encoded)) + encoded
+    body += H_pack(0)
+    return _message(BIND, bytes(body))
+
 
 @lru_cache(maxsize=_PREPARED_PER_CONNECTION)
-def _statement(sql: str):
-    """pg8000's `:name` to `$n` rewrite, a Python pass over the SQL text, done once per distinct statement."""
-    return to_statement(sql)
+def _statement(sql: str, encoding: str):
+    """pg8000's `:name` to `$n` rewrite (a Python pass over the SQL text) and the Parse message, once per text."""
+    statement, make_values = to_statement(sql)
+    return statement, make_values, _message(PARSE, NULL_BYTE + statement.encode(encoding) + NULL_BYTE + H_pack(0))
 
 
 _log = logger("postgres")
