@@ -96,6 +96,10 @@ deploy-check:
 bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as ratios
 	$(PY) -m bench.run
 
+.PHONY: bench-pooler
+bench-pooler: $(STAMP) pgbouncer  ## what DATABASE_POOLER=transaction costs per statement, direct and through PgBouncer
+	$(PY) -m bench.pooler
+
 .PHONY: simulate
 simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: make simulate [TRACE=file.csv] [SCALE=10]
 	$(PY) -m bench.sim $(if $(TRACE),--trace '$(TRACE)') $(if $(SCALE),--scale '$(SCALE)') $(SIMULATE_ARGS)
