@@ -14,7 +14,7 @@ up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080
 down: $(STAMP)  ## stop this checkout's shop: a running `make up`, or what one that died left behind
 	$(PY) -m local.run down
 
-test: $(STAMP) promtool  ## install and run every test
+test: $(STAMP) promtool pgbouncer  ## install and run every test
 	$(PY) -m pytest
 
 install: $(STAMP)
@@ -32,6 +32,12 @@ promtool:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v amtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null; }
+
+# Debian's pgbouncer: the tests run the orders suite through it (tests/stores), as knative/stores deploys it.
+.PHONY: pgbouncer
+pgbouncer:
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; }
 
 manifests: $(STAMP)  ## regenerate knative/, local/docker-compose.yml and openapi.json from the route table
 	$(PY) -m local.generate
@@ -89,6 +95,10 @@ deploy-check:
 
 bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as ratios
 	$(PY) -m bench.run
+
+.PHONY: bench-pooler
+bench-pooler: $(STAMP) pgbouncer  ## what DATABASE_POOLER=transaction costs per statement, direct and through PgBouncer
+	$(PY) -m bench.pooler
 
 .PHONY: simulate
 simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: make simulate [TRACE=file.csv] [SCALE=10]

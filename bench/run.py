@@ -190,7 +190,7 @@ def warm_cost(settings: dict) -> tuple[list[dict], dict]:
                 for send in (say_hello, get_product, get_cart, create_order):
                     send(20)  # warm up clients, pools and indexes
                 hello_cpu = cpu_per_request(hello.process.pid, say_hello, REQUESTS)
-            floors = driver_floor(settings, product["id"], f"{settings['REDIS_KEY_PREFIX']}cart:{user}",
+            floors = driver_floor(settings, product["id"], f"{settings['REDIS_KEY_PREFIX']}cart:{{{user}}}",
                                   f"http://127.0.0.1:{hello_port}")
             orders = max(100, REQUESTS // 5)
             cases = [

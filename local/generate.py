@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from local.deploy import compose, identity, knative, observability, openapi, ratelimit
+from local.deploy import compose, identity, knative, observability, openapi, pgbouncer, ratelimit
 from shared.routes import ROUTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ def rendered() -> dict[str, str]:
     files["knative/observability/alert-rules.yml"] = _yaml(observability.alert_rules())
     files["knative/observability/alertmanager.yml"] = _yaml(observability.alertmanager_config())
     files["knative/observability/grafana-dashboard.json"] = _json(observability.dashboard())
+    files["knative/stores/pgbouncer.yaml"] = pgbouncer.render(HEADER)
     files["local/docker-compose.yml"] = _yaml(compose.compose())
     files["openapi.json"] = _json(openapi.openapi())
     return files

@@ -13,7 +13,8 @@ def main() -> None:
     ensure_postgres(os.environ["DATABASE_URL"])
     from shared.postgres import Pool, migrate
 
-    applied = migrate(Pool(os.environ["DATABASE_URL"], timeout=10))
+    # Unnamed statements only: right whether DATABASE_URL is PostgreSQL or a transaction-pooling PgBouncer.
+    applied = migrate(Pool(os.environ["DATABASE_URL"], timeout=10, pooler="transaction"))
     print(f"migrations: {', '.join(applied) if applied else 'already up to date'}")
 
 

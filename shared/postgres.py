@@ -4,6 +4,11 @@ pg8000 is synchronous and its connections are not thread-safe: each unit of work
 and async functions run that work in a thread (`await in_transaction(work)`) so the event loop never blocks.
 A process opens at most DATABASE_MAX_CONNECTIONS connections; a request that cannot get one within
 DATABASE_ACQUIRE_TIMEOUT_SECONDS, or that the server refuses ("too many clients"), answers 503 with Retry-After.
+
+Behind PgBouncer in transaction pooling (DATABASE_POOLER=transaction) a client connection keeps no session state:
+the server connection under it may change after every transaction, or after every statement outside one. So no
+named prepared statements (PooledConnection); nothing else here keeps any (no SET, LISTEN, temporary tables or
+session advisory locks: migrations take a transaction-scoped one).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from typing import Callable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
+from pg8000.core import (BIND, DESCRIBE, EXECUTE_MSG, NULL_BYTE, PARSE, PORTAL, SYNC_MSG, Context, H_pack, _flush,
+                         _write, i_pack, make_params)
 from pg8000.exceptions import DatabaseError, InterfaceError
+from pg8000.native import to_statement
 
 from shared.errors import ServiceUnavailable, register_unavailable
 from shared.logs import logger
@@ -69,6 +77,72 @@ class Connection(pg8000.native.Connection):
             statement.close()
         self._prepared.clear()
 
+
+class PooledConnection(pg8000.native.Connection):
+    """A pg8000 connection for a transaction-pooling PgBouncer: each parametrised statement is sent whole, as an
+    unnamed statement with a single Sync (Parse, Bind, Describe, Execute), so one server connection runs all of it.
+
+    pg8000's own unnamed path syncs three times (three round trips), and PgBouncer may hand each part to another
+    server connection outside a transaction ("unnamed prepared statement does not exist"); named statements would
+    be missing on the next server connection. This path is one round trip; the server parses and plans each time.
+    The Parse message and the parsed row descriptions are kept per statement text, as a prepared statement would.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._descriptions: dict[bytes, tuple[list, list]] = {}
+
+    def run(self, sql, stream=None, types=None, **params):
+        if not params or stream is not None or types is not None:
+            return super().run(sql, stream=stream, types=types, **params)  # unparametrised: one simple Query
+        statement, make_values, parse = _statement(sql, self._client_encoding)
+        context = Context(statement)
+        _write(self._sock, parse + _bind(make_params(self.py_types, make_values(params)), self._client_encoding)
+               + _DESCRIBE_EXECUTE_SYNC)
+        _flush(self._sock)
+        self.handle_messages(context)
+        self._context = context
+        return context.rows
+
+    def handle_ROW_DESCRIPTION(self, data, context):
+        known = self._descriptions.get(data)
+        if known is None:
+            super().handle_ROW_DESCRIPTION(data, context)
+            if len(self._descriptions) < _PREPARED_PER_CONNECTION:
+                self._descriptions[bytes(data)] = (context.columns, context.input_funcs)
+        else:
+            context.columns, context.input_funcs = known
+            if context.rows is None:
+                context.rows = []
+
+
+def _message(code: bytes, body: bytes) -> bytes:
+    return code + i_pack(len(body) + 4) + body
+
+
+_DESCRIBE_EXECUTE_SYNC = _message(DESCRIBE, PORTAL + NULL_BYTE) + EXECUTE_MSG + SYNC_MSG
+
+
+def _bind(values: list, encoding: str) -> bytes:
+    """Bind the unnamed portal to the unnamed statement: text parameters, text results (as pg8000 does)."""
+    body = bytearray(NULL_BYTE + NULL_BYTE + H_pack(0) + H_pack(len(values)))
+    for value in values:
+        if value is None:
+            body += i_pack(-1)
+        else:
+            encoded = value.encode(encoding)
+            body += i_pack(len(encoded)) + encoded
+    body += H_pack(0)
+    return _message(BIND, bytes(body))
+
+
+@lru_cache(maxsize=_PREPARED_PER_CONNECTION)
+def _statement(sql: str, encoding: str):
+    """pg8000's `:name` to `$n` rewrite (a Python pass over the SQL text) and the Parse message, once per text."""
+    statement, make_values = to_statement(sql)
+    return statement, make_values, _message(PARSE, NULL_BYTE + statement.encode(encoding) + NULL_BYTE + H_pack(0))
+
+
 _log = logger("postgres")
 # SQLSTATEs that mean "the server cannot take this connection now": too_many_connections, cannot_connect_now,
 # admin/crash shutdown. They are a full or restarting server, not a bug.
@@ -81,10 +155,11 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def connect(url: str, timeout: float) -> Connection:
+def connect(url: str, timeout: float, pooler: str = "none") -> Connection | PooledConnection:
+    """A connection to `url`; with `pooler="transaction"` one that keeps no session state (PgBouncer)."""
     parts = urlsplit(url)
     sslmode = parse_qs(parts.query).get("sslmode", ["disable"])[0]
-    return Connection(
+    return (PooledConnection if pooler == "transaction" else Connection)(
         user=unquote(parts.username or "postgres"), password=unquote(parts.password) if parts.password else None,
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/") or None,
         ssl_context=False if sslmode in ("disable", "allow", "prefer") else _tls_context(),
@@ -94,8 +169,8 @@ def connect(url: str, timeout: float) -> Connection:
 class Pool:
     """At most `size` open connections; idle ones are reused, a broken one is dropped instead of returned."""
 
-    def __init__(self, url: str, timeout: float, size: int = 8, acquire_timeout: float = 1.0):
-        self.url, self.timeout, self.acquire_timeout = url, timeout, acquire_timeout
+    def __init__(self, url: str, timeout: float, size: int = 8, acquire_timeout: float = 1.0, pooler: str = "none"):
+        self.url, self.timeout, self.acquire_timeout, self.pooler = url, timeout, acquire_timeout, pooler
         self._open = threading.BoundedSemaphore(size)
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue(maxsize=size)
 
@@ -107,7 +182,7 @@ class Pool:
             try:
                 connection = self._idle.get_nowait()
             except queue.Empty:
-                connection = _connect_or_unavailable(self.url, self.timeout)
+                connection = _connect_or_unavailable(self.url, self.timeout, self.pooler)
             healthy = True
             try:
                 yield connection
@@ -139,9 +214,9 @@ class Pool:
             connection.run("COMMIT")
 
 
-def _connect_or_unavailable(url: str, timeout: float) -> Connection:
+def _connect_or_unavailable(url: str, timeout: float, pooler: str) -> Connection | PooledConnection:
     try:
-        return connect(url, timeout)
+        return connect(url, timeout, pooler)
     except DatabaseError as error:
         if _sqlstate(error) in _BUSY_SERVER:
             raise ServiceUnavailable("The database has no connection to spare (too many clients)") from error
@@ -184,7 +259,8 @@ def pool() -> Pool:
         if _pool is None:
             config = settings(PostgresSettings)
             candidate = Pool(config.database_url, config.database_timeout_seconds,
-                             config.database_max_connections, config.database_acquire_timeout_seconds)
+                             config.database_max_connections, config.database_acquire_timeout_seconds,
+                             config.database_pooler)
             migrate(candidate)
             _pool = candidate
     return _pool

@@ -38,6 +38,8 @@ class RedisSettings(_Settings):
     redis_key_prefix: str = "shop:"
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=2)
     cart_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # REDIS_URL is then one startup node of a Redis Cluster; the client finds the others and routes by key slot.
+    redis_cluster: bool = False
 
 
 class PostgresSettings(_Settings):
@@ -46,6 +48,8 @@ class PostgresSettings(_Settings):
     # Open connections per process: requests past it wait this long for one, then get 503.
     database_max_connections: int = Field(default=8, ge=1, le=100)
     database_acquire_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    # "transaction" when DATABASE_URL is a PgBouncer in transaction pooling: no named prepared statements.
+    database_pooler: Literal["none", "transaction"] = "none"
 
 
 class StockSettings(_Settings):

@@ -1,15 +1,20 @@
 """Redis storage of carts: one hash per cart (field = SKU, value = quantity, plus `@updated_at`).
 
-Every write is one Lua script, so checks and changes are atomic (no read-modify-write races), and each write
-refreshes the cart's TTL and its place in the `carts:active` sorted set that the active-carts gauge counts.
-Taking an order's lines out also sets the marker `cart-order:<user>:<order>` in the same script, so it happens
-once per order. All keys live on one Redis primary (the scripts touch several keys: use a single instance, not
-Redis Cluster).
+Every write is one Lua script, so checks and changes are atomic (no read-modify-write races), and refreshes the
+cart's TTL. Taking an order's lines out also sets the marker `cart-order:{<user>}:<order>` in the same script, so
+it happens once per order. Every key a script touches carries the user as its hash tag (`cart:{<user>}`), so on
+Redis Cluster each script runs on the one primary that owns that user's slot, and carts spread over all slots.
+
+The active-carts gauge counts entries of an index sharded over ACTIVE_BUCKETS sorted sets (`carts:active:<n>`,
+by a stable hash of the user): no key every write touches. A write adds the user to its bucket only when the
+cart's `cart-indexed:{<user>}` marker has expired (at most once per INDEX_REFRESH_FRACTION of the TTL), as a
+second, best-effort command: the index may drop a cart up to that long before the cart itself expires.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,21 +22,34 @@ from prometheus_client import Counter, Gauge
 
 from functions.cart.models import MAX_LINES, MAX_QUANTITY_PER_LINE
 from shared.errors import Conflict, NotFound, Unprocessable
-from shared.redis_store import key, redis, timed
+from shared.logs import logger
+from shared.redis_store import UNAVAILABLE, key, redis, timed
 from shared.settings import RedisSettings, settings
 
-ACTIVE_CARTS = Gauge("shop_cart_active_carts", "Carts written within their TTL, as last seen by this function")
+ACTIVE_CARTS = Gauge("shop_cart_active_carts", "Carts written within their TTL, in the index buckets this function "
+                                               "has written (each as last seen)")
 CART_WRITES = Counter("shop_cart_writes", "Cart changes, by operation and outcome", ["operation", "outcome"])
 UPDATED_AT = "@updated_at"  # '@' can never start a SKU
+ACTIVE_BUCKETS = 16
+INDEX_REFRESH_FRACTION = 100  # a cart's index entry is refreshed at most once per TTL / this
+ADDED, UNCHANGED, REMOVED = 1, 0, -1  # what a write asks of the cart's index entry
 
+_log = logger("cart")
+
+# KEYS: cart, index marker. ARGV: now_ms, ttl, index refresh seconds. Answers ADDED when the index entry is due.
 _TOUCH = """
 redis.call('HSET', KEYS[1], '@updated_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]) * 1000)
-return {'ok', redis.call('ZCARD', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+local due = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
+return {'ok', due, redis.call('HGETALL', KEYS[1])}
 """
-# KEYS: cart, active set. ARGV: now_ms, ttl, user, sku, quantity, max per line, max lines, stock
+_EMPTIED = """
+if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {'ok', -1, {}}
+end
+"""
+# ARGV: now_ms, ttl, refresh, sku, quantity, max per line, max lines, stock
 _ADD = """
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[4]) or '0')
 if current == 0 then
@@ -43,26 +61,21 @@ if wanted > tonumber(ARGV[6]) then return {'over_line_limit', current} end
 if wanted > tonumber(ARGV[8]) then return {'over_stock', current} end
 redis.call('HSET', KEYS[1], ARGV[4], wanted)
 """ + _TOUCH
-# ARGV: now_ms, ttl, user, sku, quantity, stock
+# ARGV: now_ms, ttl, refresh, sku, quantity, stock
 _SET = """
 if redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then return {'missing', 0} end
 if tonumber(ARGV[5]) > tonumber(ARGV[6]) then return {'over_stock', 0} end
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
 """ + _TOUCH
-# ARGV: now_ms, ttl, user, sku
+# ARGV: now_ms, ttl, refresh, sku
 _REMOVE = """
 if redis.call('HDEL', KEYS[1], ARGV[4]) == 0 then return {'missing', 0} end
-if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') == 0 then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[3])
-  return {'ok', redis.call('ZCARD', KEYS[2]), {}}
-end
-""" + _TOUCH
-# KEYS: cart, active set, order marker. ARGV: now_ms, ttl, user, then sku and ordered quantity for each line.
+""" + _EMPTIED + _TOUCH
+# KEYS: cart, index marker, order marker. ARGV: now_ms, ttl, refresh, then sku and ordered quantity for each line.
 # A line gone meanwhile stays gone; lines of other SKUs are untouched; the marker makes a repeat change nothing.
 _REMOVE_ORDERED = """
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  return {'already_applied', redis.call('ZCARD', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+  return {'already_applied', 0, redis.call('HGETALL', KEYS[1])}
 end
 for i = 4, #ARGV, 2 do
   local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
@@ -72,17 +85,17 @@ for i = 4, #ARGV, 2 do
   end
 end
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
-if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') == 0 then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[3])
-  return {'ok', redis.call('ZCARD', KEYS[2]), {}}
-end
-""" + _TOUCH
-# ARGV: user
+""" + _EMPTIED + _TOUCH
+# KEYS: cart, index marker. Answers REMOVED when there was a cart to clear.
 _CLEAR = """
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('ZCARD', KEYS[2])
+if redis.call('DEL', KEYS[1], KEYS[2]) > 0 then return -1 end
+return 0
+"""
+# KEYS: one index bucket. ARGV: now_ms, user, ADDED or REMOVED, ttl. Prunes entries older than the TTL.
+_INDEX = """
+if ARGV[3] == '1' then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) else redis.call('ZREM', KEYS[1], ARGV[2]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[4]) * 1000)
+return redis.call('ZCARD', KEYS[1])
 """
 
 
@@ -92,8 +105,18 @@ class StoredCart:
     updated_at: datetime | None
 
 
-def _cart_key(user_id: str) -> str:
-    return key("cart", user_id)
+def _user_key(kind: str, user_id: str, *rest: str) -> str:
+    """A key of one user's: the user is its hash tag, so all of a user's keys share one Redis Cluster slot."""
+    return key(kind, f"{{{user_id}}}", *rest)
+
+
+def _cart_keys(user_id: str) -> list[str]:
+    return [_user_key("cart", user_id), _user_key("cart-indexed", user_id)]
+
+
+def active_bucket(user_id: str) -> int:
+    """The index bucket of a user: a hash that every process computes alike (unlike Python's `hash`)."""
+    return zlib.crc32(user_id.encode()) % ACTIVE_BUCKETS
 
 
 def _parse(flat: list[str] | dict[str, str]) -> StoredCart:
@@ -116,21 +139,45 @@ def _script(source: str):
 
 
 async def _run(operation: str, script: str, user_id: str, *args, keys: tuple[str, ...] = ()) -> list:
-    """Run a write script on the cart, its active-carts entry and `keys`; counts the outcome it reports first."""
+    """Run a write script on the cart, its index marker and `keys`; counts the outcome it reports first."""
     ttl = settings(RedisSettings).cart_ttl_seconds
     with timed(operation):
-        result = await _script(script)(keys=[_cart_key(user_id), key("carts", "active"), *keys],
-                                       args=[int(time.time() * 1000), ttl, user_id, *args])
+        result = await _script(script)(keys=[*_cart_keys(user_id), *keys],
+                                       args=[_now_ms(), ttl, max(1, ttl // INDEX_REFRESH_FRACTION), *args])
     CART_WRITES.labels(operation, result[0]).inc()
     return result
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart:
     outcome, *result = await _run(operation, script, user_id, *args)
     if outcome != "ok":
         raise _refusal(outcome, args[0] if args else "", int(result[0]))
-    ACTIVE_CARTS.set(int(result[0]))
+    await _index(user_id, int(result[0]))
     return _parse(result[1])
+
+
+_bucket_sizes: dict[int, int] = {}
+
+
+async def _index(user_id: str, change: int) -> None:
+    """Add the user to (or drop them from) their index bucket, when the write asked for it. Best effort: the cart
+    is already written, so a failure here is logged and never fails the request (a retry would add twice)."""
+    if change == UNCHANGED:
+        return
+    bucket = active_bucket(user_id)
+    try:
+        with timed("index"):
+            size = await _script(_INDEX)(keys=[key("carts", "active", str(bucket))],
+                                         args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds])
+    except UNAVAILABLE as error:
+        _log.warning("active-cart index not updated", extra={"bucket": bucket, "error": type(error).__name__})
+        return
+    _bucket_sizes[bucket] = int(size)
+    ACTIVE_CARTS.set(sum(_bucket_sizes.values()))
 
 
 def _refusal(outcome: str, sku: str, current: int) -> Exception:
@@ -161,25 +208,25 @@ async def remove(user_id: str, sku: str) -> StoredCart:
 
 async def remove_ordered(user_id: str, order_id: str, lines: list[tuple[str, int]]) -> tuple[StoredCart, bool]:
     """Take an order's quantities out of the cart once: the remaining cart, and False when already done before."""
-    outcome, active, remaining = await _run("remove_ordered", _REMOVE_ORDERED, user_id,
+    outcome, change, remaining = await _run("remove_ordered", _REMOVE_ORDERED, user_id,
                                             *(part for line in lines for part in line),
-                                            keys=(key("cart-order", user_id, order_id),))
-    ACTIVE_CARTS.set(int(active))
+                                            keys=(_user_key("cart-order", user_id, order_id),))
+    await _index(user_id, int(change))
     return _parse(remaining), outcome == "ok"
 
 
 async def clear(user_id: str) -> None:
     with timed("clear"):
-        active = await _script(_CLEAR)(keys=[_cart_key(user_id), key("carts", "active")], args=[user_id])
+        change = await _script(_CLEAR)(keys=_cart_keys(user_id))
     CART_WRITES.labels("clear", "ok").inc()
-    ACTIVE_CARTS.set(int(active))
+    await _index(user_id, int(change))
 
 
 async def get(user_id: str) -> StoredCart:
     with timed("get"):
-        return _parse(await redis().hgetall(_cart_key(user_id)))
+        return _parse(await redis().hgetall(_user_key("cart", user_id)))
 
 
 async def skus(user_id: str) -> set[str]:
     with timed("skus"):
-        return set(await redis().hkeys(_cart_key(user_id))) - {UPDATED_AT}
+        return set(await redis().hkeys(_user_key("cart", user_id))) - {UPDATED_AT}

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from functions.cart.store import active_bucket
 from local.processes import free_port, wait_for_port
 from shared.peers import url_variable
 from tests.support import ADMIN, assert_problem, bearer, function_alone, service_headers, unique
@@ -42,7 +43,12 @@ def redis_client(shop_settings):
 
 
 def cart_key(shop_settings, user) -> str:
-    return f"{shop_settings['REDIS_KEY_PREFIX']}cart:{user}"
+    return f"{shop_settings['REDIS_KEY_PREFIX']}cart:{{{user}}}"
+
+
+def active_index(shop_settings, user) -> str:
+    """The sorted set of the active-cart index that holds `user`."""
+    return f"{shop_settings['REDIS_KEY_PREFIX']}carts:active:{active_bucket(user)}"
 
 
 def test_never_used_cart_is_empty(gateway, user):
@@ -393,7 +399,7 @@ def test_lines_reaching_zero_or_gone_meanwhile_are_not_brought_back(gateway, sho
     assert lines_of(partly.json()) == {kettle: 2}
     assert emptied.json() == {"user_id": user, "items": [], "applied": True}
     assert not redis_client.exists(cart_key(shop_settings, user))
-    assert redis_client.zscore(f"{shop_settings['REDIS_KEY_PREFIX']}carts:active", user) is None
+    assert redis_client.zscore(active_index(shop_settings, user), user) is None
 
 
 def test_removal_refreshes_the_cart_and_marks_the_order_for_the_cart_ttl(gateway, shop, shop_settings, redis_client,
@@ -410,9 +416,9 @@ def test_removal_refreshes_the_cart_and_marks_the_order_for_the_cart_ttl(gateway
     week = 7 * 24 * 3600
     assert week - 60 < redis_client.ttl(key) <= week
     assert int(redis_client.hget(key, "@updated_at")) > int(stamp_before)
-    marker = f"{shop_settings['REDIS_KEY_PREFIX']}cart-order:{user}:{order_id}"
+    marker = f"{shop_settings['REDIS_KEY_PREFIX']}cart-order:{{{user}}}:{order_id}"
     assert week - 60 < redis_client.ttl(marker) <= week
-    assert redis_client.zscore(f"{shop_settings['REDIS_KEY_PREFIX']}carts:active", user) is not None
+    assert redis_client.zscore(active_index(shop_settings, user), user) is not None
 
 
 def test_concurrent_removals_for_one_order_apply_once(gateway, shop, user):
