@@ -16,6 +16,8 @@ per request is shared/http.py's.
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import uvicorn
 from functions_framework.aio import create_asgi_app
@@ -27,9 +29,30 @@ def main() -> None:
     app = create_asgi_app(os.environ["FUNCTION_TARGET"], os.environ.get("FUNCTION_SOURCE"),
                           os.environ.get("FUNCTION_SIGNATURE_TYPE", "http"))
     metrics.serve_metrics()
-    uvicorn.run(app, host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", "8080")),
-                loop="uvloop", http="httptools", lifespan="off", log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
-                access_log=os.environ.get("ACCESS_LOG", "0") == "1", timeout_graceful_shutdown=10)
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off",
+                            log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
+                            access_log=os.environ.get("ACCESS_LOG", "0") == "1", timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[listening(os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080")))])
+
+
+def listening(host: str, port: int, attempts: int = 5) -> socket.socket:
+    """A socket bound to host:port, trying again for a few seconds while the port is taken, as gunicorn does
+    (a process that held it may still be closing)."""
+    for attempt in range(attempts):
+        server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind((host, port))
+        except OSError:
+            server.close()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+            continue
+        server.listen(2048)
+        server.set_inheritable(True)
+        return server
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":
