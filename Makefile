@@ -45,7 +45,7 @@ client: $(STAMP)  ## generate a Python client package: make client [OUT=build/sh
 seed: $(STAMP)  ## add the demo products that are missing
 	$(PY) -m local.seed
 
-migrate: $(STAMP)  ## apply the SQL migrations to DATABASE_URL
+migrate: $(STAMP)  ## the deploy step: SQL migrations to DATABASE_URL, catalog indexes to MONGODB_URL
 	$(PY) -m local.migrate
 
 token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin] [TTL=seconds, default a day]

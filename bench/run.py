@@ -27,6 +27,7 @@ import httpx
 
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
+from local.migrate import run_step
 from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
@@ -51,10 +52,12 @@ def stores():
     database_url = local_setting("DATABASE_URL").rsplit("/", 1)[0] + f"/bench_{run_id}"
     ensure_postgres(database_url)
     ensure_redis(local_setting("REDIS_URL"))
+    settings = {"MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}", "MONGODB_DATABASE": f"bench_{run_id}",
+                "DATABASE_URL": database_url, "REDIS_URL": local_setting("REDIS_URL"),
+                "REDIS_KEY_PREFIX": f"bench:{run_id}:", "SHOP_JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
     try:
-        yield {"MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}", "MONGODB_DATABASE": f"bench_{run_id}",
-               "DATABASE_URL": database_url, "REDIS_URL": local_setting("REDIS_URL"),
-               "REDIS_KEY_PREFIX": f"bench:{run_id}:", "SHOP_JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+        run_step(settings)
+        yield settings
     finally:
         stop([mongo])
         drop_database(database_url)
