@@ -90,6 +90,11 @@ deploy-check:
 bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as ratios
 	$(PY) -m bench.run
 
+.PHONY: profile
+profile: $(BENCH_STAMP)  ## flame graph of one function under load: make profile FUNCTION=catalog-get-product
+	@test -n "$(FUNCTION)" || { echo "usage: make profile FUNCTION=catalog-get-product [PROFILE_SECONDS=20]"; exit 2; }
+	$(PY) -m bench.profile "$(FUNCTION)"
+
 .PHONY: simulate
 simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: make simulate [TRACE=file.csv] [SCALE=10]
 	$(PY) -m bench.sim $(if $(TRACE),--trace '$(TRACE)') $(if $(SCALE),--scale '$(SCALE)') $(SIMULATE_ARGS)
