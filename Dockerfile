@@ -24,6 +24,8 @@ USER 10001
 ENV PYTHONPATH=/app \
     PORT=8080 \
     METRICS_PORT=9464 \
+    WORKERS=1 \
+    THREADS=8 \
     OPENAPI_PATH=/app/openapi.json
 EXPOSE 8080 9464
-CMD ["python", "-m", "shared.serve"]
+CMD ["functions-framework"]

@@ -1,6 +1,6 @@
 """`make profile FUNCTION=catalog-get-product`: a flame graph (SVG) of one function serving requests under load.
 
-The function runs alone, as its image runs it (`python -m shared.serve`), on fresh stores that the migration step
+The function runs alone, as its image runs it (`functions-framework`, a gunicorn master and its uvicorn worker), on fresh stores that the migration step
 prepared; a driver keeps PROFILE_CONCURRENCY (8) requests in flight while py-spy samples the process and any
 child it has for PROFILE_SECONDS (20). Any GET route can be profiled: a `{product_id}` is a product made for the
 run, a `{user_id}` the run's user (with their token), and every request carries an admin token. Written to

@@ -26,7 +26,6 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
@@ -34,7 +33,7 @@ from bench.probes import Fixtures, Probe, probe
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
 from local.migrate import run_step
-from local.processes import ROOT, free_port, function_env, spawn, start_function, stop, wait_for_port
+from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from shared.auth import issue_token
@@ -228,9 +227,6 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tup
         bare_cpu = hello_cpu_under(settings, [sys.executable, "-m", "uvicorn", "bench.hello_bare:app", "--host",
                                               "127.0.0.1", "--port", "{port}", "--loop", "uvloop", "--http",
                                               "httptools", "--log-level", "warning", "--no-access-log"])
-        # The command the functions ran before shared.serve: gunicorn's master and a UvicornWorker.
-        command_cpu = hello_cpu_under(function_env(HELLO, 0, None, settings),
-                                      [str(Path(sys.executable).parent / "functions-framework")])
         floors = driver_floor(settings, fixtures.product_id, f"{settings['REDIS_KEY_PREFIX']}cart:{fixtures.user}",
                               hello_url)
         store_floors = {"catalog-get-product": floors["mongo find_one"], "cart-get-cart": floors["redis HGETALL"],
@@ -238,10 +234,7 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tup
                         + HTTP_CALLS_PER_ORDER * floors["http call"]}
         rows = [{"endpoint": "bare Starlette on uvicorn (uvloop, httptools)", "requests": REQUESTS,
                  "cpu_us": round(bare_cpu * 1e6), "floor_us": round(bare_cpu * 1e6), "ratio": 1.0},
-                {"endpoint": "hello world, functions-framework command (before)", "requests": REQUESTS,
-                 "cpu_us": round(command_cpu * 1e6), "floor_us": round(bare_cpu * 1e6),
-                 "ratio": round(command_cpu / bare_cpu, 2)},
-                {"endpoint": "hello world (python -m shared.serve)", "requests": REQUESTS,
+                {"endpoint": "hello world (functions-framework)", "requests": REQUESTS,
                  "cpu_us": round(hello_cpu * 1e6), "floor_us": round(bare_cpu * 1e6),
                  "ratio": round(hello_cpu / bare_cpu, 2)}]
         for label, name, count in cases:

@@ -1,6 +1,7 @@
 """Start the shop's processes, as Knative would run them, so that none of them outlives whoever started it.
 
-Every process starts in its own session (stopped as a group, with anything it may have started) with PR_SET_PDEATHSIG set to SIGTERM, through ctypes, in the child before it runs the program.
+Every process starts in its own session (stopped as a group: a functions-framework process is a gunicorn master
+and its worker) with PR_SET_PDEATHSIG set to SIGTERM, through ctypes, in the child before it runs the program.
 Why this and not a parent-liveness pipe: the kernel delivers the signal however the parent dies, SIGKILL
 included, and the child has nothing to do for it, whereas a pipe has to be watched by each child, and
 functions-framework, uvicorn and SecantusDB are programs we do not change (it would take a wrapper process per
@@ -94,7 +95,7 @@ def spawn(command: list[str], env: dict[str, str] | None = None, log_file=None, 
 
 def function_command() -> list[str]:
     """The command line the container image runs; it reads FUNCTION_TARGET/SOURCE/SIGNATURE_TYPE from the env."""
-    return [sys.executable, "-m", "shared.serve"]
+    return [str(Path(sys.executable).parent / "functions-framework")]
 
 
 def function_env(route: Route, port: int, metrics_port: int | None, settings: dict[str, str],

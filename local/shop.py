@@ -247,7 +247,7 @@ class LocalShop:
         workers = descendants(state.pid)
         for pid in workers:
             self.pid_file.add(_worker(name), pid)
-        state.workers_recorded = True  # looked for once: shared.serve is one process, without a worker
+        state.workers_recorded = bool(workers)
 
     def _exited(self, name: str, code: int, reason: str | None = None) -> None:
         running, state = self.functions[name], self.states[name]

@@ -51,6 +51,6 @@ def test_the_image_command_serves_a_function(shop_settings):
     finally:
         stop([process])
 
-    assert command == ["python", "-m", "shared.serve"]
+    assert command == ["functions-framework"]
     assert response.status_code == 200
     assert response.json()["limit"] == 1

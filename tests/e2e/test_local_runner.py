@@ -181,7 +181,7 @@ def test_two_sigterms_50ms_apart_during_shutdown_leave_no_process(start_runner):
     assert runner.process.wait(timeout=60) == 0, runner.text
     assert "already stopping the shop; SIGTERM ignored" in runner.text
     assert "Traceback" not in runner.text
-    assert any("shared.serve" in process.name for process in started)
+    assert any("functions-framework" in process.name for process in started)
     assert any("local.gateway" in process.name for process in started)
     assert left_alive(started) == []
     assert not runner.pid_file.exists()

@@ -1,6 +1,6 @@
 """Each function imports only what its own route needs: cold start is paid per endpoint.
 
-Each function module is loaded as `shared.serve` loads it, in a fresh interpreter, and the modules it brought in are
+Each function module is loaded as functions-framework loads it, in a fresh interpreter, and the modules it brought in are
 counted and named. No wall-clock budget (this machine is shared and noisy): a module count against the hello-world
 function's, measured the same way in the same run, and modules a function must not import at all.
 """
