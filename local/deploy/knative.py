@@ -268,9 +268,12 @@ def migration_job() -> dict:
                         "name": "migrate",
                         "image": IMAGE,
                         "command": ["python", "-m", "local.migrate"],
-                        "env": [{"name": key, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key}}}
-                                for key in ("DATABASE_URL", "MONGODB_URL")],
-                        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],  # MONGODB_DATABASE
+                        "env": [*({"name": key, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key}}}
+                                  for key in ("DATABASE_URL", "MONGODB_URL")),
+                                # The config map is applied with the Services, after this Job on a first deploy:
+                                # without it the settings' default database ("shop") is the one indexed.
+                                {"name": "MONGODB_DATABASE", "valueFrom": {"configMapKeyRef": {
+                                    "name": CONFIG_MAP, "key": "MONGODB_DATABASE", "optional": True}}}],
                         "resources": RESOURCES,
                         "securityContext": SECURITY_CONTEXT,
                         "volumeMounts": [TMP_MOUNT],
