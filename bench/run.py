@@ -160,6 +160,7 @@ def _async_http_floor(url: str) -> float:
 # and 3 calls to other functions (reserve, confirm, publish the event).
 POSTGRES_TRIPS_PER_ORDER = 4
 HTTP_CALLS_PER_ORDER = 3
+HTTP_CALLS_PER_CART = 1  # a cart is priced by catalog-lookup-products on every read
 
 
 @contextmanager
@@ -229,7 +230,8 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tup
                                               "httptools", "--log-level", "warning", "--no-access-log"])
         floors = driver_floor(settings, fixtures.product_id, f"{settings['REDIS_KEY_PREFIX']}cart:{fixtures.user}",
                               hello_url)
-        store_floors = {"catalog-get-product": floors["mongo find_one"], "cart-get-cart": floors["redis HGETALL"],
+        store_floors = {"catalog-get-product": floors["mongo find_one"], "cart-get-cart": floors["redis HGETALL"]
+                        + HTTP_CALLS_PER_CART * floors["http call"],
                         "orders-create-order": POSTGRES_TRIPS_PER_ORDER * floors["postgres round trip"]
                         + HTTP_CALLS_PER_ORDER * floors["http call"]}
         rows = [{"endpoint": "bare Starlette on uvicorn (uvloop, httptools)", "requests": REQUESTS,
