@@ -37,7 +37,13 @@ def main() -> None:
     ensure_postgres(os.environ["DATABASE_URL"])
     applied = migrate(Pool(os.environ["DATABASE_URL"], timeout=10))
     print(f"PostgreSQL migrations: {', '.join(applied) if applied else 'already up to date'}")
-    version = asyncio.run(index_catalog())
+    from pymongo.errors import ConnectionFailure
+
+    try:
+        version = asyncio.run(index_catalog())
+    except ConnectionFailure:
+        raise SystemExit(f"MongoDB does not answer at {os.environ['MONGODB_URL']}: start it (`make up` starts "
+                         "SecantusDB and migrates) or set MONGODB_URL to a running MongoDB") from None
     print(f"MongoDB: catalog indexes at version {version}")
 
 

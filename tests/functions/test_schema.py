@@ -9,6 +9,7 @@ import pytest
 from pymongo import MongoClient
 
 from local.migrate import run_step
+from local.processes import free_port
 from local.stores import create_database, drop_database
 from shared.postgres import connect
 from tests.support import ADMIN, assert_problem, bearer, function_alone
@@ -74,6 +75,17 @@ def test_the_step_creates_tables_and_catalog_indexes_and_records_their_versions(
     assert {"sku_unique", "listing"} <= set(mongo["products"].index_information())
     assert "state_expiry" in mongo["stock_reservations"].index_information()
     assert mongo["schema_versions"].find_one({"_id": "catalog"})["version"] >= 1
+
+
+def test_the_step_without_a_mongodb_says_where_it_looked_and_fails(fresh_stores):
+    settings, _ = fresh_stores
+    nowhere = f"mongodb://127.0.0.1:{free_port()}"
+
+    with pytest.raises(RuntimeError) as failed:
+        run_step({**settings, "MONGODB_URL": nowhere})
+
+    assert f"MongoDB does not answer at {nowhere}" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
 
 
 def test_a_function_newer_than_its_stores_answers_503_until_migrated(fresh_stores):
