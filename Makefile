@@ -51,7 +51,7 @@ client: $(STAMP)  ## generate a Python client package: make client [OUT=build/sh
 seed: $(STAMP)  ## add the demo products that are missing
 	$(PY) -m local.seed
 
-migrate: $(STAMP)  ## apply the SQL migrations to DATABASE_URL
+migrate: $(STAMP)  ## the deploy step: SQL migrations to DATABASE_URL, catalog indexes to MONGODB_URL
 	$(PY) -m local.migrate
 
 token: $(STAMP)  ## print a bearer token: make token USER=alice [ROLE=admin] [TTL=seconds, default a day]
@@ -99,6 +99,11 @@ bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as r
 .PHONY: bench-pooler
 bench-pooler: $(STAMP) pgbouncer  ## what DATABASE_POOLER=transaction costs per statement, direct and through PgBouncer
 	$(PY) -m bench.pooler
+
+.PHONY: profile
+profile: $(BENCH_STAMP)  ## flame graph of one function under load: make profile FUNCTION=catalog-get-product
+	@test -n "$(FUNCTION)" || { echo "usage: make profile FUNCTION=catalog-get-product [PROFILE_SECONDS=20]"; exit 2; }
+	$(PY) -m bench.profile "$(FUNCTION)"
 
 .PHONY: simulate
 simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: make simulate [TRACE=file.csv] [SCALE=10]

@@ -1,13 +1,17 @@
 """`make bench`: three benchmarks, each printed as ratios measured in this same run (never asserted in tests).
 
-1. Cold start: spawn -> first answer of every endpoint function, median of RUNS, against a functions-framework
-   hello-world started the same way.
+1. Cold start: spawn -> first successful answer that used the function's store (bench/probes.py: client creation,
+   connection and schema check included), median of RUNS, against a functions-framework hello-world started the
+   same way; each function starts while the rest of the shop runs warm, so peers answer.
 2. Warm cost: CPU-microseconds per request (the function's whole process tree, from /proc) for
    GET /products/{id}, GET /cart/{user} and POST /orders, against the floor: the hello-world's CPU per request
    plus the raw store round trips the endpoint needs, done directly with the driver.
-3. Versus the seed design: GET /products/{id} as our function and as FastAPI + uvicorn on the same MongoDB.
+   The hello-world is also compared with a bare Starlette app on uvicorn (uvloop, httptools): the server's floor.
+3. Latency: p50 and p99 at BENCH_CONCURRENCY requests in flight, straight to each function, for the same endpoints.
+4. Versus the seed design: GET /products/{id} as our function and as FastAPI + uvicorn on the same MongoDB.
 
-BENCH_RUNS (5), BENCH_REQUESTS (1000) and BENCH_CONCURRENCY (8) tune it. Results: bench/results/bench.json.
+BENCH_RUNS (5), BENCH_REQUESTS (1000) and BENCH_CONCURRENCY (8) tune it. Results: bench/results/bench.json, and one
+line per run appended to bench/results/history.jsonl (date, commit, machine) so regressions show.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from contextlib import contextmanager
 
 import httpx
 
+from bench.probes import Fixtures, Probe, probe
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
+from local.migrate import run_step
 from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
@@ -51,45 +57,54 @@ def stores():
     database_url = local_setting("DATABASE_URL").rsplit("/", 1)[0] + f"/bench_{run_id}"
     ensure_postgres(database_url)
     ensure_redis(local_setting("REDIS_URL"))
+    settings = {"MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}", "MONGODB_DATABASE": f"bench_{run_id}",
+                "DATABASE_URL": database_url, "REDIS_URL": local_setting("REDIS_URL"),
+                "REDIS_KEY_PREFIX": f"bench:{run_id}:", "LOG_LEVEL": "WARNING",
+                **TOKENS, "CARD_FINGERPRINT_KEY": "bench-card-fingerprint-" + uuid.uuid4().hex,
+                "GATEWAY_RATE_LIMITS": "off"}  # measured here: what a request costs, not the rate limits
     try:
-        yield {"MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}", "MONGODB_DATABASE": f"bench_{run_id}",
-               "DATABASE_URL": database_url, "REDIS_URL": local_setting("REDIS_URL"),
-               "REDIS_KEY_PREFIX": f"bench:{run_id}:", "LOG_LEVEL": "WARNING",
-               **TOKENS, "CARD_FINGERPRINT_KEY": "bench-card-fingerprint-" + uuid.uuid4().hex,
-               "GATEWAY_RATE_LIMITS": "off"}  # measured here: what a request costs, not the rate limits
+        run_step(settings)
+        yield settings
     finally:
         stop([mongo])
         drop_database(database_url)
         delete_keys(local_setting("REDIS_URL"), f"bench:{run_id}:*")
 
 
-def probe_path(route: Route) -> str:
-    return (route.path or "/").replace("{", "").replace("}", "")
-
-
-def first_answer_seconds(route: Route, settings: dict) -> float:
+def first_success_seconds(route: Route, settings: dict, fixtures: Fixtures | None) -> tuple[float, bool]:
+    """Seconds from spawn to the first 2xx answer of the route's probe (True), or to its first answer of any status
+    when it has no probe (False)."""
+    request = probe(route.name, fixtures) if fixtures else None
+    if request is None:
+        request = Probe("GET", (route.path or "/").replace("{", "").replace("}", ""))
     port = free_port()
     started = time.perf_counter()
     running = start_function(route, port, None, settings, subprocess.DEVNULL)
     try:
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}{probe_path(route)}", timeout=5)
-                return time.perf_counter() - started
+                response = httpx.request(request.method, f"http://127.0.0.1:{port}{request.path}",
+                                         headers=request.headers, json=request.json, timeout=30)
             except httpx.TransportError:
                 if running.process.poll() is not None:
                     raise RuntimeError(f"{route.name} exited while starting") from None
                 time.sleep(0.005)
+                continue
+            if fixtures is not None and probe(route.name, fixtures) is not None and not response.is_success:
+                raise RuntimeError(f"{route.name}'s cold-start probe answered {response.status_code}: {response.text}")
+            return time.perf_counter() - started, response.is_success and route is not HELLO
     finally:
         stop([running.process])
 
 
-def cold_start(settings: dict) -> list[dict]:
-    hello = statistics.median(first_answer_seconds(HELLO, settings) for _ in range(RUNS))
-    rows = [{"function": HELLO.name, "median_ms": round(hello * 1000), "ratio": 1.0}]
+def cold_start(settings: dict, fixtures: Fixtures) -> list[dict]:
+    hello = statistics.median(first_success_seconds(HELLO, settings, None)[0] for _ in range(RUNS))
+    rows = [{"function": HELLO.name, "median_ms": round(hello * 1000), "ratio": 1.0, "probe": "first answer"}]
     for route in ROUTES:
-        median = statistics.median(first_answer_seconds(route, settings) for _ in range(RUNS))
-        rows.append({"function": route.name, "median_ms": round(median * 1000), "ratio": round(median / hello, 2)})
+        timings = [first_success_seconds(route, settings, fixtures) for _ in range(RUNS)]
+        median = statistics.median(seconds for seconds, _ in timings)
+        rows.append({"function": route.name, "median_ms": round(median * 1000), "ratio": round(median / hello, 2),
+                     "probe": "2xx from its store" if timings[0][1] else "first answer (no probe)"})
     return rows
 
 
@@ -147,69 +162,148 @@ def _async_http_floor(url: str) -> float:
 # and 3 calls to other functions (reserve, confirm, publish the event).
 POSTGRES_TRIPS_PER_ORDER = 4
 HTTP_CALLS_PER_ORDER = 3
+HTTP_CALLS_PER_CART = 1  # a cart is priced by catalog-lookup-products on every read
 
 
-def warm_cost(settings: dict) -> tuple[list[dict], dict]:
+@contextmanager
+def warm_shop(settings: dict):
+    """The whole shop, warm, with the fixtures the probes and the warm-cost cases need, and a hello-world."""
     shop = LocalShop.on_free_ports(settings, log_dir=RESULTS / "bench-logs")
     hello_port = free_port()
     hello = start_function(HELLO, hello_port, None, settings, subprocess.DEVNULL)
     try:
         shop.start()
         wait_for_port(hello_port, hello.process)
-        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', settings=TOKENS)}"}
-        user = "bench-user"
-        customer = {"Authorization": f"Bearer {issue_token(user, 'customer', settings=TOKENS)}"}
-        with httpx.Client(base_url=shop.url, timeout=30) as client:
-            product = client.post("/products", headers=admin, json={
-                "sku": "BENCH-1", "name": "Bench Mug", "brand": "Bench", "stock_quantity": 1_000_000,
-                "price": {"amount": "9.90", "currency": "EUR"}}).json()
-            client.post(f"/cart/{user}/items", headers=customer, json={"product_sku": "BENCH-1", "quantity": 1})
-            order_body = {"user_id": user, "items": [{"product_sku": "BENCH-1", "quantity": 1}],
-                          "shipping_address": {"street": "1 Bench St", "city": "Lyon", "postal_code": "69001",
-                                               "country": "FR"},
-                          "payment": {"card_number": "4242424242424242", "expiry": "12/39", "cvv": "123"}}
-
-            def get_product(count):
-                for _ in range(count):
-                    assert client.get(f"/products/{product['id']}").status_code == 200
-
-            def get_cart(count):
-                for _ in range(count):
-                    assert client.get(f"/cart/{user}", headers=customer).status_code == 200
-
-            def create_order(count):
-                for _ in range(count):
-                    response = client.post("/orders", json=order_body,
-                                           headers={**customer, "Idempotency-Key": uuid.uuid4().hex})
-                    assert response.status_code == 201, response.text
-
-            with httpx.Client(base_url=f"http://127.0.0.1:{hello_port}", timeout=30) as direct:
-                def say_hello(count):
-                    for _ in range(count):
-                        assert direct.get("/").status_code == 200
-                for send in (say_hello, get_product, get_cart, create_order):
-                    send(20)  # warm up clients, pools and indexes
-                hello_cpu = cpu_per_request(hello.process.pid, say_hello, REQUESTS)
-            floors = driver_floor(settings, product["id"], f"{settings['REDIS_KEY_PREFIX']}cart:{{{user}}}",
-                                  f"http://127.0.0.1:{hello_port}")
-            orders = max(100, REQUESTS // 5)
-            cases = [
-                ("GET /products/{id}", "catalog-get-product", get_product, REQUESTS, floors["mongo find_one"]),
-                ("GET /cart/{user}", "cart-get-cart", get_cart, REQUESTS, floors["redis HGETALL"]),
-                ("POST /orders", "orders-create-order", create_order, orders,
-                 POSTGRES_TRIPS_PER_ORDER * floors["postgres round trip"] + HTTP_CALLS_PER_ORDER * floors["http call"]),
-            ]
-            rows = [{"endpoint": "hello world", "requests": REQUESTS, "cpu_us": round(hello_cpu * 1e6),
-                     "floor_us": round(hello_cpu * 1e6), "ratio": 1.0}]
-            for label, name, send, count, store_floor in cases:
-                used = cpu_per_request(shop.functions[name].process.pid, send, count)
-                floor = hello_cpu + store_floor
-                rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
-                             "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
-        return rows, {"product_id": product["id"], "driver_floor_us": {k: round(v * 1e6, 1) for k, v in floors.items()}}
+        yield shop, hello, make_fixtures(shop)
     finally:
         stop([hello.process])
         shop.stop()
+
+
+def make_fixtures(shop: LocalShop) -> Fixtures:
+    admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', settings=TOKENS)}"}
+    user = "bench-user"
+    customer = {"Authorization": f"Bearer {issue_token(user, 'customer', settings=TOKENS)}"}
+    with httpx.Client(base_url=shop.url, timeout=30) as client:
+        product = client.post("/products", headers=admin, json={
+            "sku": "BENCH-1", "name": "Bench Mug", "brand": "Bench", "stock_quantity": 1_000_000,
+            "price": {"amount": "9.90", "currency": "EUR"}}).json()
+        client.post(f"/cart/{user}/items", headers=customer, json={"product_sku": "BENCH-1", "quantity": 1})
+        order_body = {"user_id": user, "items": [{"product_sku": "BENCH-1", "quantity": 1}],
+                      "shipping_address": {"street": "1 Bench St", "city": "Lyon", "postal_code": "69001",
+                                           "country": "FR"},
+                      "payment": {"card_number": "4242424242424242", "expiry": "12/39", "cvv": "123"}}
+        order = client.post("/orders", json=order_body, headers={**customer, "Idempotency-Key": uuid.uuid4().hex})
+        assert order.status_code == 201, order.text
+    return Fixtures(shop, admin, customer, user, "BENCH-1", product["id"], order.json()["id"], order_body)
+
+
+def sender(base_url: str, probe_of) -> tuple[httpx.Client, callable]:
+    client = httpx.Client(base_url=base_url, timeout=30)
+
+    def send(count: int) -> None:
+        for _ in range(count):
+            request = probe_of()
+            response = client.request(request.method, request.path, headers=request.headers, json=request.json)
+            assert response.is_success, response.text
+
+    return client, send
+
+
+def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tuple[list[dict], dict]:
+    hello_url = f"http://127.0.0.1:{hello.port}"
+    cases = [("GET /products/{id}", "catalog-get-product", REQUESTS),
+             ("GET /cart/{user}", "cart-get-cart", REQUESTS),
+             ("POST /orders", "orders-create-order", max(100, REQUESTS // 5))]
+    clients = []
+    try:
+        hello_client, say_hello = sender(hello_url, lambda: Probe("GET", "/"))
+        clients.append(hello_client)
+        senders = {}
+        for _, name, _ in cases:
+            client, send = sender(shop.url, lambda name=name: probe(name, fixtures))
+            clients.append(client)
+            senders[name] = send
+        for send in (say_hello, *senders.values()):
+            send(20)  # warm up clients, pools and indexes
+        hello_cpu = cpu_per_request(hello.process.pid, say_hello, REQUESTS)
+        bare_cpu = hello_cpu_under(settings, [sys.executable, "-m", "uvicorn", "bench.hello_bare:app", "--host",
+                                              "127.0.0.1", "--port", "{port}", "--loop", "uvloop", "--http",
+                                              "httptools", "--log-level", "warning", "--no-access-log"])
+        floors = driver_floor(settings, fixtures.product_id, f"{settings['REDIS_KEY_PREFIX']}cart:{{{fixtures.user}}}",
+                              hello_url)
+        store_floors = {"catalog-get-product": floors["mongo find_one"], "cart-get-cart": floors["redis HGETALL"]
+                        + HTTP_CALLS_PER_CART * floors["http call"],
+                        "orders-create-order": POSTGRES_TRIPS_PER_ORDER * floors["postgres round trip"]
+                        + HTTP_CALLS_PER_ORDER * floors["http call"]}
+        rows = [{"endpoint": "bare Starlette on uvicorn (uvloop, httptools)", "requests": REQUESTS,
+                 "cpu_us": round(bare_cpu * 1e6), "floor_us": round(bare_cpu * 1e6), "ratio": 1.0},
+                {"endpoint": "hello world (functions-framework)", "requests": REQUESTS,
+                 "cpu_us": round(hello_cpu * 1e6), "floor_us": round(bare_cpu * 1e6),
+                 "ratio": round(hello_cpu / bare_cpu, 2)}]
+        for label, name, count in cases:
+            used = cpu_per_request(shop.functions[name].process.pid, senders[name], count)
+            floor = hello_cpu + store_floors[name]
+            rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
+                         "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
+    finally:
+        for client in clients:
+            client.close()
+    return rows, {"driver_floor_us": {k: round(v * 1e6, 1) for k, v in floors.items()}}
+
+
+def hello_cpu_under(settings: dict, command: list[str]) -> float:
+    """CPU per request of a hello-world served by `command` ("{port}" in it, and PORT, become a free port)."""
+    port = free_port()
+    env = {**os.environ, **settings, "PYTHONPATH": str(ROOT), "PORT": str(port)}
+    server = spawn([part.replace("{port}", str(port)) for part in command], env, subprocess.DEVNULL)
+    try:
+        wait_for_port(port, server)
+        client, send = sender(f"http://127.0.0.1:{port}", lambda: Probe("GET", "/"))
+        with client:
+            send(20)
+            return cpu_per_request(server.pid, send, REQUESTS)
+    finally:
+        stop([server])
+
+
+def latency(shop: LocalShop, hello, fixtures: Fixtures) -> list[dict]:
+    """p50/p99 with CONCURRENCY requests in flight, straight to each function (no gateway)."""
+    cases = [("hello world", f"http://127.0.0.1:{hello.port}", lambda: Probe("GET", "/"), REQUESTS)]
+    cases += [(label, shop.functions[name].url, lambda name=name: probe(name, fixtures), count)
+              for label, name, count in (("GET /products/{id}", "catalog-get-product", REQUESTS),
+                                         ("GET /cart/{user}", "cart-get-cart", REQUESTS),
+                                         ("POST /orders", "orders-create-order", max(100, REQUESTS // 5)))]
+    rows = []
+    for label, url, probe_of, count in cases:
+        asyncio.run(_timed_blast(url, probe_of, 20))
+        elapsed, times = asyncio.run(_timed_blast(url, probe_of, count))
+        times.sort()
+        rows.append({"endpoint": label, "requests": count, "concurrency": CONCURRENCY,
+                     "p50_ms": round(times[len(times) // 2] * 1000, 2),
+                     "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))] * 1000, 2),
+                     "throughput_rps": round(count / elapsed)})
+    return rows
+
+
+async def _timed_blast(url: str, probe_of, count: int) -> tuple[float, list[float]]:
+    times: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30,
+                                 limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+        queue = iter(range(count))
+
+        async def worker():
+            for _ in queue:
+                request = probe_of()
+                started = time.perf_counter()
+                response = await client.request(request.method, request.path, headers=request.headers,
+                                                json=request.json)
+                times.append(time.perf_counter() - started)
+                assert response.is_success, response.text
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return time.perf_counter() - started, times
 
 
 async def _blast(url: str, count: int, concurrency: int) -> float:
@@ -277,23 +371,43 @@ def table(title: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return {"cores": os.cpu_count(), "model": model, "python": platform.python_version(),
+            "platform": platform.platform(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return (found.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
 def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(), "machine": machine(),
+              "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY}
     with stores() as settings:
-        cold = cold_start(settings)
-        print(table(f"\nCold start: spawn -> first answer, median of {RUNS} (ratio to hello world)", cold), flush=True)
-        warm, extra = warm_cost(settings)
-        print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips)", warm),
-              flush=True)
-        seed = versus_seed(settings)
+        with warm_shop(settings) as (shop, hello, fixtures):
+            result["cold_start"] = cold_start(shop.settings, fixtures)
+            print(table(f"\nCold start: spawn -> first successful answer from its store, median of {RUNS} "
+                        "(ratio to hello world)", result["cold_start"]), flush=True)
+            result["warm_cost"], extra = warm_cost(settings, shop, hello, fixtures)
+            result["warm_cost_floors"] = extra["driver_floor_us"]
+            print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips; hello's "
+                        "to a bare uvicorn app)", result["warm_cost"]), flush=True)
+            result["latency"] = latency(shop, hello, fixtures)
+            print(table(f"\nLatency at concurrency {CONCURRENCY}, straight to each function", result["latency"]),
+                  flush=True)
+        result["versus_seed"] = versus_seed(settings)
         print(table(f"\nGET /products/{{id}}: ours vs the seed's FastAPI + uvicorn "
-                    f"({REQUESTS} requests, concurrency {CONCURRENCY})", seed), flush=True)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY,
-        "cold_start": cold, "warm_cost": warm, "warm_cost_floors": extra["driver_floor_us"], "versus_seed": seed}
+                    f"({REQUESTS} requests, concurrency {CONCURRENCY})", result["versus_seed"]), flush=True)
     (RESULTS / "bench.json").write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {RESULTS / 'bench.json'}")
+    with open(RESULTS / "history.jsonl", "a") as history:
+        history.write(json.dumps(result) + "\n")
+    print(f"\nwritten: {RESULTS / 'bench.json'}; appended to {RESULTS / 'history.jsonl'}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,59 @@
-"""`make migrate`: apply the versioned SQL migrations to DATABASE_URL (functions also do this on first use)."""
+"""`make migrate`, the shop-migrate Job, and the local runner's and tests' first step: the deploy's migration step.
+
+It applies the PostgreSQL migrations to DATABASE_URL, creates the catalog's MongoDB indexes on MONGODB_URL and
+records the catalog's schema version there. Functions only check both (shared/schema.py) and answer 503 naming
+this step until it has run. Idempotent; safe to run again and from several places at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 
 from local.config import local_setting
-from local.stores import ensure_postgres
+from local.processes import ROOT
+
+
+async def index_catalog() -> int:
+    """Create the catalog's indexes, then record their version (never lowering one a newer image recorded)."""
+    from functions.catalog import store
+    from shared.mongo import collection
+    from shared.schema import MONGO_MARKERS
+
+    await store.create_indexes()
+    await collection(MONGO_MARKERS).update_one({"_id": "catalog"}, {"$max": {"version": store.SCHEMA_VERSION}},
+                                               upsert=True)
+    return store.SCHEMA_VERSION
 
 
 def main() -> None:
-    os.environ.setdefault("DATABASE_URL", local_setting("DATABASE_URL"))
-    ensure_postgres(os.environ["DATABASE_URL"])
+    for name in ("DATABASE_URL", "MONGODB_URL", "MONGODB_DATABASE"):
+        os.environ.setdefault(name, local_setting(name))
+    from local.stores import ensure_postgres
     from shared.postgres import Pool, migrate
 
+    ensure_postgres(os.environ["DATABASE_URL"])
     # Unnamed statements only: right whether DATABASE_URL is PostgreSQL or a transaction-pooling PgBouncer.
     applied = migrate(Pool(os.environ["DATABASE_URL"], timeout=10, pooler="transaction"))
-    print(f"migrations: {', '.join(applied) if applied else 'already up to date'}")
+    print(f"PostgreSQL migrations: {', '.join(applied) if applied else 'already up to date'}")
+    from pymongo.errors import ConnectionFailure
+
+    try:
+        version = asyncio.run(index_catalog())
+    except ConnectionFailure:
+        raise SystemExit(f"MongoDB does not answer at {os.environ['MONGODB_URL']}: start it (`make up` starts "
+                         "SecantusDB and migrates) or set MONGODB_URL to a running MongoDB") from None
+    print(f"MongoDB: catalog indexes at version {version}")
+
+
+def run_step(settings: dict[str, str]) -> None:
+    """Run the migration step for a shop with these settings, as its own process (like the Job), or raise."""
+    result = subprocess.run([sys.executable, "-m", "local.migrate"], env={**os.environ, **settings}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"the migration step failed:\n{result.stdout}{result.stderr}")
 
 
 if __name__ == "__main__":

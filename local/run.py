@@ -27,6 +27,7 @@ from pathlib import Path
 from local import pids
 from local.config import (FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, LOCAL_DIR, LOCAL_FUNCTIONS,
                           METRICS_BASE_PORT, MONGO_PORT, local_setting)
+from local.migrate import run_step
 from local.processes import Cancelled, is_listening, stop
 from local.service_keys import KEYS_DIR_SETTING, KeySet
 from local.shop import LocalShop
@@ -107,6 +108,8 @@ def up() -> int:
                      state_file=STATE_FILE, pid_file=pid_file)
     try:
         started += _start_stores(settings, pid_file, shutdown)
+        print("migrating: PostgreSQL migrations and MongoDB indexes (make migrate)", flush=True)
+        run_step(settings)
         os.environ.update(settings)
         from local.seed import seed
 

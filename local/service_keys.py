@@ -159,3 +159,19 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def allowed_caller_headers(name: str, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """What an allowed caller of function `name` sends it: its first listed caller's service token, or the sender
+    token of the broker or PingSource delivering to it; nothing for a public route (tests, benchmarks, probes)."""
+    from local.environment import sender_token
+    from shared.routes import route as route_named
+    from shared.service_identity import SERVICE_TOKEN_HEADER, function_callers, needs_service_token
+
+    target = route_named(name)
+    if target.signature == "cloudevent":
+        return {"Authorization": f"Bearer {sender_token(settings or {}, target)}"}
+    if needs_service_token(target):
+        caller = function_callers(target)[0]
+        return {SERVICE_TOKEN_HEADER: keys_for(settings or {}).service_token(caller, name)}
+    return {}

@@ -117,10 +117,10 @@ def create_database(url: str) -> None:
         connection.close()
 
 
-def drop_database(url: str) -> None:
+def drop_database(url: str, timeout: float = 5) -> None:
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
-    connection = connect(urlunsplit(parts._replace(path="/postgres")), timeout=5)
+    connection = connect(urlunsplit(parts._replace(path="/postgres")), timeout=timeout)
     try:
         connection.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

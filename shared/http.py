@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import re
 import time
 import uuid
@@ -62,9 +63,14 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PROBLEM_JSON = "application/problem+json"
 
 
+SLOW_SECONDS = 1.0  # a request at least this slow is always logged
+
+
 def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Wrap an async handler as the function serving the route table entry `route_name`."""
     route = lookup_route(route_name)
+    latency = metrics.LATENCY.labels(route_name)
+    counters: dict[tuple[str, int], Any] = {}  # (method, status) -> its counter: labels() costs a lock and a hash
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -81,16 +87,25 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
                 request_id.reset(token)
             elapsed = time.perf_counter() - started
             response.headers["X-Request-Id"] = current_id
-            metrics.REQUESTS.labels(route_name, request.method, str(response.status_code)).inc()
-            metrics.LATENCY.labels(route_name).observe(elapsed)
-            _log.info("request", extra={"request_id": current_id, "method": request.method,
-                                        "path": request.url.path, "status": response.status_code,
-                                        "duration_ms": round(elapsed * 1000, 2)})
+            status, method = response.status_code, request.method
+            counter = counters.get((method, status))
+            if counter is None:
+                counter = counters[(method, status)] = metrics.REQUESTS.labels(route_name, method, str(status))
+            counter.inc()
+            latency.observe(elapsed)
+            if status >= 400 or elapsed >= SLOW_SECONDS or _sampled():
+                _log.info("request", extra={"request_id": current_id, "method": method, "path": request.url.path,
+                                            "status": status, "duration_ms": round(elapsed * 1000, 2)})
             return response
 
         return serve
 
     return decorate
+
+
+def _sampled() -> bool:
+    share = settings(ServerSettings).access_log_sample
+    return share >= 1.0 or (share > 0.0 and random.random() < share)
 
 
 def incoming_request_id(headers) -> str:

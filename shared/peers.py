@@ -9,14 +9,16 @@ local runner and the compose file point it at where that function runs there.
 from __future__ import annotations
 
 import os
-
-import httpx
+from typing import TYPE_CHECKING
 
 from shared.errors import BadGateway, RecordedProblem, ServiceUnavailable
 from shared.loop_local import per_event_loop
 from shared.logs import request_id
 from shared.service_tokens import service_headers
 from shared.settings import PeerSettings, settings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def service_url(name: str) -> str:
@@ -33,6 +35,8 @@ def url_variable(name: str) -> str:
 
 def _new_client() -> httpx.AsyncClient:
     """The shared HTTP client for calls to other functions (and the event sink)."""
+    import httpx  # here: a function that never calls another one does not pay for importing it
+
     timeout = settings(PeerSettings).peer_timeout_seconds
     # retries=2 re-tries connection failures only (never a request that may have reached the peer).
     return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
@@ -46,6 +50,8 @@ client = per_event_loop(_new_client)
 async def call(name: str, method: str, path: str, *, params=None, json=None, headers=None,
                expected: tuple[int, ...] = (200,)) -> httpx.Response:
     """Call function `name`; an unreachable or failing peer becomes 503/502, never a hang or a 500."""
+    import httpx
+
     outgoing = {"X-Request-Id": request_id.get() or "", **service_headers(name), **(headers or {})}
     try:
         response = await client().request(method, service_url(name) + path, params=params, json=json,

@@ -33,6 +33,7 @@ from pg8000.native import to_statement
 
 from shared.errors import ServiceUnavailable, register_unavailable
 from shared.logs import logger
+from shared.schema import SchemaBehind, missing_migrations
 from shared.settings import PostgresSettings, settings
 
 register_unavailable(InterfaceError)
@@ -249,11 +250,12 @@ def _rollback_quietly(connection: Connection) -> None:
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()
-_migrated: set[str] = set()
+_UNDEFINED_TABLE = "42P01"
 
 
 def pool() -> Pool:
-    """The process's pool, with every domain's migrations applied on first use."""
+    """The process's pool, once the database has every migration (checked, never applied: that is a deploy step).
+    Until it has, each call checks again and raises SchemaBehind (503)."""
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -261,9 +263,23 @@ def pool() -> Pool:
             candidate = Pool(config.database_url, config.database_timeout_seconds,
                              config.database_max_connections, config.database_acquire_timeout_seconds,
                              config.database_pooler)
-            migrate(candidate)
+            require_migrated(candidate)
             _pool = candidate
     return _pool
+
+
+def require_migrated(target: Pool) -> None:
+    """Raise SchemaBehind when the database lacks a migration of this image (one read)."""
+    with target.connection() as connection:
+        try:
+            applied = {row[0] for row in connection.run("SELECT version FROM schema_migrations")}
+        except DatabaseError as error:
+            if _sqlstate(error) != _UNDEFINED_TABLE:
+                raise
+            applied = set()
+    missing = missing_migrations(applied, [version for version, _ in migrations()])
+    if missing:
+        raise SchemaBehind(f"PostgreSQL lacks migration {', '.join(missing)}")
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -313,7 +329,7 @@ def migrations() -> list[tuple[str, Path]]:
 
 
 def migrate(target: Pool) -> list[str]:
-    """Apply the migrations this database has not seen yet, each domain's in version order.
+    """Apply the migrations this database has not seen yet, each domain's in version order (the deploy step only).
 
     Idempotent and safe to run from many processes at once: an advisory lock serialises them.
     """

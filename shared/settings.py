@@ -145,6 +145,9 @@ class EventSettings(_Settings):
 class ServerSettings(_Settings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The share of answered requests (below 400, faster than a second) with an access log line; every error and
+    # every slow request has one. Metrics count every request either way.
+    access_log_sample: float = Field(default=1.0, ge=0, le=1)
     k_service: str | None = None
 
 

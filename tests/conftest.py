@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from local.config import local_setting
+from local.migrate import run_step
 from local.processes import free_port, stop
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
@@ -58,6 +59,7 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         "LOG_LEVEL": "INFO",
         "GATEWAY_RATE_LIMITS": "off",  # every test shares one gateway; tests/security/test_rate_limit.py starts its own
     }
+    run_step(settings)  # the deploy's migration step, before any function starts
     yield settings
     if os.environ.get("MONGODB_URL"):  # a server the session did not start: drop what it wrote there
         from pymongo import MongoClient

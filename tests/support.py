@@ -13,7 +13,7 @@ import httpx
 from local.environment import sender_token
 from local.ping import ping
 from local.processes import free_port, start_function, stop, wait_for_port
-from local.service_keys import process_keys
+from local.service_keys import allowed_caller_headers, process_keys
 from local.token import hs256_settings, issue_token
 from shared.routes import route
 from shared.service_identity import SERVICE_TOKEN_HEADER, function_callers
@@ -45,7 +45,7 @@ def service_headers(target: str, caller: str | None = None) -> dict[str, str]:
 
 def sender_headers(target: str) -> dict[str, str]:
     """What the broker or PingSource delivering to `target` sends with each event."""
-    return {"Authorization": f"Bearer {sender_token({}, route(target))}"}
+    return allowed_caller_headers(target)
 
 
 def tick(name: str, url: str, timeout: float = 60) -> int:

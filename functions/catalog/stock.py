@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from functions.catalog.store import products, stored_price
+from functions.catalog.store import SCHEMA_VERSION, products, stored_price
 from shared.catalog_contract import Reservation, ReservationRequest, ReservedLine
 from shared.errors import Conflict, NotFound, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
 from shared.mongo import collection
+from shared.schema import require_mongo
 from shared.settings import StockSettings, settings
 
 _log = logger("catalog.stock")
-_ready: set[int] = set()
 
 
 class OutOfStock(Conflict):
@@ -42,11 +42,8 @@ class ReservationReleased(Conflict):
 
 
 async def _reservations():
-    reservations = collection("stock_reservations")
-    if id(reservations) not in _ready:
-        await reservations.create_index([("state", ASCENDING), ("expires_at", ASCENDING)], name="state_expiry")
-        _ready.add(id(reservations))
-    return reservations
+    await require_mongo("catalog", SCHEMA_VERSION)
+    return collection("stock_reservations")
 
 
 def _now() -> datetime:

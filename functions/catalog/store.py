@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound, PreconditionFailed
 from shared.money import Money
 from shared.mongo import collection
+from shared.schema import require_mongo
 
 _SORTS = {
     "price": [("price.amount", ASCENDING), ("_id", ASCENDING)],
@@ -37,26 +37,29 @@ _SORTS = {
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
 # Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py).
 _PUBLIC_FIELDS = {"holds": 0}
-_indexes_ready: set[int] = set()
-_index_lock = asyncio.Lock()
+# The catalog's indexes, created by the deploy step (`make migrate`, the shop-migrate Job), never by a request.
+# Raise SCHEMA_VERSION with any change to create_indexes: functions then answer 503 until the step has run.
+SCHEMA_VERSION = 1
+
+
+async def create_indexes() -> None:
+    """Every index of the catalog's collections (idempotent)."""
+    products_collection = collection("products")
+    await products_collection.create_index("sku", unique=True, name="sku_unique")
+    await products_collection.create_index([("is_active", ASCENDING), ("created_at", DESCENDING)], name="listing")
+    await products_collection.create_index([("categories", ASCENDING), ("price.amount", ASCENDING)],
+                                           name="category_price")
+    await products_collection.create_index([("brand_key", ASCENDING)], name="brand")
+    await products_collection.create_index([("tags", ASCENDING)], name="tags")
+    await products_collection.create_index([("price.amount", ASCENDING)], name="price")
+    await collection("stock_reservations").create_index([("state", ASCENDING), ("expires_at", ASCENDING)],
+                                                        name="state_expiry")
 
 
 async def products() -> AsyncCollection:
-    """The products collection, with its indexes created once per process (idempotent)."""
-    products_collection = collection("products")
-    key = id(products_collection)
-    if key not in _indexes_ready:
-        async with _index_lock:
-            if key not in _indexes_ready:
-                await products_collection.create_index("sku", unique=True, name="sku_unique")
-                await products_collection.create_index([("is_active", ASCENDING), ("created_at", DESCENDING)], name="listing")
-                await products_collection.create_index([("categories", ASCENDING), ("price.amount", ASCENDING)],
-                                                       name="category_price")
-                await products_collection.create_index([("brand_key", ASCENDING)], name="brand")
-                await products_collection.create_index([("tags", ASCENDING)], name="tags")
-                await products_collection.create_index([("price.amount", ASCENDING)], name="price")
-                _indexes_ready.add(key)
-    return products_collection
+    """The products collection, once the deploy step has created the catalog's indexes (checked once per process)."""
+    await require_mongo("catalog", SCHEMA_VERSION)
+    return collection("products")
 
 
 def _now() -> datetime:

@@ -274,8 +274,9 @@ def namespace_replacement() -> dict:
 
 
 def migration_job() -> dict:
-    """The migration step of a deploy: every domain's SQL migrations applied to DATABASE_URL once, from the image
-    the functions run (which would otherwise apply them on their first request)."""
+    """The migration step of a deploy, run before the Services: every domain's SQL migrations applied to
+    DATABASE_URL and the catalog's indexes created on MONGODB_URL, from the image the functions run (which only
+    check the schema version, and answer 503 naming this Job while it is behind)."""
     labels = {"app.kubernetes.io/part-of": "shop"}
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": "shop-migrate", "namespace": NAMESPACE, "labels": labels},
@@ -289,8 +290,12 @@ def migration_job() -> dict:
                         "name": "migrate",
                         "image": IMAGE,
                         "command": ["python", "-m", "local.migrate"],
-                        "env": [{"name": "DATABASE_URL",
-                                 "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": "DATABASE_URL"}}}],
+                        "env": [*({"name": key, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key}}}
+                                  for key in ("DATABASE_URL", "MONGODB_URL")),
+                                # The config map is applied with the Services, after this Job on a first deploy:
+                                # without it the settings' default database ("shop") is the one indexed.
+                                {"name": "MONGODB_DATABASE", "valueFrom": {"configMapKeyRef": {
+                                    "name": CONFIG_MAP, "key": "MONGODB_DATABASE", "optional": True}}}],
                         "resources": RESOURCES,
                         "securityContext": SECURITY_CONTEXT,
                         "volumeMounts": [TMP_MOUNT],
