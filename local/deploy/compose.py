@@ -75,6 +75,10 @@ def _build() -> dict:
     return {"context": "..", "dockerfile": "Dockerfile"}
 
 
+def _migrated() -> dict:
+    return {"migrate": {"condition": "service_completed_successfully"}}
+
+
 def _healthy(*names: str) -> dict:
     return {name: {"condition": "service_healthy"} for name in names}
 
@@ -98,7 +102,7 @@ def compose() -> dict:
                 "WORKERS": "1", "THREADS": str(route.scaling.container_concurrency),
                 "METRICS_PORT": str(METRICS_PORT), **CONFIGURATION,
             },
-            "depends_on": _healthy(*STORES[domain(route)]),
+            "depends_on": {**_healthy(*STORES[domain(route)]), **_migrated()},
             "healthcheck": {"test": PORT_CHECK, **HEALTH},
             "read_only": True,
             "tmpfs": ["/tmp"],
@@ -120,9 +124,14 @@ def compose() -> dict:
             "environment": {"LOCAL_EVENTING_KEY": _key(EVENTING)},
             "depends_on": _healthy(ticked),
         }
+    services["migrate"] = {  # the deploy step the shop-migrate Job is in a cluster: functions never change a schema
+        "image": IMAGE, "build": _build(), "command": ["python", "-m", "local.migrate"],
+        "environment": {name: SECRETS[name] for name in ("MONGODB_URL", "DATABASE_URL")},
+        "depends_on": _healthy("mongo", "postgres"), "restart": "no",
+    }
     services["seed"] = {
         "image": IMAGE, "build": _build(), "command": ["python", "-m", "local.seed", "--if-empty"],
         "environment": {"MONGODB_URL": SECRETS["MONGODB_URL"]},
-        "depends_on": _healthy("mongo"), "restart": "no",
+        "depends_on": {**_healthy("mongo"), **_migrated()}, "restart": "no",
     }
     return {"name": "shop", "services": services, "volumes": {"mongo-data": {}, "postgres-data": {}}}
