@@ -55,6 +55,8 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         "REDIS_KEY_PREFIX": f"test:{RUN_ID}:",
         "SHOP_JWT_SECRET": JWT_SECRET,
         "LOG_LEVEL": "INFO",
+        # Read-after-write tests see every write at once; tests/functions/test_product_cache.py runs the cache.
+        "PRODUCT_CACHE_TTL_SECONDS": "0",
     }
     yield settings
     if os.environ.get("MONGODB_URL"):  # a server the session did not start: drop what it wrote there

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, Stri
 from shared.catalog_contract import MAX_LOOKUP, Sku
 from shared.money import Money, PriceBound
 from shared.fields import QueryFlag, trimmed, whole_number
+from shared.http_cache import entity_tags
 
 Text = trimmed(1, 200)
 Label = trimmed(1, 50, lower=True)
@@ -183,20 +184,11 @@ class LookupQuery(BaseModel):
 
 # ETags: a product's version (incremented by every write of its document) as the strong tag `"v<version>"`.
 # Documents written before versions existed have none: they are version 0.
-_ENTITY_TAGS = re.compile(r'\s*(?:(W/)?"([\x21\x23-\x7e]*)"\s*(?:,\s*|$))+$')
-_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
 _VERSION_TAG = re.compile(r"v(0|[1-9][0-9]{0,17})")  # at most 18 digits: always a BSON int64
 
 
 def etag(version: int) -> str:
     return f'"v{version}"'
-
-
-def _tags(header: str) -> list[tuple[bool, str]]:
-    """(weak, opaque tag) for each entity tag of an If-Match / If-None-Match list; none when malformed."""
-    if not _ENTITY_TAGS.match(header):
-        return []
-    return [(bool(weak), tag) for weak, tag in _ENTITY_TAG.findall(header)]
 
 
 def _version(tag: str) -> int | None:
@@ -209,13 +201,5 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
     version (absent, or `*`). A malformed header or tags we never issued accept no version: 412."""
     if header is None or header.strip() == "*":
         return None
-    return frozenset(version for weak, tag in _tags(header) if not weak and (version := _version(tag)) is not None)
-
-
-def none_match(header: str | None, version: int) -> bool:
-    """Whether `If-None-Match` names this version (weak comparison) or is `*`: a GET answers 304 then."""
-    if header is None:
-        return False
-    if header.strip() == "*":
-        return True
-    return any(_version(tag) == version for _, tag in _tags(header))
+    return frozenset(version for weak, tag in entity_tags(header)
+                     if not weak and (version := _version(tag)) is not None)

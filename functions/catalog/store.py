@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -22,6 +23,8 @@ from functions.catalog.models import (
     SearchQuery,
     etag,
 )
+from functions.catalog import product_cache
+from functions.catalog.product_cache import CachedProduct
 from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound, PreconditionFailed
 from shared.money import Money
@@ -137,6 +140,7 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
     document = await (await products()).find_one_and_update(
         query, {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments},
         projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
+    product_cache.forget(str(query["_id"]))
     if document is None:
         raise await _update_refusal(query["_id"], product_id, versions, adjustment)
     return StoredProduct(document)
@@ -163,14 +167,25 @@ async def _update_refusal(object_id: ObjectId, product_id: str, versions: frozen
                     errors=[{"field": "body.stock_adjustment", "type": "stock_out_of_range", "message": message}])
 
 
-async def get(product_id: str, *, include_inactive: bool) -> StoredProduct:
-    query: dict = {"_id": _object_id(product_id)}
-    if not include_inactive:
-        query["is_active"] = True
-    document = await (await products()).find_one(query, _PUBLIC_FIELDS)
-    if document is None:
+async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduct, bool]:
+    """A product ready to answer and whether it came from this instance's cache (read less than the TTL ago,
+    see product_cache); inactive products are NotFound unless `include_inactive`."""
+    object_id = _object_id(product_id)
+    key = str(object_id)
+    product = product_cache.get(key)
+    cached = product is not None
+    if product is None:
+        writes_before, read_at = product_cache.writes(), time.monotonic()
+        document = await (await products()).find_one({"_id": object_id}, _PUBLIC_FIELDS)
+        if document is None:
+            raise NotFound(f"No product with id '{product_id}'")
+        stored = StoredProduct(document)
+        product = CachedProduct(stored.public().model_dump_json().encode(), stored.version, document["is_active"],
+                                read_at)
+        product_cache.put(key, product, writes_before)
+    if not (product.is_active or include_inactive):
         raise NotFound(f"No product with id '{product_id}'")
-    return StoredProduct(document)
+    return product, cached
 
 
 def _filters(query: ProductQuery, include_inactive: bool) -> dict:
