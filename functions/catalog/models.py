@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator, model_validator
 
+from functions.catalog import cursor
 from shared.catalog_contract import MAX_LOOKUP, Sku
 from shared.money import Money, PriceBound
 from shared.fields import QueryFlag, trimmed, whole_number
@@ -131,11 +132,18 @@ class ProductPublic(_ProductFields):
     updated_at: datetime
 
 
+MAX_COUNTED = 10_000  # a page counts its matches up to this many: the count's cost stays bounded
+
+
 class ProductPage(BaseModel):
     items: list[ProductPublic]
-    total: int
+    total: int = Field(description=f"The matching products, counted up to {MAX_COUNTED}")
+    total_exact: bool = Field(description="false when more products match than `total` counted")
     limit: int
     offset: int
+    next: str | None = Field(default=None, description=(
+        "Listing only: pass as `after` (with the same filters and sort) for the page that follows; null on the "
+        "last page"))
 
 
 SortKey = Literal["price", "-price", "name", "-created_at"]
@@ -156,6 +164,9 @@ class ProductQuery(_Paging):
     max_price: PriceBound | None = Field(default=None, description="not below min_price (422)")
     in_stock: QueryFlag | None = None
     sort: SortKey = "-created_at"
+    after: Annotated[str, StringConstraints(max_length=300)] | None = Field(default=None, description=(
+        "The `next` of the previous page: keyset paging, as cheap on the last page as on the first (not with "
+        "offset)"))
 
     @model_validator(mode="after")
     def _price_range(self) -> ProductQuery:
@@ -163,9 +174,23 @@ class ProductQuery(_Paging):
             raise ValueError("min_price must not exceed max_price")
         return self
 
+    @model_validator(mode="after")
+    def _cursor(self) -> ProductQuery:
+        if self.after is not None:
+            if self.offset:
+                raise ValueError("send either after or offset, not both")
+            cursor.decode(self.after, self.sort)
+        return self
+
+
+MIN_SEARCH_LENGTH = 2  # one character matches nearly every product: nothing worth ranking
+SEARCH_CANDIDATES = 1000  # a search scores and sorts at most this many matches
+
 
 class SearchQuery(_Paging):
-    q: trimmed(1, 100, examples=["coffee"])
+    q: trimmed(MIN_SEARCH_LENGTH, 100, examples=["coffee"])
+    offset: Annotated[int, Field(ge=0, lt=SEARCH_CANDIDATES, description=(
+        f"Search ranks the first {SEARCH_CANDIDATES} matches: a narrower term finds what lies beyond"))] = 0
 
 
 class LookupQuery(BaseModel):
