@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from bson import Decimal128, ObjectId
+from bson.errors import InvalidId
 
 # The sort of each listing order, its last key always `_id` in the same direction, so one index serves it
 # both ways (and the order is total: no two products tie).
@@ -40,7 +41,7 @@ def decode(token: str, sort: str) -> tuple[object, ObjectId]:
         made_for, plain, object_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         value = _typed(SORTS[made_for][0][0], plain)
         object_id = ObjectId(object_id)
-    except (ValueError, TypeError, KeyError, InvalidOperation, binascii.Error):
+    except (ValueError, TypeError, KeyError, InvalidId, InvalidOperation, binascii.Error):
         raise ValueError("not a cursor this API made: pass the `next` of a page unchanged") from None
     if made_for != sort:
         raise ValueError(f"this cursor continues sort={made_for}; send that sort with it")

@@ -15,7 +15,7 @@ import pytest
 
 from functions.catalog import store
 from functions.catalog.models import ProductUpdate
-from shared.settings import settings
+from tests.functions.catalog_store import in_process_store  # noqa: F401 - a fixture
 from tests.support import ADMIN, bearer, function_alone, unique
 
 LONG_TTL, SHORT_TTL = 60, 1
@@ -78,12 +78,9 @@ def test_a_write_elsewhere_is_seen_once_the_ttl_has_passed(gateway, briefly_cach
     assert response.headers["etag"] == '"v2"'
 
 
-def test_a_write_through_this_process_is_seen_at_once(gateway, shop_settings, monkeypatch):
+def test_a_write_through_this_process_is_seen_at_once(gateway, in_process_store):
     product_id = new_product(gateway)
-    for name in ("MONGODB_URL", "MONGODB_DATABASE"):
-        monkeypatch.setenv(name, shop_settings[name])
-    monkeypatch.setenv("PRODUCT_CACHE_TTL_SECONDS", str(LONG_TTL))
-    settings.cache_clear()
+    in_process_store(PRODUCT_CACHE_TTL_SECONDS=str(LONG_TTL))
 
     async def read_write_read():
         _, cached_before = await store.read(product_id, include_inactive=False)
@@ -92,10 +89,7 @@ def test_a_write_through_this_process_is_seen_at_once(gateway, shop_settings, mo
         after, cached_after = await store.read(product_id, include_inactive=False)
         return cached_before, cached_again, cached_after, after
 
-    try:
-        cached_before, cached_again, cached_after, after = asyncio.run(read_write_read())
-    finally:
-        settings.cache_clear()
+    cached_before, cached_again, cached_after, after = asyncio.run(read_write_read())
 
     assert (cached_before, cached_again, cached_after) == (False, True, False)
     assert json.loads(after.body)["name"] == "Renamed Kettle" and after.version == 2
