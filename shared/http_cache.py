@@ -57,6 +57,9 @@ def cache_headers(etag: str, *, max_age: float, private: bool, age: float | None
     return headers
 
 
-def not_modified(headers: dict[str, str]) -> Response:
-    """304: the caller's copy is current (RFC 9110 §15.4.5: the validators and cache headers, no body)."""
-    return Response(status_code=304, headers=headers)
+def conditional_json(if_none_match: str | None, body: bytes, headers: dict[str, str]) -> Response:
+    """The JSON body with its cache headers, or 304 without it when `If-None-Match` names its ETag (the
+    validators and cache headers only, RFC 9110 §15.4.5)."""
+    if names_etag(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

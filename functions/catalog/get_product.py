@@ -6,13 +6,12 @@ product_cache), and an edge may keep an anonymous answer as long again (see shar
 """
 
 import functions_framework.aio
-from starlette.responses import Response
 
 from functions.catalog import product_cache, store
 from functions.catalog.models import etag
 from shared.auth import optional_user
 from shared.http import endpoint
-from shared.http_cache import cache_headers, names_etag, not_modified
+from shared.http_cache import cache_headers, conditional_json
 
 
 @functions_framework.aio.http
@@ -22,6 +21,4 @@ async def get_product(request, product_id):
     product, cached = await store.read(product_id, include_inactive=bool(user and user.is_admin))
     headers = cache_headers(etag(product.version), max_age=product_cache.ttl(), private=user is not None,
                             age=product.age() if cached else None)
-    if names_etag(request.headers.get("if-none-match"), headers["ETag"]):
-        return not_modified(headers)
-    return Response(product.body, media_type="application/json", headers=headers)
+    return conditional_json(request.headers.get("if-none-match"), product.body, headers)

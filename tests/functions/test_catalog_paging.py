@@ -170,3 +170,20 @@ def test_listing_counts_stop_at_their_cap(gateway, crowded_category, in_process_
     page = asyncio.run(store.find(ProductQuery(category=crowded_category, limit=2), include_inactive=False))
 
     assert (page.total, page.total_exact, len(page.items)) == (10, False, 2)
+
+
+@pytest.mark.parametrize("path, params", [("/products", {"sort": "name"}), ("/search", {"q": "item"})])
+def test_a_page_revalidates_to_304_until_a_product_on_it_changes(gateway, crowded_category, path, params):
+    params = {**params, **({"category": crowded_category} if path == "/products" else {}), "limit": 100}
+    page = gateway.get(path, params=params)
+    etag = page.headers["etag"]
+
+    unchanged = gateway.get(path, params=params, headers={"If-None-Match": etag})
+    first = next(item for item in page.json()["items"] if item["categories"] == [crowded_category])
+    gateway.patch(f"/products/{first['id']}", json={"stock_adjustment": 1}, headers=ADMIN)
+    changed = gateway.get(path, params=params, headers={"If-None-Match": etag})
+
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == etag
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert page.headers["vary"] == "Authorization"
+    assert gateway.get(path, params=params, headers=ADMIN).headers["cache-control"] == "private, no-cache"
