@@ -90,6 +90,10 @@ deploy-check:
 bench: $(BENCH_STAMP)  ## cold start, warm cost and seed-design benchmarks, as ratios
 	$(PY) -m bench.run
 
+.PHONY: bench-catalog
+bench-catalog: $(BENCH_STAMP)  ## listing cost at 1k and 100k products, the function's and the server's
+	$(PY) -m bench.catalog
+
 .PHONY: simulate
 simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: make simulate [TRACE=file.csv] [SCALE=10]
 	$(PY) -m bench.sim $(if $(TRACE),--trace '$(TRACE)') $(if $(SCALE),--scale '$(SCALE)') $(SIMULATE_ARGS)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import httpx
 
+from bench import catalog
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
 from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
@@ -147,7 +148,7 @@ POSTGRES_TRIPS_PER_ORDER = 4
 HTTP_CALLS_PER_ORDER = 3
 
 
-def warm_cost(settings: dict) -> tuple[list[dict], dict]:
+def warm_cost(settings: dict, mix: list[str]) -> tuple[list[dict], dict]:
     shop = LocalShop.on_free_ports(settings, log_dir=RESULTS / "bench-logs")
     hello_port = free_port()
     hello = start_function(HELLO, hello_port, None, settings, subprocess.DEVNULL)
@@ -167,9 +168,9 @@ def warm_cost(settings: dict) -> tuple[list[dict], dict]:
                                                "country": "FR"},
                           "payment": {"card_number": "4242424242424242", "expiry": "12/39", "cvv": "123"}}
 
-            def get_product(count):
-                for _ in range(count):
-                    assert client.get(f"/products/{product['id']}").status_code == 200
+            def get_product(count):  # the Zipf mix of catalog.product_mix: cache hits and misses both counted
+                for path in mix[:count]:
+                    assert client.get(path).status_code == 200
 
             def get_cart(count):
                 for _ in range(count):
@@ -204,67 +205,37 @@ def warm_cost(settings: dict) -> tuple[list[dict], dict]:
                 floor = hello_cpu + store_floor
                 rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
                              "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
+            rows += catalog.list_and_search_cost(settings, hello_cpu, max(50, REQUESTS // 5))
         return rows, {"product_id": product["id"], "driver_floor_us": {k: round(v * 1e6, 1) for k, v in floors.items()}}
     finally:
         stop([hello.process])
         shop.stop()
 
 
-async def _blast(url: str, count: int, concurrency: int) -> float:
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
-        queue = iter(range(count))
-
-        async def worker():
-            for _ in queue:
-                response = await client.get(url)
-                assert response.status_code == 200, response.text
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started
-
-
-def serve_and_measure(process: subprocess.Popen, port: int, path: str) -> dict:
-    wait_for_port(port, process)
-    url = f"http://127.0.0.1:{port}{path}"
-    asyncio.run(_blast(url, 50, CONCURRENCY))  # warm
-    before = tree_cpu_seconds(process.pid)
-    elapsed = asyncio.run(_blast(url, REQUESTS, CONCURRENCY))
-    used = tree_cpu_seconds(process.pid) - before
-    return {"throughput_rps": round(REQUESTS / elapsed), "cpu_us_per_request": round(used / REQUESTS * 1e6)}
-
-
-def versus_seed(settings: dict) -> list[dict]:
+def versus_seed(settings: dict, mix: list[str]) -> list[dict]:
+    """GET /products/{id} over the same product mix: ours with its cache, ours with it off, the seed's stack."""
     route = next(r for r in ROUTES if r.name == "catalog-get-product")
-    with httpx.Client(timeout=10) as client:
-        lookup_port = free_port()
-        creator = start_function(next(r for r in ROUTES if r.name == "catalog-create-product"), lookup_port, None,
-                                 settings, subprocess.DEVNULL)
-        wait_for_port(lookup_port, creator.process)
-        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', secret=SECRET)}"}
-        product = client.post(f"http://127.0.0.1:{lookup_port}/products", headers=admin, json={
-            "sku": f"SEED-{uuid.uuid4().hex[:6]}", "name": "Seed Mug", "brand": "Bench", "stock_quantity": 5,
-            "price": {"amount": "4.50", "currency": "EUR"}}).json()
-        stop([creator.process])
-    path = f"/products/{product['id']}"
-    ours_port, seed_port = free_port(), free_port()
-    ours = start_function(route, ours_port, None, settings, subprocess.DEVNULL)
-    try:
-        function = serve_and_measure(ours.process, ours_port, path)
-    finally:
-        stop([ours.process])
+    rows = []
+    for label, ttl in (("functions-framework (ours)", None), ("functions-framework (ours, cache off)", "0")):
+        port = free_port()
+        ours = start_function(route, port, None, {**settings, **({"PRODUCT_CACHE_TTL_SECONDS": ttl} if ttl else {})},
+                              subprocess.DEVNULL)
+        try:
+            rows.append({"implementation": label, **catalog.measure(ours.process, port, mix, CONCURRENCY)})
+        finally:
+            stop([ours.process])
+    seed_port = free_port()
     env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
     seed = spawn([sys.executable, "-m", "uvicorn", "bench.seed_fastapi:app", "--host", "127.0.0.1",
                   "--port", str(seed_port), "--log-level", "warning", "--no-access-log"], env, subprocess.DEVNULL)
     try:
-        fastapi = serve_and_measure(seed, seed_port, path)
+        rows.append({"implementation": "FastAPI + uvicorn (seed)", **catalog.measure(seed, seed_port, mix, CONCURRENCY)})
     finally:
         stop([seed])
-    return [
-        {"implementation": "functions-framework (ours)", **function, "cpu_ratio": 1.0},
-        {"implementation": "FastAPI + uvicorn (seed)", **fastapi,
-         "cpu_ratio": round(fastapi["cpu_us_per_request"] / function["cpu_us_per_request"], 2)},
-    ]
+    for row in rows:
+        row["cpu_vs_seed"] = round(row["cpu_us_per_request"] / rows[-1]["cpu_us_per_request"], 2)
+        row["throughput_vs_seed"] = round(row["throughput_rps"] / rows[-1]["throughput_rps"], 2)
+    return rows
 
 
 def table(title: str, rows: list[dict]) -> str:
@@ -280,12 +251,14 @@ def main() -> None:
     with stores() as settings:
         cold = cold_start(settings)
         print(table(f"\nCold start: spawn -> first answer, median of {RUNS} (ratio to hello world)", cold), flush=True)
-        warm, extra = warm_cost(settings)
+        mix = catalog.product_mix(catalog.seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"],
+                                                        catalog.MIX_PRODUCTS), REQUESTS)
+        warm, extra = warm_cost(settings, mix)
         print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips)", warm),
               flush=True)
-        seed = versus_seed(settings)
-        print(table(f"\nGET /products/{{id}}: ours vs the seed's FastAPI + uvicorn "
-                    f"({REQUESTS} requests, concurrency {CONCURRENCY})", seed), flush=True)
+        seed = versus_seed(settings, mix)
+        print(table(f"\nGET /products/{{id}}: ours vs the seed's FastAPI + uvicorn, the same {REQUESTS} reads of "
+                    f"{catalog.MIX_PRODUCTS} products (Zipf mix), concurrency {CONCURRENCY}", seed), flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY,

@@ -51,7 +51,7 @@ class CatalogSettings(_Settings):
     product_cache_ttl_seconds: float = Field(default=2, ge=0, le=60)
     product_cache_max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
     # The server-side time limit (maxTimeMS) of a search; past it the search answers 503.
-    search_max_time_ms: int = Field(default=800, ge=10, le=10_000)
+    search_max_time_ms: int = Field(default=1000, ge=10, le=10_000)
 
 
 class CheckoutSettings(_Settings):

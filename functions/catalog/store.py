@@ -127,12 +127,12 @@ class StoredProduct:
         return to_public(self.document)
 
 
-def _new_document(product: ProductCreate, now: datetime) -> dict:
+def new_document(product: ProductCreate, now: datetime) -> dict:
     return _to_document(product.model_dump()) | {"created_at": now, "updated_at": now, "version": 1}
 
 
 async def insert(product: ProductCreate) -> StoredProduct:
-    document = _new_document(product, _now())
+    document = new_document(product, _now())
     try:
         result = await (await products()).insert_one(document)
     except DuplicateKeyError:
@@ -302,6 +302,6 @@ async def count() -> int:
 
 async def insert_many(items: list[ProductCreate]) -> int:
     now = _now()
-    documents = [_new_document(item, now) for item in items]
+    documents = [new_document(item, now) for item in items]
     result = await (await products()).insert_many(documents, ordered=False)
     return len(result.inserted_ids)

@@ -11,7 +11,6 @@ from pymongo import MongoClient
 
 from functions.catalog import store
 from functions.catalog.models import SEARCH_CANDIDATES, ProductCreate, ProductQuery
-from tests.functions.catalog_store import in_process_store  # noqa: F401 - a fixture
 from local.processes import free_port, stop
 from local.stores import start_mongo
 from tests.support import ADMIN, assert_problem, function_alone, unique

@@ -15,7 +15,6 @@ import pytest
 
 from functions.catalog import store
 from functions.catalog.models import ProductUpdate
-from tests.functions.catalog_store import in_process_store  # noqa: F401 - a fixture
 from tests.support import ADMIN, bearer, function_alone, unique
 
 LONG_TTL, SHORT_TTL = 60, 1
