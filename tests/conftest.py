@@ -57,6 +57,7 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         "LOG_LEVEL": "INFO",
         # Read-after-write tests see every write at once; tests/functions/test_product_cache.py runs the cache.
         "PRODUCT_CACHE_TTL_SECONDS": "0",
+        "SEARCH_MAX_TIME_MS": "10000",  # SecantusDB on a loaded machine; the limit has its own test
     }
     yield settings
     if os.environ.get("MONGODB_URL"):  # a server the session did not start: drop what it wrote there

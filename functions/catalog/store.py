@@ -240,11 +240,13 @@ async def find(query: ProductQuery, *, include_inactive: bool) -> ProductPage:
     page = conditions if query.after is None else \
         {"$and": [conditions, cursor.after(query.sort, *cursor.decode(query.after, query.sort))]}
     collection = await products()
-    documents, counted = await asyncio.gather(
-        collection.find(page, _PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset)
-        .limit(query.limit + 1).to_list(),
-        collection.count_documents(conditions, limit=MAX_COUNTED + 1))
+    documents = await collection.find(page, _PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset) \
+        .limit(query.limit + 1).to_list()
     items = documents[:query.limit]
+    if query.after is None and len(items) < query.limit and (items or not query.offset):
+        counted = query.offset + len(items)  # the last page by offset: it ends the selection, no count needed
+    else:
+        counted = await collection.count_documents(conditions, limit=MAX_COUNTED + 1)
     return ProductPage(items=[to_public(d) for d in items], total=min(counted, MAX_COUNTED),
                        total_exact=counted <= MAX_COUNTED, limit=query.limit, offset=query.offset,
                        next=cursor.encode(query.sort, items[-1]) if len(documents) > query.limit else None)
