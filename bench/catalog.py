@@ -139,7 +139,7 @@ def listing_at_sizes() -> list[dict]:
             started = time.perf_counter()
             seed_products(url, database, size, {"category_by_created_at"})
             seeded = time.perf_counter() - started
-            os.environ.update(MONGODB_URL=url, MONGODB_DATABASE=database)
+            os.environ.update(MONGODB_URL=url, MONGODB_DATABASE=database, MONGODB_TIMEOUT_MS="2000")
             typed_settings.cache_clear()
 
             async def pages() -> tuple[float, float, float]:
@@ -224,9 +224,63 @@ def list_and_search_cost(settings: dict, hello_cpu: float, requests: int) -> lis
     return rows
 
 
+def driver_options(url: str, database: str, product_id: str, count: int = 2000) -> list[dict]:
+    """One product read by each way of calling the store an async function has, CPU per read of this process
+    (all its threads): the async client; the sync client called inline (cheapest, but it blocks the event loop
+    for the whole round trip: rejected); the sync client in a small thread pool (the loop stays free)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bson import ObjectId
+    from pymongo import AsyncMongoClient, MongoClient
+
+    query = {"_id": ObjectId(product_id)}
+    sync = MongoClient(url, tz_aware=True)[database]["products"]
+    pool = ThreadPoolExecutor(4)
+
+    async def run(concurrency: int) -> list[dict]:
+        asynchronous = AsyncMongoClient(url, tz_aware=True)[database]["products"]
+        loop = asyncio.get_running_loop()
+        ways = {"async client": lambda: asynchronous.find_one(query),
+                "sync client, thread pool": lambda: loop.run_in_executor(pool, sync.find_one, query)}
+        rows = []
+        for name, read in ways.items():
+            await read()
+            reads = iter(range(count))
+
+            async def worker():
+                for _ in reads:
+                    await read()
+
+            started = time.process_time()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            rows.append({"way": name, "concurrency": concurrency,
+                         "cpu_us_per_read": round((time.process_time() - started) / count * 1e6)})
+        return rows
+
+    sync.find_one(query)
+    started = time.process_time()
+    for _ in range(count):
+        sync.find_one(query)
+    rows = [{"way": "sync client, inline (blocks the loop)", "concurrency": 1,
+             "cpu_us_per_read": round((time.process_time() - started) / count * 1e6)}]
+    for concurrency in (1, 8):
+        rows += asyncio.run(run(concurrency))
+    pool.shutdown()
+    return rows
+
+
 def main() -> None:
     from bench.run import table
 
+    port = free_port()
+    server = start_mongo(port, ":memory:")
+    try:
+        url = f"mongodb://127.0.0.1:{port}"
+        product_id = seed_products(url, "drivers", 10)[0]
+        print(table("\nOne product read from an async function: client-side CPU per read",
+                    driver_options(url, "drivers", product_id)), flush=True)
+    finally:
+        stop([server])
     rows = listing_at_sizes()
     print(table(f"\nGET {LIST_PATH} at each catalog size: CPU per page, the function's and the server's "
                 f"({LIST_REQUESTS} pages; ratio to the smallest)", rows))
