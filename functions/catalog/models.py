@@ -132,12 +132,15 @@ class ProductPublic(_ProductFields):
     updated_at: datetime
 
 
-MAX_COUNTED = 10_000  # a page counts its matches up to this many: the count's cost stays bounded
+MAX_COUNTED = 10_000  # a listing counts its matches up to this many: the count's cost stays bounded
+MIN_SEARCH_LENGTH = 2  # one character matches nearly every product: nothing worth ranking
+SEARCH_CANDIDATES = 1000  # a search scores and sorts at most this many matches
 
 
 class ProductPage(BaseModel):
     items: list[ProductPublic]
-    total: int = Field(description=f"The matching products, counted up to {MAX_COUNTED}")
+    total: int = Field(description=f"The matching products, counted up to {MAX_COUNTED} (a listing) or "
+                                   f"{SEARCH_CANDIDATES} (a search)")
     total_exact: bool = Field(description="false when more products match than `total` counted")
     limit: int
     offset: int
@@ -181,10 +184,6 @@ class ProductQuery(_Paging):
                 raise ValueError("send either after or offset, not both")
             cursor.decode(self.after, self.sort)
         return self
-
-
-MIN_SEARCH_LENGTH = 2  # one character matches nearly every product: nothing worth ranking
-SEARCH_CANDIDATES = 1000  # a search scores and sorts at most this many matches
 
 
 class SearchQuery(_Paging):

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout
 
+from functions.catalog import cursor, product_cache
 from functions.catalog.models import (
     MAX_COUNTED,
     MAX_STOCK,
@@ -25,7 +26,6 @@ from functions.catalog.models import (
     SearchQuery,
     etag,
 )
-from functions.catalog import cursor, product_cache
 from functions.catalog.product_cache import CachedProduct
 from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
@@ -293,9 +293,9 @@ async def search(query: SearchQuery, *, include_inactive: bool) -> ProductPage:
 async def lookup(skus: list[str]) -> list[CatalogItem]:
     """The products with these SKUs, active or not (callers decide what inactive means for them)."""
     projection = {"sku": 1, "name": 1, "price": 1, "stock_quantity": 1, "is_active": 1}
-    cursor = (await products()).find({"sku": {"$in": skus}}, projection)
+    found = (await products()).find({"sku": {"$in": skus}}, projection)
     return [CatalogItem(sku=d["sku"], id=str(d["_id"]), name=d["name"], stock_quantity=d["stock_quantity"],
-                        is_active=d["is_active"], price=stored_price(d["price"])) async for d in cursor]
+                        is_active=d["is_active"], price=stored_price(d["price"])) async for d in found]
 
 
 async def count() -> int:
