@@ -105,6 +105,10 @@ profile: $(BENCH_STAMP)  ## flame graph of one function under load: make profile
 	@test -n "$(FUNCTION)" || { echo "usage: make profile FUNCTION=catalog-get-product [PROFILE_SECONDS=20]"; exit 2; }
 	$(PY) -m bench.profile "$(FUNCTION)"
 
+.PHONY: bench-catalog
+bench-catalog: $(BENCH_STAMP)  ## listing cost at 1k and 100k products, the function's and the server's
+	$(PY) -m bench.catalog
+
 .PHONY: simulate
 simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: make simulate [TRACE=file.csv] [SCALE=10]
 	$(PY) -m bench.sim $(if $(TRACE),--trace '$(TRACE)') $(if $(SCALE),--scale '$(SCALE)') $(SIMULATE_ARGS)

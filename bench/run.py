@@ -17,6 +17,7 @@ line per run appended to bench/results/history.jsonl (date, commit, machine) so 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 
 import httpx
 
+from bench import catalog
 from bench.probes import Fixtures, Probe, probe
 from bench.proc import tree_cpu_seconds
 from local.config import local_setting
@@ -210,7 +212,7 @@ def sender(base_url: str, probe_of) -> tuple[httpx.Client, callable]:
     return client, send
 
 
-def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tuple[list[dict], dict]:
+def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures, mix: list[str]) -> tuple[list[dict], dict]:
     hello_url = f"http://127.0.0.1:{hello.port}"
     cases = [("GET /products/{id}", "catalog-get-product", REQUESTS),
              ("GET /cart/{user}", "cart-get-cart", REQUESTS),
@@ -224,6 +226,10 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tup
             client, send = sender(shop.url, lambda name=name: probe(name, fixtures))
             clients.append(client)
             senders[name] = send
+        # Products: the Zipf mix of catalog.product_mix, so cache hits and misses are both counted.
+        paths = itertools.cycle(mix)
+        client, senders["catalog-get-product"] = sender(shop.url, lambda: Probe("GET", next(paths)))
+        clients.append(client)
         for send in (say_hello, *senders.values()):
             send(20)  # warm up clients, pools and indexes
         hello_cpu = cpu_per_request(hello.process.pid, say_hello, REQUESTS)
@@ -246,6 +252,7 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures) -> tup
             floor = hello_cpu + store_floors[name]
             rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
                          "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
+        rows += catalog.list_and_search_cost(settings, hello_cpu, max(50, REQUESTS // 5))
     finally:
         for client in clients:
             client.close()
@@ -306,61 +313,30 @@ async def _timed_blast(url: str, probe_of, count: int) -> tuple[float, list[floa
         return time.perf_counter() - started, times
 
 
-async def _blast(url: str, count: int, concurrency: int) -> float:
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
-        queue = iter(range(count))
-
-        async def worker():
-            for _ in queue:
-                response = await client.get(url)
-                assert response.status_code == 200, response.text
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started
-
-
-def serve_and_measure(process: subprocess.Popen, port: int, path: str) -> dict:
-    wait_for_port(port, process)
-    url = f"http://127.0.0.1:{port}{path}"
-    asyncio.run(_blast(url, 50, CONCURRENCY))  # warm
-    before = tree_cpu_seconds(process.pid)
-    elapsed = asyncio.run(_blast(url, REQUESTS, CONCURRENCY))
-    used = tree_cpu_seconds(process.pid) - before
-    return {"throughput_rps": round(REQUESTS / elapsed), "cpu_us_per_request": round(used / REQUESTS * 1e6)}
-
-
-def versus_seed(settings: dict) -> list[dict]:
+def versus_seed(settings: dict, mix: list[str]) -> list[dict]:
+    """GET /products/{id} over the same product mix: ours with its cache, ours with it off, the seed's stack."""
     route = next(r for r in ROUTES if r.name == "catalog-get-product")
-    with httpx.Client(timeout=10) as client:
-        lookup_port = free_port()
-        creator = start_function(next(r for r in ROUTES if r.name == "catalog-create-product"), lookup_port, None,
-                                 settings, subprocess.DEVNULL)
-        wait_for_port(lookup_port, creator.process)
-        admin = {"Authorization": f"Bearer {issue_token('bench', 'admin', settings=TOKENS)}"}
-        product = client.post(f"http://127.0.0.1:{lookup_port}/products", headers=admin, json={
-            "sku": f"SEED-{uuid.uuid4().hex[:6]}", "name": "Seed Mug", "brand": "Bench", "stock_quantity": 5,
-            "price": {"amount": "4.50", "currency": "EUR"}}).json()
-        stop([creator.process])
-    path = f"/products/{product['id']}"
-    ours_port, seed_port = free_port(), free_port()
-    ours = start_function(route, ours_port, None, settings, subprocess.DEVNULL)
-    try:
-        function = serve_and_measure(ours.process, ours_port, path)
-    finally:
-        stop([ours.process])
+    rows = []
+    for label, ttl in (("functions-framework (ours)", None), ("functions-framework (ours, cache off)", "0")):
+        port = free_port()
+        ours = start_function(route, port, None, {**settings, **({"PRODUCT_CACHE_TTL_SECONDS": ttl} if ttl else {})},
+                              subprocess.DEVNULL)
+        try:
+            rows.append({"implementation": label, **catalog.measure(ours.process, port, mix, CONCURRENCY)})
+        finally:
+            stop([ours.process])
+    seed_port = free_port()
     env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
     seed = spawn([sys.executable, "-m", "uvicorn", "bench.seed_fastapi:app", "--host", "127.0.0.1",
                   "--port", str(seed_port), "--log-level", "warning", "--no-access-log"], env, subprocess.DEVNULL)
     try:
-        fastapi = serve_and_measure(seed, seed_port, path)
+        rows.append({"implementation": "FastAPI + uvicorn (seed)", **catalog.measure(seed, seed_port, mix, CONCURRENCY)})
     finally:
         stop([seed])
-    return [
-        {"implementation": "functions-framework (ours)", **function, "cpu_ratio": 1.0},
-        {"implementation": "FastAPI + uvicorn (seed)", **fastapi,
-         "cpu_ratio": round(fastapi["cpu_us_per_request"] / function["cpu_us_per_request"], 2)},
-    ]
+    for row in rows:
+        row["cpu_vs_seed"] = round(row["cpu_us_per_request"] / rows[-1]["cpu_us_per_request"], 2)
+        row["throughput_vs_seed"] = round(row["throughput_rps"] / rows[-1]["throughput_rps"], 2)
+    return rows
 
 
 def table(title: str, rows: list[dict]) -> str:
@@ -390,20 +366,22 @@ def main() -> None:
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(), "machine": machine(),
               "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY}
     with stores() as settings:
+        mix = catalog.product_mix(catalog.seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"],
+                                                        catalog.MIX_PRODUCTS), REQUESTS)
         with warm_shop(settings) as (shop, hello, fixtures):
             result["cold_start"] = cold_start(shop.settings, fixtures)
             print(table(f"\nCold start: spawn -> first successful answer from its store, median of {RUNS} "
                         "(ratio to hello world)", result["cold_start"]), flush=True)
-            result["warm_cost"], extra = warm_cost(settings, shop, hello, fixtures)
+            result["warm_cost"], extra = warm_cost(settings, shop, hello, fixtures, mix)
             result["warm_cost_floors"] = extra["driver_floor_us"]
             print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips; hello's "
                         "to a bare uvicorn app)", result["warm_cost"]), flush=True)
             result["latency"] = latency(shop, hello, fixtures)
             print(table(f"\nLatency at concurrency {CONCURRENCY}, straight to each function", result["latency"]),
                   flush=True)
-        result["versus_seed"] = versus_seed(settings)
+        result["versus_seed"] = versus_seed(settings, mix)
         print(table(f"\nGET /products/{{id}}: ours vs the seed's FastAPI + uvicorn "
-                    f"({REQUESTS} requests, concurrency {CONCURRENCY})", result["versus_seed"]), flush=True)
+                    f"(the same {REQUESTS} reads of {catalog.MIX_PRODUCTS} products, Zipf mix, concurrency {CONCURRENCY})", result["versus_seed"]), flush=True)
     (RESULTS / "bench.json").write_text(json.dumps(result, indent=2))
     with open(RESULTS / "history.jsonl", "a") as history:
         history.write(json.dumps(result) + "\n")

@@ -19,10 +19,17 @@ from local.processes import ROOT
 async def index_catalog() -> int:
     """Create the catalog's indexes, then record their version (never lowering one a newer image recorded)."""
     from functions.catalog import store
+
+    await store.create_indexes()
+    return await record_catalog_version()
+
+
+async def record_catalog_version() -> int:
+    """Record that the catalog's indexes are at this image's version (benchmarks that build only some call it)."""
+    from functions.catalog import store
     from shared.mongo import collection
     from shared.schema import MONGO_MARKERS
 
-    await store.create_indexes()
     await collection(MONGO_MARKERS).update_one({"_id": "catalog"}, {"$max": {"version": store.SCHEMA_VERSION}},
                                                upsert=True)
     return store.SCHEMA_VERSION

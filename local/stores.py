@@ -19,8 +19,9 @@ class StoreMissing(RuntimeError):
 
 
 def start_mongo(port: int, storage_path: str, log_file=None,
-                cancelled: Callable[[], bool] | None = None) -> subprocess.Popen:
-    """Start SecantusDB (a MongoDB-wire-compatible dev/test server) and wait until it answers `ping`.
+                cancelled: Callable[[], bool] | None = None, test_commands: bool = False) -> subprocess.Popen:
+    """Start SecantusDB (a MongoDB-wire-compatible dev/test server) and wait until it answers `ping`;
+    `test_commands` enables mongod's test-only commands (configureFailPoint).
 
     Like every process started through local.processes, it stops on its own when its starter dies."""
     server = Path(sys.executable).parent / "secantusd-py"
@@ -29,8 +30,8 @@ def start_mongo(port: int, storage_path: str, log_file=None,
                            "(or set MONGODB_URL to a running MongoDB)")
     if storage_path != ":memory:":
         Path(storage_path).mkdir(parents=True, exist_ok=True)
-    process = spawn([str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path],
-                    log_file=log_file or subprocess.DEVNULL)
+    process = spawn([str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path,
+                     *(["--enable-test-commands"] if test_commands else [])], log_file=log_file or subprocess.DEVNULL)
     try:
         wait_for_port(port, process, timeout=30, cancelled=cancelled)
         _wait_for_ping(f"mongodb://127.0.0.1:{port}", process)

@@ -57,6 +57,15 @@ class StockSettings(_Settings):
     reservation_ttl_seconds: float = Field(default=60, gt=0, le=3600)
 
 
+class CatalogSettings(_Settings):
+    # How long a product read may be served from this instance's memory (0: never); also the max-age an edge
+    # may keep it. Stock shown may lag by this much; reservations never read from the cache.
+    product_cache_ttl_seconds: float = Field(default=2, ge=0, le=60)
+    product_cache_max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
+    # The server-side time limit (maxTimeMS) of a search; past it the search answers 503.
+    search_max_time_ms: int = Field(default=1000, ge=10, le=10_000)
+
+
 class CheckoutSettings(_Settings):
     """How long an unfinished order may wait for its request before the sweep resolves it, and retry limits."""
 

@@ -58,6 +58,9 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         "CARD_FINGERPRINT_KEY": CARD_FINGERPRINT_KEY,
         "LOG_LEVEL": "INFO",
         "GATEWAY_RATE_LIMITS": "off",  # every test shares one gateway; tests/security/test_rate_limit.py starts its own
+        # Read-after-write tests see every write at once; tests/functions/test_product_cache.py runs the cache.
+        "PRODUCT_CACHE_TTL_SECONDS": "0",
+        "SEARCH_MAX_TIME_MS": "10000",  # SecantusDB on a loaded machine; the limit has its own test
     }
     run_step(settings)  # the deploy's migration step, before any function starts
     yield settings

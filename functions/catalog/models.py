@@ -8,9 +8,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator, model_validator
 
+from functions.catalog import cursor
 from shared.catalog_contract import MAX_LOOKUP, Sku
 from shared.money import Money, PriceBound
 from shared.fields import QueryFlag, trimmed, whole_number
+from shared.http_cache import entity_tags
 
 Text = trimmed(1, 200)
 Label = trimmed(1, 50, lower=True)
@@ -130,11 +132,21 @@ class ProductPublic(_ProductFields):
     updated_at: datetime
 
 
+MAX_COUNTED = 10_000  # a listing counts its matches up to this many: the count's cost stays bounded
+MIN_SEARCH_LENGTH = 2  # one character matches nearly every product: nothing worth ranking
+SEARCH_CANDIDATES = 1000  # a search scores and sorts at most this many matches
+
+
 class ProductPage(BaseModel):
     items: list[ProductPublic]
-    total: int
+    total: int = Field(description=f"The matching products, counted up to {MAX_COUNTED} (a listing) or "
+                                   f"{SEARCH_CANDIDATES} (a search)")
+    total_exact: bool = Field(description="false when more products match than `total` counted")
     limit: int
     offset: int
+    next: str | None = Field(default=None, description=(
+        "Listing only: pass as `after` (with the same filters and sort) for the page that follows; null on the "
+        "last page"))
 
 
 SortKey = Literal["price", "-price", "name", "-created_at"]
@@ -155,6 +167,9 @@ class ProductQuery(_Paging):
     max_price: PriceBound | None = Field(default=None, description="not below min_price (422)")
     in_stock: QueryFlag | None = None
     sort: SortKey = "-created_at"
+    after: Annotated[str, StringConstraints(max_length=300)] | None = Field(default=None, description=(
+        "The `next` of the previous page: keyset paging, as cheap on the last page as on the first (not with "
+        "offset)"))
 
     @model_validator(mode="after")
     def _price_range(self) -> ProductQuery:
@@ -162,9 +177,19 @@ class ProductQuery(_Paging):
             raise ValueError("min_price must not exceed max_price")
         return self
 
+    @model_validator(mode="after")
+    def _cursor(self) -> ProductQuery:
+        if self.after is not None:
+            if self.offset:
+                raise ValueError("send either after or offset, not both")
+            cursor.decode(self.after, self.sort)
+        return self
+
 
 class SearchQuery(_Paging):
-    q: trimmed(1, 100, examples=["coffee"])
+    q: trimmed(MIN_SEARCH_LENGTH, 100, examples=["coffee"])
+    offset: Annotated[int, Field(ge=0, lt=SEARCH_CANDIDATES, description=(
+        f"Search ranks the first {SEARCH_CANDIDATES} matches: a narrower term finds what lies beyond"))] = 0
 
 
 class LookupQuery(BaseModel):
@@ -183,20 +208,11 @@ class LookupQuery(BaseModel):
 
 # ETags: a product's version (incremented by every write of its document) as the strong tag `"v<version>"`.
 # Documents written before versions existed have none: they are version 0.
-_ENTITY_TAGS = re.compile(r'\s*(?:(W/)?"([\x21\x23-\x7e]*)"\s*(?:,\s*|$))+$')
-_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
 _VERSION_TAG = re.compile(r"v(0|[1-9][0-9]{0,17})")  # at most 18 digits: always a BSON int64
 
 
 def etag(version: int) -> str:
     return f'"v{version}"'
-
-
-def _tags(header: str) -> list[tuple[bool, str]]:
-    """(weak, opaque tag) for each entity tag of an If-Match / If-None-Match list; none when malformed."""
-    if not _ENTITY_TAGS.match(header):
-        return []
-    return [(bool(weak), tag) for weak, tag in _ENTITY_TAG.findall(header)]
 
 
 def _version(tag: str) -> int | None:
@@ -209,13 +225,5 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
     version (absent, or `*`). A malformed header or tags we never issued accept no version: 412."""
     if header is None or header.strip() == "*":
         return None
-    return frozenset(version for weak, tag in _tags(header) if not weak and (version := _version(tag)) is not None)
-
-
-def none_match(header: str | None, version: int) -> bool:
-    """Whether `If-None-Match` names this version (weak comparison) or is `*`: a GET answers 304 then."""
-    if header is None:
-        return False
-    if header.strip() == "*":
-        return True
-    return any(_version(tag) == version for _, tag in _tags(header))
+    return frozenset(version for weak, tag in entity_tags(header)
+                     if not weak and (version := _version(tag)) is not None)

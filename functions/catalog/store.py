@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from bson import Decimal128, ObjectId
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, ExecutionTimeout
 
+from functions.catalog import cursor, product_cache
 from functions.catalog.models import (
+    MAX_COUNTED,
     MAX_STOCK,
+    SEARCH_CANDIDATES,
     ProductCreate,
     ProductPage,
     ProductPublic,
@@ -21,18 +25,14 @@ from functions.catalog.models import (
     SearchQuery,
     etag,
 )
+from functions.catalog.product_cache import CachedProduct
 from shared.catalog_contract import CatalogItem
-from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from shared.money import Money
 from shared.mongo import collection
 from shared.schema import require_mongo
+from shared.settings import CatalogSettings, settings
 
-_SORTS = {
-    "price": [("price.amount", ASCENDING), ("_id", ASCENDING)],
-    "-price": [("price.amount", DESCENDING), ("_id", ASCENDING)],
-    "name": [("name", ASCENDING), ("_id", ASCENDING)],
-    "-created_at": [("created_at", DESCENDING), ("_id", DESCENDING)],
-}
 # Where a search term is found, and what a match there is worth: the name outranks everything else.
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
 # Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py).
@@ -44,16 +44,39 @@ SCHEMA_VERSION = 1
 
 async def create_indexes() -> None:
     """Every index of the catalog's collections (idempotent)."""
-    products_collection = collection("products")
-    await products_collection.create_index("sku", unique=True, name="sku_unique")
-    await products_collection.create_index([("is_active", ASCENDING), ("created_at", DESCENDING)], name="listing")
-    await products_collection.create_index([("categories", ASCENDING), ("price.amount", ASCENDING)],
-                                           name="category_price")
-    await products_collection.create_index([("brand_key", ASCENDING)], name="brand")
-    await products_collection.create_index([("tags", ASCENDING)], name="tags")
-    await products_collection.create_index([("price.amount", ASCENDING)], name="price")
+    await ensure_indexes(collection("products"))
     await collection("stock_reservations").create_index([("state", ASCENDING), ("expires_at", ASCENDING)],
                                                         name="state_expiry")
+
+
+def _listing_indexes() -> list[IndexModel]:
+    """One index per listing order, alone and after a category: each page of `GET /products` (and
+    `?category=`) walks one in order (backwards for the reversed sort) and stops after its limit."""
+    orders = {keys[0][0]: [(field, direction * keys[0][1]) for field, direction in keys]
+              for keys in cursor.SORTS.values()}  # "price" and "-price" share one index
+    return [IndexModel([*prefix, *keys], name=f"{name}_by_{field.split('.')[0]}")
+            for name, prefix in (("listing", [("is_active", ASCENDING)]),
+                                 ("category", [("categories", ASCENDING), ("is_active", ASCENDING)]))
+            for field, keys in orders.items()]
+
+
+# Every index the catalog's queries need, in one place for the deploy step.
+INDEXES = [
+    IndexModel("sku", unique=True, name="sku_unique"),
+    *_listing_indexes(),
+    IndexModel([("brand_key", ASCENDING)], name="brand"),
+    IndexModel([("tags", ASCENDING)], name="tags"),
+    IndexModel([("price.amount", ASCENDING)], name="price"),
+]
+RETIRED_INDEXES = ("listing", "category_price")  # replaced by the listing indexes above
+
+
+async def ensure_indexes(products_collection: AsyncCollection) -> None:
+    """Create the catalog's indexes and drop the ones it no longer uses (idempotent)."""
+    present = {index["name"] async for index in await products_collection.list_indexes()}
+    for name in present.intersection(RETIRED_INDEXES):
+        await products_collection.drop_index(name)
+    await products_collection.create_indexes(INDEXES)
 
 
 async def products() -> AsyncCollection:
@@ -106,12 +129,12 @@ class StoredProduct:
         return to_public(self.document)
 
 
-def _new_document(product: ProductCreate, now: datetime) -> dict:
+def new_document(product: ProductCreate, now: datetime) -> dict:
     return _to_document(product.model_dump()) | {"created_at": now, "updated_at": now, "version": 1}
 
 
 async def insert(product: ProductCreate) -> StoredProduct:
-    document = _new_document(product, _now())
+    document = new_document(product, _now())
     try:
         result = await (await products()).insert_one(document)
     except DuplicateKeyError:
@@ -140,6 +163,7 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
     document = await (await products()).find_one_and_update(
         query, {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments},
         projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
+    product_cache.forget(str(query["_id"]))
     if document is None:
         raise await _update_refusal(query["_id"], product_id, versions, adjustment)
     return StoredProduct(document)
@@ -166,14 +190,25 @@ async def _update_refusal(object_id: ObjectId, product_id: str, versions: frozen
                     errors=[{"field": "body.stock_adjustment", "type": "stock_out_of_range", "message": message}])
 
 
-async def get(product_id: str, *, include_inactive: bool) -> StoredProduct:
-    query: dict = {"_id": _object_id(product_id)}
-    if not include_inactive:
-        query["is_active"] = True
-    document = await (await products()).find_one(query, _PUBLIC_FIELDS)
-    if document is None:
+async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduct, bool]:
+    """A product ready to answer and whether it came from this instance's cache (read less than the TTL ago,
+    see product_cache); inactive products are NotFound unless `include_inactive`."""
+    object_id = _object_id(product_id)
+    key = str(object_id)
+    product = product_cache.get(key)
+    cached = product is not None
+    if product is None:
+        writes_before, read_at = product_cache.writes(), time.monotonic()
+        document = await (await products()).find_one({"_id": object_id}, _PUBLIC_FIELDS)
+        if document is None:
+            raise NotFound(f"No product with id '{product_id}'")
+        stored = StoredProduct(document)
+        product = CachedProduct(stored.public().model_dump_json().encode(), stored.version, document["is_active"],
+                                read_at)
+        product_cache.put(key, product, writes_before)
+    if not (product.is_active or include_inactive):
         raise NotFound(f"No product with id '{product_id}'")
-    return StoredProduct(document)
+    return product, cached
 
 
 def _filters(query: ProductQuery, include_inactive: bool) -> dict:
@@ -190,7 +225,9 @@ def _filters(query: ProductQuery, include_inactive: bool) -> dict:
     if query.max_price is not None:
         price["$lte"] = Decimal128(query.max_price)
     if price:
-        conditions["price.amount"] = price
+        # Inside `$and`, which MongoDB plans exactly as the bare field: SecantusDB 0.7's compound-index range
+        # scan drops documents equal to an inclusive upper bound when fields follow the ranged one (`_id` here).
+        conditions["$and"] = [{"price.amount": price}]
     if query.in_stock is True:
         conditions["stock_quantity"] = {"$gt": 0}
     elif query.in_stock is False:
@@ -198,20 +235,23 @@ def _filters(query: ProductQuery, include_inactive: bool) -> dict:
     return conditions
 
 
-async def _page(pipeline_head: list[dict], sort: list[tuple[str, int]] | dict, limit: int, offset: int) -> ProductPage:
-    sort_stage = {"$sort": dict(sort)}
-    pipeline = [*pipeline_head, {"$facet": {
-        "items": [sort_stage, {"$skip": offset}, {"$limit": limit}],
-        "total": [{"$count": "n"}],
-    }}]
-    cursor = await (await products()).aggregate(pipeline)
-    [result] = await cursor.to_list()
-    total = result["total"][0]["n"] if result["total"] else 0
-    return ProductPage(items=[to_public(d) for d in result["items"]], total=total, limit=limit, offset=offset)
-
-
 async def find(query: ProductQuery, *, include_inactive: bool) -> ProductPage:
-    return await _page([{"$match": _filters(query, include_inactive)}], _SORTS[query.sort], query.limit, query.offset)
+    """A page in a listing index's order (sort, skip, limit: never the whole matching set sorted in memory) and
+    a count that stops at MAX_COUNTED; `after` pages by keyset, skipping nothing."""
+    conditions = _filters(query, include_inactive)
+    page = conditions if query.after is None else \
+        {"$and": [conditions, cursor.after(query.sort, *cursor.decode(query.after, query.sort))]}
+    collection = await products()
+    documents = await collection.find(page, _PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset) \
+        .limit(query.limit + 1).to_list()
+    items = documents[:query.limit]
+    if query.after is None and len(items) < query.limit and (items or not query.offset):
+        counted = query.offset + len(items)  # the last page by offset: it ends the selection, no count needed
+    else:
+        counted = await collection.count_documents(conditions, limit=MAX_COUNTED + 1)
+    return ProductPage(items=[to_public(d) for d in items], total=min(counted, MAX_COUNTED),
+                       total_exact=counted <= MAX_COUNTED, limit=query.limit, offset=query.offset,
+                       next=cursor.encode(query.sort, items[-1]) if len(documents) > query.limit else None)
 
 
 def _matches(field: str, pattern: str) -> dict:
@@ -221,23 +261,43 @@ def _matches(field: str, pattern: str) -> dict:
     return {"$regexMatch": {"input": {"$ifNull": [f"${field}", ""]}, "regex": pattern, "options": "i"}}
 
 
+class SearchTimedOut(ServiceUnavailable):
+    slug, title = "search-timeout", "Search Timed Out"
+
+
 async def search(query: SearchQuery, *, include_inactive: bool) -> ProductPage:
-    """Relevance-ordered search; the one place to switch to a text index on a real MongoDB deployment."""
+    """Relevance-ordered search; the one place to switch to a text index on a real MongoDB deployment.
+
+    Its cost: the store tests every product's text fields (no index serves a substring match), stopped by the
+    server after SEARCH_MAX_TIME_MS (then 503 `search-timeout`); only the first SEARCH_CANDIDATES matches are
+    scored and sorted, so a broad term costs no more to rank than a narrow one."""
     pattern = re.escape(query.q)  # user input is matched literally, never as a regex
     match: dict = {"$or": [{field: {"$regex": pattern, "$options": "i"}} for field in _SEARCH_WEIGHTS]}
     if not include_inactive:
         match = {"$and": [{"is_active": True}, match]}
     score = {"$add": [{"$cond": [_matches(field, pattern), weight, 0]} for field, weight in _SEARCH_WEIGHTS.items()]}
-    head = [{"$match": match}, {"$addFields": {"_score": score}}]
-    return await _page(head, {"_score": DESCENDING, "name": ASCENDING, "_id": ASCENDING}, query.limit, query.offset)
+    pipeline = [{"$match": match}, {"$limit": SEARCH_CANDIDATES + 1}, {"$facet": {
+        "items": [{"$addFields": {"_score": score}}, {"$sort": {"_score": DESCENDING, "name": ASCENDING, "_id": ASCENDING}},
+                  {"$skip": query.offset}, {"$limit": query.limit}, {"$project": {"_score": 0, **_PUBLIC_FIELDS}}],
+        "total": [{"$count": "n"}],
+    }}]
+    budget = settings(CatalogSettings).search_max_time_ms
+    try:
+        [result] = await (await (await products()).aggregate(pipeline, maxTimeMS=budget)).to_list()
+    except ExecutionTimeout:
+        raise SearchTimedOut(f"The search took longer than its limit ({budget} ms); try a more specific term") \
+            from None
+    counted = result["total"][0]["n"] if result["total"] else 0
+    return ProductPage(items=[to_public(d) for d in result["items"]], total=min(counted, SEARCH_CANDIDATES),
+                       total_exact=counted <= SEARCH_CANDIDATES, limit=query.limit, offset=query.offset)
 
 
 async def lookup(skus: list[str]) -> list[CatalogItem]:
     """The products with these SKUs, active or not (callers decide what inactive means for them)."""
     projection = {"sku": 1, "name": 1, "price": 1, "stock_quantity": 1, "is_active": 1}
-    cursor = (await products()).find({"sku": {"$in": skus}}, projection)
+    found = (await products()).find({"sku": {"$in": skus}}, projection)
     return [CatalogItem(sku=d["sku"], id=str(d["_id"]), name=d["name"], stock_quantity=d["stock_quantity"],
-                        is_active=d["is_active"], price=stored_price(d["price"])) async for d in cursor]
+                        is_active=d["is_active"], price=stored_price(d["price"])) async for d in found]
 
 
 async def count() -> int:
@@ -246,6 +306,6 @@ async def count() -> int:
 
 async def insert_many(items: list[ProductCreate]) -> int:
     now = _now()
-    documents = [_new_document(item, now) for item in items]
+    documents = [new_document(item, now) for item in items]
     result = await (await products()).insert_many(documents, ordered=False)
     return len(result.inserted_ids)

@@ -80,8 +80,10 @@ IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                    "description": "Names this checkout: a retry with the same key and body answers the same order "
                                   "(400 when missing or malformed; 422 when reused with another body)",
                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,64}$"}}
+PAGE_IF_NONE_MATCH = IF_NONE_MATCH | {"description": "The page's ETag held: 304 without a body while the page is the same"}
 HEADERS = {  # route name -> extra request headers
     "catalog-get-product": [IF_NONE_MATCH], "catalog-update-product": [IF_MATCH],
+    "catalog-list-products": [PAGE_IF_NONE_MATCH], "catalog-search-products": [PAGE_IF_NONE_MATCH],
     "orders-create-order": [IDEMPOTENCY_KEY]}
 
 HEADERS_DEFINED = {
@@ -94,7 +96,10 @@ HEADERS_DEFINED = {
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
 REQUEST_ID, ETAG, LOCATION, RETRY_AFTER = ({name: {"$ref": f"#/components/headers/{name}"}} for name in HEADERS_DEFINED)
-SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG,
+PAGE_ETAG = {"ETag": {"required": True, "description": "The page's content as a strong entity tag",
+                      "schema": {"type": "string", "pattern": '^"b[0-9a-f]{24}"$'}}}
+SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG, "catalog-list-products": PAGE_ETAG,
+                   "catalog-search-products": PAGE_ETAG,
                    "catalog-create-product": ETAG | LOCATION, "orders-create-order": LOCATION}
 
 # What each error status means (components/responses), and what the gateway adds to it.
@@ -117,6 +122,10 @@ SPECIFIC = {
     "catalog-get-product": {304: "Not Modified: `If-None-Match` names the current version (no body)",
                             404: "No such product, or it is inactive (unless the token is an admin's)"},
     "catalog-create-product": {409: "A product with this SKU exists"},
+    "catalog-list-products": {304: "Not Modified: `If-None-Match` names this page's ETag (no body)"},
+    "catalog-search-products": {304: "Not Modified: `If-None-Match` names this page's ETag (no body)",
+                                503: "`search-timeout`: the search ran past its time limit (a more specific term "
+                                     "costs less); or a store is unavailable"},
     "catalog-update-product": {409: "The stock would leave 0..1000000",
                                412: "`If-Match` names no current version (stale, weak or malformed)",
                                428: "`stock_quantity` was sent without `If-Match`"},
@@ -237,7 +246,8 @@ def _operation(route: Route, refs: dict[str, str]) -> dict:
     specific = SPECIFIC.get(route.name, {})
     for status in _errors(route):
         if status == 304:
-            operation["responses"]["304"] = {"description": specific[304], "headers": REQUEST_ID | ETAG}
+            operation["responses"]["304"] = {"description": specific[304],
+                                             "headers": REQUEST_ID | SUCCESS_HEADERS.get(route.name, {})}
         elif status in specific:
             operation["responses"][str(status)] = _problem_response(status, specific[status])
         elif status == 404 and route.owner == "path":

@@ -72,7 +72,7 @@ def test_the_step_creates_tables_and_catalog_indexes_and_records_their_versions(
     run_step(settings)  # idempotent
 
     assert {"schema_migrations", "orders", "notifications"} <= set(tables(settings["DATABASE_URL"]))
-    assert {"sku_unique", "listing"} <= set(mongo["products"].index_information())
+    assert {"sku_unique", "listing_by_created_at", "category_by_price"} <= set(mongo["products"].index_information())
     assert "state_expiry" in mongo["stock_reservations"].index_information()
     assert mongo["schema_versions"].find_one({"_id": "catalog"})["version"] >= 1
 
