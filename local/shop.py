@@ -4,6 +4,9 @@ A function that exits is started again on its port, at once the first time and t
 with each further exit, up to a cap (Kubernetes' CrashLoopBackOff); a function that stays up a while starts again
 from no delay. Nothing ever gives up. The state of every function is written to a JSON file that the gateway
 serves at /_local/functions.
+
+With `scaling="knative"` no function is started here: the gateway starts, scales and stops their replicas
+(local/scaling/, with the same backoff), and answers on each function's port; this only keeps the gateway running.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ log = logging.getLogger("local.shop")
 STARTING, RUNNING, BACKING_OFF, FAILED_TO_START, STOPPED = (
     "starting", "running", "backing-off", "failed-to-start", "stopped")
 TICK_SECONDS = 0.1  # how often the supervisor looks at the functions
+KNATIVE = "knative"
+
+
+def replica_pid_file(pid_file: Path) -> Path:
+    """Where the gateway of knative mode records the replicas it starts, beside the runner's pid file."""
+    return pid_file.with_name("replicas.pids")
 
 
 def _worker(name: str) -> str:
@@ -92,6 +101,7 @@ class LocalShop:
     start_timeout: float = 60.0  # a function that does not listen by then is killed and counted as an exit
     state_file: Path | None = None  # default: functions.json in log_dir, or in a temporary directory
     pid_file: PidFile | None = None  # `make up` records every process it starts there
+    scaling: str | None = None  # "knative": the gateway scales each function from zero (local/scaling/)
     functions: dict[str, Running] = field(default_factory=dict)
     states: dict[str, FunctionState] = field(default_factory=dict)
     gateway: subprocess.Popen | None = None
@@ -132,14 +142,14 @@ class LocalShop:
                 self._temporary_dir = Path(tempfile.mkdtemp(prefix="local-shop-"))
             self.state_file = (self.log_dir or self._temporary_dir) / "functions.json"
         with self._lock:
-            for route in self.routes:
+            for route in self.routes if self.scaling != KNATIVE else ():
                 self._spawn(route.name)
         self._start_gateway()
         wait_for_port(self.gateway_port, self.gateway, cancelled=cancelled)  # one that cannot start is fatal
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
         self._wait_until_started(require_all, cancelled)
-        if self.relay_every and "orders-outbox-relay" in self.functions:
+        if self.relay_every and "orders-outbox-relay" in self.function_ports:
             threading.Thread(target=self._tick_relay_forever, name="relay", daemon=True).start()
 
     def restart(self, name: str, timeout: float = 60.0) -> None:
@@ -153,7 +163,11 @@ class LocalShop:
 
     def tick_relay(self) -> int:
         """Send the relay one PingSource-style CloudEvent; returns the HTTP status."""
-        return ping(self.functions["orders-outbox-relay"].url)
+        return ping(self.service_url("orders-outbox-relay"))
+
+    def service_url(self, name: str) -> str:
+        """Where function `name` answers: its process, or in knative mode the gateway's port for it."""
+        return f"http://127.0.0.1:{self.function_ports[name][0]}"
 
     def stop(self) -> None:
         """Stop the supervisor first (so nothing is restarted), then every function and the gateway."""
@@ -310,6 +324,12 @@ class LocalShop:
         upstreams = {name: running.url for name, running in self.functions.items()}
         env = {**os.environ, **self.settings, "GATEWAY_UPSTREAMS": json.dumps(upstreams),
                "LOCAL_STATE_FILE": str(self.state_file), "PORT": str(self.gateway_port), "HOST": "127.0.0.1"}
+        if self.scaling == KNATIVE:
+            env.update(SCALING=KNATIVE, GATEWAY_SERVICES=json.dumps({route.name: self.function_ports[route.name][0]
+                                                                     for route in self.routes}),
+                       LOCAL_REPLICA_PIDS=str(replica_pid_file(self.pid_file.path)) if self.pid_file else "")
+            if self.log_dir is not None:
+                env["LOCAL_REPLICA_LOGS"] = str(self.log_dir)
         log_file = self._log("gateway")
         try:
             self.gateway = spawn([sys.executable, "-m", "local.gateway"], env, log_file)
@@ -367,11 +387,11 @@ class LocalShop:
 
     def _tick_relay_forever(self) -> None:
         """The PingSources: the orders relay and the catalog's reservation sweep, every `relay_every` seconds."""
-        swept = [name for name in ("orders-outbox-relay", "catalog-expire-reservations") if name in self.functions]
+        swept = [name for name in ("orders-outbox-relay", "catalog-expire-reservations") if name in self.function_ports]
         while not self._stopping.wait(self.relay_every):
             for name in swept:
                 try:
-                    ping(self.functions[name].url)
+                    ping(self.service_url(name))
                 except httpx.HTTPError:
                     pass  # down or restarting; the next tick tries again
 
