@@ -144,6 +144,7 @@ class LocalShop:
         with self._lock:
             for route in self.routes if self.scaling != KNATIVE else ():
                 self._spawn(route.name)
+            self._write_state()  # in knative mode the gateway's replicas are at /_local/scaling instead
         self._start_gateway()
         wait_for_port(self.gateway_port, self.gateway, cancelled=cancelled)  # one that cannot start is fatal
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
