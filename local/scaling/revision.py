@@ -46,6 +46,8 @@ class Revision:
         self.served_seconds = 0.0
         self.rejected = 0
         self.crashes = 0
+        self.held_by_cap = 0
+        self.capped = False  # the global cap holds back replicas this function wants
         self.exits_in_a_row = 0
         self.next_start_at = 0.0  # monotonic; a crashed replica's successor waits for it (CrashLoopBackOff)
 
@@ -178,4 +180,4 @@ class Revision:
                 "cold_starts": self.cold_starts, "cold_start_seconds_total": round(self.cold_start_seconds, 3),
                 "became_ready": self.became_ready, "served": self.served,
                 "served_seconds_total": round(self.served_seconds, 3), "rejected": self.rejected,
-                "crashes": self.crashes, "replicas": [replica.public() for replica in self.replicas]}
+                "crashes": self.crashes, "held_by_cap": self.held_by_cap, "replicas": [replica.public() for replica in self.replicas]}

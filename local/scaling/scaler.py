@@ -100,7 +100,14 @@ class Scaler:
             for victim in (newest_first + least_busy)[:surplus]:
                 self._retire(revision, victim)
         elif surplus < 0 and time.monotonic() >= revision.next_start_at:
-            for _ in range(min(-surplus, self.settings.max_replicas_total - self.total())):
+            room = self.settings.max_replicas_total - self.total()
+            if room < -surplus and not revision.capped:
+                revision.held_by_cap += 1  # counted once per time the cap starts holding this function back
+                log.info(f"scaling {revision.name}: the global cap of {self.settings.max_replicas_total} replicas "
+                         f"holds back {-surplus - max(0, room)} of the {revision.wanted} wanted; requests queue",
+                         extra={"scaled": revision.name, "replicas_wanted": revision.wanted})
+            revision.capped = room < -surplus
+            for _ in range(min(-surplus, room)):
                 self._spawning[revision.name] += 1
                 revision.cold_starts += 1
                 self._background(self._run(revision))
@@ -221,7 +228,7 @@ class _Collector:
               "draining": "Replicas finishing their requests before they stop",
               "in_flight": "Requests in flight on the replicas", "waiting": "Requests held by the activator",
               "panic": "1 while the autoscaler is in panic mode"}
-    COUNTERS = {"cold_starts": "Replicas started", "rejected": "Requests refused with 503 (buffer full, waited too "
+    COUNTERS = {"cold_starts": "Replicas started", "held_by_cap": "Times the global cap held back a replica", "rejected": "Requests refused with 503 (buffer full, waited too "
                 "long)", "crashes": "Replicas that exited on their own", "served": "Requests forwarded"}
 
     def __init__(self, scaler: Scaler):

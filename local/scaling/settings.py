@@ -28,7 +28,7 @@ class ScalingSettings(BaseSettings):
     # Caps for a 2-core machine: a replica is a ~60 MB process; past the caps requests queue.
     max_replicas: int = Field(default=4, ge=1, le=100)  # per function, below the route's max-scale
     max_replicas_total: int = Field(default=12, ge=1, le=500)
-    buffer: int = Field(default=100, ge=0, le=100_000)  # requests held per function while no replica has room
+    buffer: int = Field(default=1000, ge=0, le=100_000)  # requests held per function while no replica has room
     wait_seconds: float = Field(default=30.0, gt=0, le=600)  # how long a held request waits for a replica
     start_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     drain_seconds: float = Field(default=30.0, gt=0, le=600)  # a stopping replica's in-flight requests get this long
@@ -66,3 +66,13 @@ def public_config(config: ServiceConfig) -> dict:
             "min_scale": config.min_scale, "max_scale": config.max_scale, "stable_window": config.stable_window,
             "panic_window": config.panic_window, "panic_threshold": config.panic_threshold,
             "scale_to_zero_grace": config.scale_to_zero_grace}
+
+
+def from_public(name: str, public: dict) -> ServiceConfig:
+    """The ServiceConfig a function's /_local/scaling entry describes (the inverse of `public_config`)."""
+    return dataclasses.replace(
+        default_service(name), container_concurrency=int(public["container_concurrency"]),
+        target=float(public["target"]), total=float(public["container_concurrency"] or 100),
+        min_scale=int(public["min_scale"]), max_scale=int(public["max_scale"]),
+        stable_window=float(public["stable_window"]), panic_window=float(public["panic_window"]),
+        panic_threshold=float(public["panic_threshold"]), scale_to_zero_grace=float(public["scale_to_zero_grace"]))
