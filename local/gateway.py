@@ -42,7 +42,7 @@ from shared.routes import public_routes
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI = Path(os.environ.get("OPENAPI_PATH", ROOT / "openapi.json"))
 MAX_BODY = 1024 * 1024  # the functions enforce their own, smaller limit; this only protects the gateway
-KEEPALIVE_SECONDS = 2.0
+KEEPALIVE_SECONDS = 1.0
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 
@@ -129,8 +129,8 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None, sc
     `services` (port -> name) on that port."""
     served = scaler.revisions if scaler is not None else upstreams
     routes = [route for route in public_routes() if route.name in served]
-    # Idle connections expire well before the functions' own 5 s keep-alive (uvicorn's): a connection the function
-    # is closing must never carry the next request (it fails with ReadError).
+    # Idle connections expire before the functions' own keep-alive closes them (2 s: gunicorn's default, which its
+    # uvicorn worker takes): a connection the function is closing must never carry the next request (ReadError).
     client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0),
                                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100,
                                                    keepalive_expiry=KEEPALIVE_SECONDS))

@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_TRACE = HERE / "burst.csv"
 RESULTS = HERE.parent / "results" / "replay"
 MAX_SECONDS = 300
+MODEL_MARGIN_SECONDS = 30
 # The endpoints a trace can drive: GETs that need no account; a product page asks for an id no product has (the
 # same lookup as a hit, and no dependency on what the catalog holds).
 REPLAYABLE = {"catalog-list-products": "/products?limit=20", "catalog-get-product": f"/products/{'0' * 24}",
@@ -78,6 +79,19 @@ async def at_zero(client: httpx.AsyncClient, names: list[str]) -> dict:
     return state
 
 
+async def tick_aligned(client: httpx.AsyncClient) -> float:
+    """A moment (time.monotonic) on one of the autoscaler's decision ticks, so that the trace's seconds are its
+    1-second buckets and its decisions fall where the model's do (a second's shift can change a decision)."""
+    sent = time.monotonic()
+    state = (await client.get("/_local/scaling")).json()
+    answered = time.monotonic()
+    uptime, tick = state["seconds"], state["tick_seconds"]
+    next_tick = (uptime // tick + 2) * tick  # at least one tick ahead: time to schedule every request
+    origin = (sent + answered) / 2 + next_tick - uptime
+    await asyncio.sleep(max(0.0, origin - time.monotonic()))
+    return origin
+
+
 async def replay(base_url: str, arrivals: dict[str, np.ndarray]) -> dict:
     names = sorted(arrivals)
     seconds = len(next(iter(arrivals.values())))
@@ -86,7 +100,7 @@ async def replay(base_url: str, arrivals: dict[str, np.ndarray]) -> dict:
         before = await at_zero(client, names)
         patience = max(before[name]["stable_window"] + before[name]["scale_to_zero_grace"] for name in names) + 60
         statuses: dict[str, dict[int, int]] = {name: {} for name in names}
-        origin = time.monotonic()
+        origin = await tick_aligned(client)
 
         async def send(name: str, at: float) -> None:
             await asyncio.sleep(max(0.0, origin + at - time.monotonic()))
@@ -149,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     observed = asyncio.run(replay(options.url, arrivals))
     rows, timeline = [], []
     for name, counts in sorted(arrivals.items()):
-        pods = np.array(observed["pods"][name])
+        # Observation ends once every function is at zero; after it nothing arrives and nothing runs, and the model
+        # gets as long to reach zero too.
+        pods = np.array(observed["pods"][name] + [0] * MODEL_MARGIN_SECONDS)
+        observed["cold_starts"][name] += [observed["cold_starts"][name][-1]] * MODEL_MARGIN_SECONDS
         padded = np.concatenate([counts, np.zeros(max(0, len(pods) - len(counts)), dtype=np.int64)])
         before, after = observed["before"][name], observed["after"][name]
         service, start = measured(before, after)
