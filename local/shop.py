@@ -356,6 +356,7 @@ class LocalShop:
                    "functions": {name: {"port": self.function_ports[name][0], **state.public()}
                                  for name, state in self.states.items()}}
         partial = self.state_file.with_suffix(".partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(content, indent=1))
         os.replace(partial, self.state_file)  # the gateway never reads half a file
 
