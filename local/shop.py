@@ -324,9 +324,10 @@ class LocalShop:
     def _start_gateway(self) -> None:
         upstreams = {name: running.url for name, running in self.functions.items()}
         env = {**os.environ, **self.settings, "GATEWAY_UPSTREAMS": json.dumps(upstreams),
-               "LOCAL_STATE_FILE": str(self.state_file), "PORT": str(self.gateway_port), "HOST": "127.0.0.1"}
+               "LOCAL_STATE_FILE": str(self.state_file), "PORT": str(self.gateway_port), "HOST": "127.0.0.1",
+               "SCALING": self.scaling or ""}  # this shop's mode, whatever the environment says
         if self.scaling == KNATIVE:
-            env.update(SCALING=KNATIVE, GATEWAY_SERVICES=json.dumps({route.name: self.function_ports[route.name][0]
+            env.update(GATEWAY_SERVICES=json.dumps({route.name: self.function_ports[route.name][0]
                                                                      for route in self.routes}),
                        LOCAL_REPLICA_PIDS=str(replica_pid_file(self.pid_file.path)) if self.pid_file else "")
             if self.log_dir is not None:

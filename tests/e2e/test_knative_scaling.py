@@ -135,16 +135,37 @@ def test_in_flight_requests_survive_scale_down(shop_settings, tmp_path):
         try:
             with ThreadPoolExecutor(2) as pool:
                 hanging = [pool.submit(httpx.get, f"{shop.url}/products", timeout=90) for _ in range(2)]
-                wait_for(client, lambda s: s["in_flight"] == 2, "a request in flight on each replica")
+                spread = wait_for(client, lambda s: s["in_flight"] == 2, "both requests in flight")
                 draining = wait_for(client, lambda s: s["draining"] == 1, "one replica to be scaled down")
                 signal_replicas(two, signal.SIGCONT)
                 answers = [future.result() for future in hanging]
         finally:
             signal_replicas(two, signal.SIGCONT)
 
+        assert sorted(replica["in_flight"] for replica in spread["replicas"]) == [1, 1]  # least in flight first
         assert draining["desired"] == 1
         assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
         wait_for(client, lambda s: len(s["replicas"]) == 1, "the drained replica to stop")
+
+
+def test_container_concurrency_is_a_hard_limit_per_replica_and_the_rest_wait(shop_settings, tmp_path):
+    with knative_shop(shop_settings, tmp_path, SCALING_CONTAINER_CONCURRENCY="1",
+                      SCALING_MAX_REPLICAS="1") as (shop, client):
+        assert client.get("/products").status_code == 200
+        one = wait_for(client, lambda s: s["ready"] == 1 and s["in_flight"] == 0, "one idle replica")
+        time.sleep(KEEPALIVE_SECONDS + 1)
+        signal_replicas(one, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                calls = [pool.submit(httpx.get, f"{shop.url}/products", timeout=90) for _ in range(3)]
+                held = wait_for(client, lambda s: s["waiting"] == 2, "two requests held")
+                signal_replicas(one, signal.SIGCONT)
+                answers = [call.result() for call in calls]
+        finally:
+            signal_replicas(one, signal.SIGCONT)
+
+        assert held["in_flight"] == 1 and held["replicas"][0]["in_flight"] == 1
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
 
 
 def test_past_the_buffer_requests_get_503_with_retry_after(shop_settings, tmp_path):
