@@ -328,7 +328,7 @@ class LocalShop:
                "SCALING": self.scaling or ""}  # this shop's mode, whatever the environment says
         if self.scaling == KNATIVE:
             env.update(GATEWAY_SERVICES=json.dumps({route.name: self.function_ports[route.name][0]
-                                                                     for route in self.routes}),
+                                                    for route in self.routes}),
                        LOCAL_REPLICA_PIDS=str(replica_pid_file(self.pid_file.path)) if self.pid_file else "")
             if self.log_dir is not None:
                 env["LOCAL_REPLICA_LOGS"] = str(self.log_dir)
