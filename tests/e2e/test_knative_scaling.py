@@ -4,6 +4,7 @@ replicas and the real stores, with windows shortened through the SCALING_* setti
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -119,6 +120,11 @@ def test_idleness_scales_to_zero_and_stops_the_process(shop_settings, tmp_path):
         state = wait_for(client, lambda s: s["replicas"] == [], "scale to zero")
 
         assert state["desired"] == 0 and state["ready"] == 0
+        decisions = [json.loads(line)["message"] for line in (tmp_path / "logs" / "gateway.log").read_text().splitlines()
+                     if '"shop.scaling"' in line]
+        assert decisions[0] == f"scaling {FUNCTION}: a request at zero replicas; starting 1"
+        assert decisions[-1].startswith(f"scaling {FUNCTION}: desired 0, running 0")
+        assert len(decisions) == len(set(decisions)) <= 4  # one line per decision that changed something
         assert left_alive([pids.Recorded("replica", replica["pid"], pids.start_time(replica["pid"]) or 0)],
                           within=10) == []
         assert client.get("/products").status_code == 200  # and the next request starts one again
