@@ -6,10 +6,16 @@ STAMP := $(VENV)/.installed
 USER ?= alice
 ROLE ?= customer
 
-.PHONY: up down test install promtool seed token manifests migrate bench load cost-report smoke deploy-check clean
+.PHONY: up top replay down test install promtool seed token manifests migrate bench load cost-report smoke deploy-check clean
 
-up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080
-	$(PY) -m local.run
+up: $(STAMP)  ## run the whole shop locally at http://127.0.0.1:8080: make up [SCALING=knative]
+	SCALING='$(SCALING)' $(PY) -m local.run
+
+top: $(STAMP)  ## live per-function scaling of `make up SCALING=knative`, every second
+	$(PY) -m local.top
+
+replay: $(STAMP)  ## a short trace against `make up SCALING=knative`, observed vs the KPA model: make replay [TRACE=…]
+	$(PY) -m bench.replay $(if $(TRACE),--trace '$(TRACE)') $(REPLAY_ARGS)
 
 down: $(STAMP)  ## stop this checkout's shop: a running `make up`, or what one that died left behind
 	$(PY) -m local.run down

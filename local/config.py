@@ -26,6 +26,8 @@ LOCAL_DEFAULTS = {
 LOCAL_DIR = Path(os.environ.get("LOCAL_DIR") or Path(__file__).resolve().parent.parent / ".local")
 # A comma-separated list of route names starts only those functions (empty: every one).
 LOCAL_FUNCTIONS = [name.strip() for name in os.environ.get("LOCAL_FUNCTIONS", "").split(",") if name.strip()]
+# "knative": the gateway scales each function from zero like Knative (local/scaling/); empty: one process each.
+SCALING = os.environ.get("SCALING", "").strip()
 # Local processes serve one request stream each, like one Knative replica: a single async worker.
 WORKERS = 1
 THREADS = 8  # only used by sync (gthread) functions; async ones run on the event loop

@@ -4,6 +4,11 @@
 
 GET /_local/functions answers with each function's state (running, starting, backing-off, failed-to-start), as
 the runner writes it to the file named by LOCAL_STATE_FILE: the runner supervises, the gateway only shows.
+
+With SCALING=knative the gateway is also Knative's activator and autoscaler (local/scaling/): it starts, scales
+and stops each function's replicas itself, answers for each function on that function's own port (its Service
+address, which the other functions call) besides the public one, and shows the scaling at GET /_local/scaling,
+as Prometheus metrics at GET /_local/metrics.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from local.limits import RouteLimits
+from local.scaling.revision import Overloaded
+from local.scaling.scaler import Scaler
 from shared.errors import BadGateway, BadRequest, MethodNotAllowed, NotFound, Problem, ServiceUnavailable
 from shared.http import incoming_request_id, problem_response, read_body
 from shared.logs import logger, request_id
@@ -34,6 +43,7 @@ from local import broker
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI = Path(os.environ.get("OPENAPI_PATH", ROOT / "openapi.json"))
 MAX_BODY = 1024 * 1024  # the functions enforce their own, smaller limit; this only protects the gateway
+KEEPALIVE_SECONDS = 1.0
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 
@@ -83,11 +93,17 @@ class _EveryMethod:
         await response(scope, receive, send)
 
 
-def _closing(client: httpx.AsyncClient):
+def _closing(client: httpx.AsyncClient, scaler: Scaler | None = None):
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        yield
-        await client.aclose()
+        if scaler is not None:
+            await scaler.start()
+        try:
+            yield
+        finally:
+            if scaler is not None:
+                await scaler.close()
+            await client.aclose()
 
     return lifespan
 
@@ -108,11 +124,24 @@ def functions_state(path: Path) -> dict:
     return content
 
 
-def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) -> Starlette:
-    routes = [route for route in public_routes() if route.name in upstreams]
+def create_gateway(upstreams: dict[str, str], state_file: Path | None = None, scaler: Scaler | None = None,
+                   services: dict[int, str] | None = None) -> Starlette:
+    """The gateway to `upstreams` (name -> URL); with a `scaler`, to its replicas, and to each function of
+    `services` (port -> name) on that port."""
+    served = scaler.revisions if scaler is not None else upstreams
+    routes = [route for route in public_routes() if route.name in served]
+    # Idle connections expire before the functions' own keep-alive closes them (2 s: gunicorn's default, which its
+    # uvicorn worker takes): a connection the function is closing must never carry the next request (ReadError).
     limits = RouteLimits(routes)
     client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0),
-                               limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+                               limits=httpx.Limits(max_connections=200, max_keepalive_connections=100,
+                                                   keepalive_expiry=KEEPALIVE_SECONDS))
+
+    async def forward(name: str, method: str, target: str, headers: list, body: bytes) -> httpx.Response:
+        if scaler is None:
+            return await client.request(method, upstreams[name] + target, headers=headers, content=body)
+        return await scaler.forward(name, lambda base: client.request(method, base + target, headers=headers,
+                                                                      content=body))
 
     async def proxy(request: Request) -> Response:
         path = request.url.path
@@ -129,20 +158,17 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) ->
         except Problem as refusal:
             return _answer(request, refusal)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        # Forward the path exactly as received (still percent-encoded), never its decoded form.
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string", b"")
-        url = upstreams[chosen.name] + raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+        return await _relay(request, chosen.name, forward(chosen.name, request.method, _target(request), headers, body))
+
+    async def service(request: Request) -> Response:
+        """A function's own port (its Service address): every path goes to that function, as in the cluster."""
+        name = services[request.scope["server"][1]]
         try:
-            upstream = await client.request(request.method, url, headers=headers, content=body)
-        except httpx.InvalidURL:
-            return _answer(request, BadRequest(f"The URL cannot be forwarded: {path!r}"))
-        except httpx.ConnectError:
-            return _answer(request, ServiceUnavailable(f"The function {chosen.name} is not running"))
-        except httpx.HTTPError as error:
-            return _answer(request, BadGateway(f"The function {chosen.name} failed to answer: {type(error).__name__}"))
-        response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-        return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
+            body = await read_body(request, MAX_BODY)  # refused while it streams in, chunked or not
+        except Problem as refusal:
+            return _answer(request, refusal)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        return await _relay(request, name, forward(name, request.method, _target(request), headers, body))
 
     async def openapi(request: Request) -> Response:
         if not OPENAPI.exists():
@@ -154,14 +180,66 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None) ->
             return _answer(request, NotFound("This gateway runs without a runner's state file (LOCAL_STATE_FILE)"))
         return JSONResponse(functions_state(state_file))
 
+    async def local_scaling(request: Request) -> Response:
+        if scaler is None:
+            return _answer(request, NotFound("This gateway does not scale functions: start it with SCALING=knative"))
+        return JSONResponse(scaler.public())
+
+    async def local_metrics(request: Request) -> Response:
+        if scaler is None:
+            return _answer(request, NotFound("This gateway does not scale functions: start it with SCALING=knative"))
+        return Response(generate_latest(scaler.registry), media_type=CONTENT_TYPE_LATEST)
+
     # The local runner's broker (local.broker), where it gave the gateway one.
     brokers = [StarletteRoute(broker.BROKER_PATH, broker.deliverer(client), methods=["POST"])] \
         if broker.configured() else []
-    return Starlette(routes=[StarletteRoute("/openapi.json", openapi, methods=["GET"]),
-                             StarletteRoute("/_local/functions", local_functions, methods=["GET"]), *brokers,
-                             StarletteRoute("/{path:path}", _EveryMethod(proxy))],
-                     exception_handlers={HTTPException: _http_error, Exception: _server_error},
-                     lifespan=_closing(client))
+    public = Starlette(routes=[StarletteRoute("/openapi.json", openapi, methods=["GET"]),
+                               StarletteRoute("/_local/functions", local_functions, methods=["GET"]),
+                               StarletteRoute("/_local/scaling", local_scaling, methods=["GET"]),
+                               StarletteRoute("/_local/metrics", local_metrics, methods=["GET"]), *brokers,
+                               StarletteRoute("/{path:path}", _EveryMethod(proxy))],
+                       exception_handlers={HTTPException: _http_error, Exception: _server_error},
+                       lifespan=_closing(client, scaler))
+    if not services:
+        return public
+    by_port = Starlette(routes=[StarletteRoute("/{path:path}", _EveryMethod(service))],
+                        exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    return _ByPort(public, by_port, set(services))
+
+
+def _target(request: Request) -> str:
+    """The path exactly as received (still percent-encoded), never its decoded form, and the query."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+
+
+async def _relay(request: Request, name: str, sending) -> Response:
+    """The function's answer as the gateway's, or the gateway's own problem when there is none."""
+    try:
+        upstream = await sending
+    except httpx.InvalidURL:
+        return _answer(request, BadRequest(f"The URL cannot be forwarded: {request.url.path!r}"))
+    except httpx.ConnectError:
+        return _answer(request, ServiceUnavailable(f"The function {name} is not running"))
+    except httpx.HTTPError as error:
+        return _answer(request, BadGateway(f"The function {name} failed to answer: {type(error).__name__}"))
+    except Overloaded as refused:
+        return _answer(request, refused)
+    response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+    return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
+
+
+class _ByPort:
+    """One app for the public port and the functions' own ports, told apart by the port a request came in on."""
+
+    def __init__(self, public: Starlette, service: Starlette, ports: set[int]):
+        self.public, self.service, self.ports = public, service, ports
+
+    async def __call__(self, scope, receive, send) -> None:
+        server = scope.get("server") or (None, None)
+        app = self.service if scope["type"] == "http" and server[1] in self.ports else self.public
+        await app(scope, receive, send)
 
 
 def main() -> None:
@@ -169,8 +247,13 @@ def main() -> None:
 
     upstreams = json.loads(os.environ["GATEWAY_UPSTREAMS"])
     state_file = Path(os.environ["LOCAL_STATE_FILE"]) if os.environ.get("LOCAL_STATE_FILE") else None
-    uvicorn.run(create_gateway(upstreams, state_file), host=os.environ.get("HOST", "127.0.0.1"),
-                port=int(os.environ.get("PORT", "8080")), log_level="warning")
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8080"))
+    if os.environ.get("SCALING") != "knative":
+        uvicorn.run(create_gateway(upstreams, state_file), host=host, port=port, log_level="warning")
+        return
+    from local.scaling.run import knative_gateway
+
+    knative_gateway(create_gateway, upstreams, state_file, host, port)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ here; a second one while it stops is ignored. Every process started here records
 earlier run left behind, and never a process it did not start.
 
     python -m local.run [up]   # LOCAL_FUNCTIONS=catalog-get-product,... starts only those functions
+    SCALING=knative python -m local.run   # functions scale from zero, as under Knative (local/scaling/)
     python -m local.run down
 """
 
@@ -26,11 +27,11 @@ from pathlib import Path
 
 from local import pids
 from local.config import (FUNCTION_BASE_PORT, GATEWAY_PORT, LOCAL_DEFAULTS, LOCAL_DIR, LOCAL_FUNCTIONS,
-                          METRICS_BASE_PORT, MONGO_PORT, local_setting)
+                          METRICS_BASE_PORT, MONGO_PORT, SCALING, local_setting)
 from local.migrate import run_step
 from local.processes import Cancelled, is_listening, stop
 from local.service_keys import KEYS_DIR_SETTING, KeySet
-from local.shop import LocalShop
+from local.shop import KNATIVE, LocalShop, replica_pid_file
 from local.stores import StoreMissing, ensure_postgres, ensure_redis, start_mongo
 from shared.routes import ROUTES, Route
 
@@ -41,6 +42,7 @@ RUN_DIR = LOCAL_DIR / "run"
 PID_FILE = RUN_DIR / "shop.pids"
 STATE_FILE = RUN_DIR / "functions.json"
 KEYS_DIR = RUN_DIR / "keys"
+SCALING_MODES = ("", "always-on", KNATIVE)
 
 
 class Shutdown:
@@ -88,6 +90,9 @@ def selected_routes() -> tuple[Route, ...]:
 def up() -> int:
     shutdown = Shutdown()
     shutdown.install()
+    if SCALING not in SCALING_MODES:
+        print(f"SCALING={SCALING} is not a mode: use SCALING=knative, or leave it unset", file=sys.stderr)
+        return 1
     if not stop_earlier_run(stop_a_live_runner=False):
         return 1
     routes = selected_routes()
@@ -105,7 +110,7 @@ def up() -> int:
     settings[KEYS_DIR_SETTING] = str(KeySet.generate().save(KEYS_DIR))
     started: list[subprocess.Popen] = []
     shop = LocalShop(settings, GATEWAY_PORT, ports, routes=routes, relay_every=RELAY_EVERY_SECONDS,
-                     state_file=STATE_FILE, pid_file=pid_file)
+                     state_file=STATE_FILE, pid_file=pid_file, scaling=SCALING or None)
     try:
         started += _start_stores(settings, pid_file, shutdown)
         print("migrating: PostgreSQL migrations and MongoDB indexes (make migrate)", flush=True)
@@ -147,7 +152,7 @@ def down() -> int:
 def stop_earlier_run(stop_a_live_runner: bool) -> bool:
     """Stop what an earlier run of this checkout left running, saying what it found; never a recycled pid.
     False when a runner of this checkout is alive and `stop_a_live_runner` is false."""
-    recorded = pids.read(PID_FILE)
+    recorded = pids.read(PID_FILE) + pids.read(replica_pid_file(PID_FILE))
     for process in recorded:
         if process.holds_pid_as_stranger():
             print(f"pid {process.pid} was {process.name} in an earlier run; it is now another process "
@@ -173,6 +178,7 @@ def stop_earlier_run(stop_a_live_runner: bool) -> bool:
     if runner is None and not alive and stop_a_live_runner:
         print("no shop of this checkout is running")
     PID_FILE.unlink(missing_ok=True)
+    replica_pid_file(PID_FILE).unlink(missing_ok=True)
     return True
 
 
@@ -194,6 +200,15 @@ def _start_stores(settings: dict[str, str], pid_file: pids.PidFile, shutdown: Sh
 
 
 def _print_routes(shop: LocalShop) -> None:
+    if shop.scaling == KNATIVE:
+        print(f"\nthe shop is up at {shop.url}, each function scaling from zero  (Ctrl-C stops it; scaling at "
+              f"{shop.url}/_local/scaling, `make top` shows it live)", flush=True)
+        for route in shop.routes:
+            port, _ = shop.function_ports[route.name]
+            scaling = route.scaling
+            print(f"  {route.method or 'EVENT':6} {route.path or '-':32} {route.name:30} :{port}  target "
+                  f"{scaling.target} cc {scaling.container_concurrency} min {scaling.min_scale}", flush=True)
+        return
     print(f"\nthe shop is up at {shop.url}  (Ctrl-C stops it; states at {shop.url}/_local/functions)", flush=True)
     for route in shop.routes:
         port, metrics_port = shop.function_ports[route.name]

@@ -4,6 +4,9 @@ A function that exits is started again on its port, at once the first time and t
 with each further exit, up to a cap (Kubernetes' CrashLoopBackOff); a function that stays up a while starts again
 from no delay. Nothing ever gives up. The state of every function is written to a JSON file that the gateway
 serves at /_local/functions.
+
+With `scaling="knative"` no function is started here: the gateway starts, scales and stops their replicas
+(local/scaling/, with the same backoff), and answers on each function's port; this only keeps the gateway running.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ log = logging.getLogger("local.shop")
 STARTING, RUNNING, BACKING_OFF, FAILED_TO_START, STOPPED = (
     "starting", "running", "backing-off", "failed-to-start", "stopped")
 TICK_SECONDS = 0.1  # how often the supervisor looks at the functions
+KNATIVE = "knative"
+
+
+def replica_pid_file(pid_file: Path) -> Path:
+    """Where the gateway of knative mode records the replicas it starts, beside the runner's pid file."""
+    return pid_file.with_name("replicas.pids")
 
 
 def _worker(name: str) -> str:
@@ -94,6 +103,7 @@ class LocalShop:
     start_timeout: float = 60.0  # a function that does not listen by then is killed and counted as an exit
     state_file: Path | None = None  # default: functions.json in log_dir, or in a temporary directory
     pid_file: PidFile | None = None  # `make up` records every process it starts there
+    scaling: str | None = None  # "knative": the gateway scales each function from zero (local/scaling/)
     functions: dict[str, Running] = field(default_factory=dict)
     states: dict[str, FunctionState] = field(default_factory=dict)
     gateway: subprocess.Popen | None = None
@@ -133,14 +143,15 @@ class LocalShop:
                 self._temporary_dir = Path(tempfile.mkdtemp(prefix="local-shop-"))
             self.state_file = (self.log_dir or self._temporary_dir) / "functions.json"
         with self._lock:
-            for route in self.routes:
+            for route in self.routes if self.scaling != KNATIVE else ():
                 self._spawn(route.name)
+            self._write_state()  # in knative mode the gateway's replicas are at /_local/scaling instead
         self._start_gateway()
         wait_for_port(self.gateway_port, self.gateway, cancelled=cancelled)  # one that cannot start is fatal
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
         self._wait_until_started(require_all, cancelled)
-        if self.relay_every and "orders-outbox-relay" in self.functions:
+        if self.relay_every and "orders-outbox-relay" in self.function_ports:
             threading.Thread(target=self._tick_relay_forever, name="relay", daemon=True).start()
 
     def restart(self, name: str, timeout: float = 60.0) -> None:
@@ -159,7 +170,11 @@ class LocalShop:
     def ping(self, name: str, timeout: float = 60) -> int:
         """Send function `name` a ping as its PingSource would, sender token included; returns the HTTP status."""
         route = next(route for route in self.routes if route.name == name)
-        return ping(self.functions[name].url, sender_token(self.settings, route), timeout=timeout)
+        return ping(self.service_url(name), sender_token(self.settings, route), timeout=timeout)
+
+    def service_url(self, name: str) -> str:
+        """Where function `name` answers: its process, or in knative mode the gateway's port for it."""
+        return f"http://127.0.0.1:{self.function_ports[name][0]}"
 
     def stop(self) -> None:
         """Stop the supervisor first (so nothing is restarted), then every function and the gateway."""
@@ -314,10 +329,17 @@ class LocalShop:
 
     def _start_gateway(self) -> None:
         upstreams = {name: running.url for name, running in self.functions.items()}
-        subscriber = self.functions[PUBLISHED_TO].url if PUBLISHED_TO in self.functions else ""
+        subscriber = self.service_url(PUBLISHED_TO) if PUBLISHED_TO in self.function_ports else ""
         env = {**os.environ, **self.settings, **broker_environment(self.settings, subscriber),
                "GATEWAY_UPSTREAMS": json.dumps(upstreams),
-               "LOCAL_STATE_FILE": str(self.state_file), "PORT": str(self.gateway_port), "HOST": "127.0.0.1"}
+               "LOCAL_STATE_FILE": str(self.state_file), "PORT": str(self.gateway_port), "HOST": "127.0.0.1",
+               "SCALING": self.scaling or ""}  # this shop's mode, whatever the environment says
+        if self.scaling == KNATIVE:
+            env.update(GATEWAY_SERVICES=json.dumps({route.name: self.function_ports[route.name][0]
+                                                    for route in self.routes}),
+                       LOCAL_REPLICA_PIDS=str(replica_pid_file(self.pid_file.path)) if self.pid_file else "")
+            if self.log_dir is not None:
+                env["LOCAL_REPLICA_LOGS"] = str(self.log_dir)
         log_file = self._log("gateway")
         try:
             self.gateway = spawn([sys.executable, "-m", "local.gateway"], env, log_file)
@@ -343,6 +365,7 @@ class LocalShop:
                    "functions": {name: {"port": self.function_ports[name][0], **state.public()}
                                  for name, state in self.states.items()}}
         partial = self.state_file.with_suffix(".partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(content, indent=1))
         os.replace(partial, self.state_file)  # the gateway never reads half a file
 
@@ -375,7 +398,7 @@ class LocalShop:
 
     def _tick_relay_forever(self) -> None:
         """The PingSources: the orders relay and the catalog's reservation sweep, every `relay_every` seconds."""
-        swept = [name for name in ("orders-outbox-relay", "catalog-expire-reservations") if name in self.functions]
+        swept = [name for name in ("orders-outbox-relay", "catalog-expire-reservations") if name in self.function_ports]
         while not self._stopping.wait(self.relay_every):
             for name in swept:
                 try:

@@ -26,6 +26,9 @@ from pathlib import Path
 from bench import metrics
 from bench.cost import model, report
 from bench.cost.prometheus import Prometheus, seconds
+import httpx
+
+from local.config import GATEWAY_PORT
 from local.deploy.knative import RESOURCES
 from local.run import default_ports
 from shared.routes import ROUTES
@@ -57,7 +60,44 @@ def metrics_urls() -> dict[str, str]:
 
 
 def snapshot() -> dict[str, metrics.FunctionSample]:
-    return metrics.scrape(metrics_urls())
+    """Each function's counters; under `make up SCALING=knative` each replica's, as `function@pid`."""
+    return metrics.scrape(replica_metrics_urls() or metrics_urls())
+
+
+def replica_metrics_urls() -> dict[str, str] | None:
+    """The replicas the scaling gateway runs now (None when the gateway does not scale functions)."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{GATEWAY_PORT}/_local/scaling", timeout=5)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    return {f"{name}@{replica['pid']}": f"http://127.0.0.1:{replica['metrics_port']}/metrics"
+            for name, function in response.json()["functions"].items() for replica in function["replicas"]}
+
+
+def per_function(before: dict, after: dict, peaks: dict) -> tuple[dict, dict, dict]:
+    """Replicas' samples (`function@pid`) as one per function: what each replica gained since `before` (all of it
+    for a replica started since), summed. A replica that stopped in between is not counted: keep the load shorter
+    than the stable window."""
+    if not any("@" in key for key in after):
+        return before, after, peaks
+    summed: dict[str, metrics.FunctionSample] = {}
+    for key, sample in after.items():
+        gained = report.measured_sample(before.get(key), sample)
+        total = summed.setdefault(key.split("@")[0], metrics.FunctionSample())
+        total.requests += gained.requests
+        total.errors += gained.errors
+        total.client_errors += gained.client_errors
+        total.latency_sum += gained.latency_sum
+        total.cpu_seconds += gained.cpu_seconds
+        total.rss_bytes = max(total.rss_bytes, gained.rss_bytes)
+        for le, count in gained.latency_buckets.items():
+            total.latency_buckets[le] = total.latency_buckets.get(le, 0.0) + count
+    by_function: dict[str, float] = {}
+    for key, peak in peaks.items():
+        by_function[key.split("@")[0]] = max(by_function.get(key.split("@")[0], 0.0), peak)
+    return {}, summed, by_function
 
 
 class PeakMemory:
@@ -97,6 +137,7 @@ def build(before, after, peaks, profile_path: Path, source: str) -> report.Repor
     sheets = [json.loads(path.read_text()) for path in sorted(PRICE_SHEETS.glob("*.json"))
               if json.loads(path.read_text()).get("kind") in ("cluster", "request-based")]
     profile = json.loads(profile_path.read_text())
+    before, after, peaks = per_function(before, after, peaks)
     results = [report.measured(name, before.get(name), sample, peaks.get(name, 0.0)) for name, sample in after.items()]
     results = [result for result in results if result.requests > 0]
     if not results:

@@ -14,18 +14,25 @@ from bench.metrics import FunctionSample
 TRAFFIC_LEVELS = (0.01, 0.1, 1, 10, 100)  # multiples of the traffic profile
 
 
+def measured_sample(before: FunctionSample | None, after: FunctionSample) -> FunctionSample:
+    """What one process gained between two samples (a restarted process counts from zero), as a sample."""
+    if before is None or (after.start_time and before.start_time and after.start_time != before.start_time):
+        return after
+    return FunctionSample(
+        requests=after.requests - before.requests, errors=after.errors - before.errors,
+        client_errors=after.client_errors - before.client_errors, latency_sum=after.latency_sum - before.latency_sum,
+        latency_buckets={le: count - before.latency_buckets.get(le, 0.0) for le, count in after.latency_buckets.items()},
+        cpu_seconds=max(0.0, after.cpu_seconds - before.cpu_seconds), rss_bytes=after.rss_bytes)
+
+
 def measured(name: str, before: FunctionSample | None, after: FunctionSample, peak_rss: float) -> model.Measured:
     """What one function did between two samples (a restarted process counts from zero)."""
-    if before is None or (after.start_time and before.start_time and after.start_time != before.start_time):
-        before = FunctionSample()
-    requests = after.requests - before.requests
-    buckets = {le: count - before.latency_buckets.get(le, 0.0) for le, count in after.latency_buckets.items()}
-    latency = after.latency_sum - before.latency_sum
+    gained = measured_sample(before, after)
+    requests, buckets = gained.requests, gained.latency_buckets
     return model.Measured(
-        function=name, requests=int(round(requests)), errors=int(round(after.errors - before.errors)),
-        client_errors=int(round(after.client_errors - before.client_errors)),
-        cpu_seconds=max(0.0, after.cpu_seconds - before.cpu_seconds),
-        latency_mean=latency / requests if requests else 0.0,
+        function=name, requests=int(round(requests)), errors=int(round(gained.errors)),
+        client_errors=int(round(gained.client_errors)), cpu_seconds=gained.cpu_seconds,
+        latency_mean=gained.latency_sum / requests if requests else 0.0,
         p50=model.quantile(0.5, buckets), p95=model.quantile(0.95, buckets), p99=model.quantile(0.99, buckets),
         peak_rss_bytes=max(peak_rss, after.rss_bytes))
 

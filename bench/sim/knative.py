@@ -278,15 +278,8 @@ def simulate(arrivals: np.ndarray, config: ServiceConfig, inputs: EndpointInputs
                                       average(t, panic_window, first_panic), ready, spec, state)
             desired = config.bounded(result.desired_pods)
             existing = ready + len(starting)
-            if desired == 0 and existing:
-                if active_since is not None and now - active_since < stable_window:
-                    wanted = 1  # not active for a whole stable window yet: hold one pod
-                else:
-                    zero_since = now if zero_since is None else zero_since
-                    wanted = 0 if now - zero_since >= zero_after else existing
-            else:
-                zero_since = None if desired else zero_since
-                wanted = desired
+            wanted, zero_since = kpa.applied(desired, existing, now, active_since, zero_since, stable_window,
+                                             zero_after)
             if wanted > existing:
                 for _ in range(wanted - existing):
                     starting.append(now + cold)

@@ -8,7 +8,9 @@ goes in and comes out, so the same inputs always give the same answer.
 
 What the caller does around it, as upstream does: average the metric over 1-second buckets
 (`window_average`), call `scale` every 2 s (`TICK_SECONDS`), clamp to min/max scale and apply scale to zero
-(pkg/reconciler/autoscaling/kpa/scaler.go) — see bench/sim/knative.py.
+(`applied`, after pkg/reconciler/autoscaling/kpa/scaler.go). Two callers share this module: the simulation
+(bench/sim/knative.py) and `make up SCALING=knative`'s gateway (local/scaling/), so the model checked by
+`make replay` is the very code that scales the local shop.
 """
 
 from __future__ import annotations
@@ -120,6 +122,20 @@ def scale(now: float, stable: float | None, panic: float | None, ready_pods: int
         excess = -1.0
     return (ScaleResult(desired, int(excess)),
             DeciderState(panic_time=panic_time, max_panic_pods=max_panic_pods, delay_window=window))
+
+
+def applied(desired: int, existing: int, now: float, active_since: float | None, zero_since: float | None,
+            stable_window: float, zero_after: float) -> tuple[int, float | None]:
+    """The pod count to run after a decision of `desired` (already bounded) over `existing` pods (ready or starting),
+    and the new start of the scale-to-zero grace (None: not scaling to zero). Desired 0 marks the revision inactive;
+    its last pod goes once `zero_after` (the grace period, or the pod retention when longer) has passed, and a
+    revision active for less than a stable window keeps one pod (scaler.go)."""
+    if desired == 0 and existing:
+        if active_since is not None and now - active_since < stable_window:
+            return 1, zero_since
+        zero_since = now if zero_since is None else zero_since
+        return (0 if now - zero_since >= zero_after else existing), zero_since
+    return desired, (None if desired else zero_since)
 
 
 def _record_max(window: tuple[tuple[int, int], ...], index: int, value: int, buckets: int) -> tuple[tuple[int, int], ...]:
