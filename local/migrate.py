@@ -27,8 +27,7 @@ async def index_catalog() -> int:
 async def record_catalog_version() -> int:
     """Record that the catalog's indexes are at this image's version (benchmarks that build only some call it)."""
     from functions.catalog import store
-    from shared.mongo import collection
-    from shared.schema import MONGO_MARKERS
+    from shared.mongo import MONGO_MARKERS, collection
 
     await collection(MONGO_MARKERS).update_one({"_id": "catalog"}, {"$max": {"version": store.SCHEMA_VERSION}},
                                                upsert=True)

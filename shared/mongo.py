@@ -8,6 +8,7 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTime
 
 from shared.errors import register_unavailable
 from shared.loop_local import per_event_loop
+from shared.schema import SchemaBehind
 from shared.settings import MongoSettings, settings
 
 register_unavailable(ConnectionFailure, ServerSelectionTimeoutError, AutoReconnect)
@@ -37,3 +38,20 @@ def collection(name: str) -> AsyncCollection:
     if found is None:
         found = _collections[(id(client), name)] = client[settings(MongoSettings).mongodb_database][name]
     return found
+
+
+# The deploy step records each component's index version here: {_id: component, version: n} (local/migrate.py).
+MONGO_MARKERS = "schema_versions"
+_mongo_ready: set[tuple[str, int]] = set()
+
+
+async def require_mongo(component: str, version: int) -> None:
+    """Raise SchemaBehind unless the migration step recorded `component` at `version` or later (one read per
+    process once it has)."""
+    if (component, version) in _mongo_ready:
+        return
+    marker = await collection(MONGO_MARKERS).find_one({"_id": component})
+    found = marker["version"] if marker else None
+    if found is None or found < version:
+        raise SchemaBehind(f"{component} indexes at version {found or 'none'}, {version} needed")
+    _mongo_ready.add((component, version))

@@ -10,9 +10,6 @@ from __future__ import annotations
 from shared.errors import ServiceUnavailable
 
 MIGRATE_STEP = "run `make migrate` locally, or the shop-migrate Job on the cluster (knative/migrate/)"
-MONGO_MARKERS = "schema_versions"  # one document per component: {_id: component, version: n}
-
-_mongo_ready: set[tuple[str, int]] = set()
 
 
 class SchemaBehind(ServiceUnavailable):
@@ -20,20 +17,6 @@ class SchemaBehind(ServiceUnavailable):
 
     def __init__(self, what: str):
         super().__init__(f"The store's schema is behind this function ({what}): {MIGRATE_STEP}", retry_after=30)
-
-
-async def require_mongo(component: str, version: int) -> None:
-    """Raise SchemaBehind unless the migration step recorded `component` at `version` or later (one read per
-    process once it has)."""
-    if (component, version) in _mongo_ready:
-        return
-    from shared.mongo import collection
-
-    marker = await collection(MONGO_MARKERS).find_one({"_id": component})
-    found = marker["version"] if marker else None
-    if found is None or found < version:
-        raise SchemaBehind(f"{component} indexes at version {found or 'none'}, {version} needed")
-    _mongo_ready.add((component, version))
 
 
 def missing_migrations(applied: set[str], expected: list[str]) -> list[str]:

@@ -24,8 +24,7 @@ from shared.catalog_contract import Reservation, ReservationRequest, ReservedLin
 from shared.errors import Conflict, NotFound, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
-from shared.mongo import collection
-from shared.schema import require_mongo
+from shared.mongo import collection, require_mongo
 from shared.settings import StockSettings, settings
 
 _log = logger("catalog.stock")

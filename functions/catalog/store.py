@@ -29,8 +29,7 @@ from functions.catalog.product_cache import CachedProduct
 from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from shared.money import Money
-from shared.mongo import collection
-from shared.schema import require_mongo
+from shared.mongo import collection, require_mongo
 from shared.settings import CatalogSettings, settings
 
 # Where a search term is found, and what a match there is worth: the name outranks everything else.

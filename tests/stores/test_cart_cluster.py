@@ -17,7 +17,7 @@ from shared.routes import ROUTES
 from tests.functions.test_cart import *  # noqa: F403 - every cart test, collected again against the cluster
 from tests.functions.test_cart import add, cart_key, new_product, remove_ordered
 from tests.stores.servers import redis_cluster, wait_for_cluster_state
-from tests.support import RUN_ID, assert_problem, bearer, function_alone, unique
+from tests.support import RUN_ID, assert_problem, bearer, function_alone, service_headers, unique
 
 # The cart functions and the catalog functions the cart tests call, directly or through the gateway.
 CART_SHOP = tuple(route for route in ROUTES if route.name.startswith("cart-") or route.name in {
@@ -114,7 +114,8 @@ def test_a_primary_down_answers_503_fast_for_its_users_then_for_all_once_the_clu
             def removal(user):
                 started = time.monotonic()
                 response = httpx.post(f"{remover.url}/internal/cart/{users[user]}/orders/{uuid.uuid4()}",
-                                      json={"lines": [{"product_sku": "X", "quantity": 1}]}, timeout=10)
+                                      json={"lines": [{"product_sku": "X", "quantity": 1}]}, timeout=10,
+                                      headers=service_headers("cart-remove-ordered"))
                 return response, time.monotonic() - started
 
             assert all(removal(port)[0].status_code == 200 for port in failing.ports)
