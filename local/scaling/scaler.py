@@ -101,6 +101,10 @@ class Scaler:
                 self._retire(revision, victim)
         elif surplus < 0 and time.monotonic() >= revision.next_start_at:
             room = self.settings.max_replicas_total - self.total()
+            if room < -surplus and revision.waiting and not revision.live():
+                # Stopping replicas still count against the cap: start once they are gone, never past it.
+                draining = sum(r.state == DRAINING for other in self.revisions.values() for r in other.replicas)
+                self._make_room(-surplus - room - draining, revision)
             if room < -surplus and not revision.capped:
                 revision.held_by_cap += 1  # counted once per time the cap starts holding this function back
                 log.info(f"scaling {revision.name}: the global cap of {self.settings.max_replicas_total} replicas "
@@ -111,6 +115,25 @@ class Scaler:
                 self._spawning[revision.name] += 1
                 revision.cold_starts += 1
                 self._background(self._run(revision))
+
+    def _make_room(self, needed: int, starved: Revision) -> int:
+        """Retire idle replicas of functions the autoscaler already wants at zero (kept only for the scale-to-zero
+        grace, or for a revision younger than a stable window) so that a function holding requests with no replica
+        can start: in a cluster those pods would not hold its node; here the global cap would hold it for up to
+        90 s. Returns how many were retired. (The model has no global cap: `make replay` says when it binds.)"""
+        freed = 0
+        for other in self.revisions.values() if needed > 0 else ():
+            if other is starved or other.desired > 0 or other.waiting:
+                continue
+            for replica in [r for r in other.live() if r.state == READY and r.in_flight == 0]:
+                if freed == needed:
+                    return freed
+                self._retire(other, replica)
+                other.wanted = len(other.live())
+                freed += 1
+                log.info(f"scaling {other.name}: an idle replica at desired 0 gives way to {starved.name}, which "
+                         "holds requests under the global cap", extra={"scaled": other.name})
+        return freed
 
     # Replicas' lives.
 

@@ -211,3 +211,25 @@ def test_killing_the_knative_runner_leaves_no_process(start_runner):  # noqa: F8
     runner.process.kill()
 
     assert left_alive(started, within=10) == []
+
+
+def test_under_the_global_cap_an_idle_function_at_desired_zero_gives_way_to_one_holding_requests(shop_settings,
+                                                                                               tmp_path):
+    # One replica in all, and a grace period far longer than the wait: without giving way, the second function's
+    # request would wait out SCALING_WAIT_SECONDS and get 503.
+    other = "catalog-search-products"
+    shop = LocalShop.on_free_ports({**shop_settings, **SHORT, "SCALING_MAX_REPLICAS_TOTAL": "1",
+                                    "SCALING_SCALE_TO_ZERO_GRACE_SECONDS": "600", "SCALING_WAIT_SECONDS": "60"},
+                                   log_dir=tmp_path / "logs", routes=(route(FUNCTION), route(other)),
+                                   scaling="knative")
+    try:
+        shop.start()
+        with httpx.Client(base_url=shop.url, timeout=90) as client:
+            assert client.get("/products").status_code == 200
+            searched = client.get("/search", params={"q": "mug"})
+            state = client.get("/_local/scaling").json()["functions"]
+    finally:
+        shop.stop()
+
+    assert searched.status_code == 200, searched.text
+    assert state[other]["ready"] == 1 and state[FUNCTION]["ready"] == 0
