@@ -8,6 +8,7 @@ flight finish (bounded by the drain time), then SIGTERM to its group and SIGKILL
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,9 @@ async def spawn(route: Route, log_dir: Path | None, pid_file: PidFile | None) ->
     port, metrics_port = free_ports(2)
     log_file = _log(log_dir, route.name)
     try:
-        # The fork happens on local.processes' spawner thread, never on the event loop.
-        running = await asyncio.to_thread(start_function, route, port, metrics_port, {}, log_file)
+        # The fork happens on local.processes' spawner thread, never on the event loop. The shop's settings are
+        # the gateway's environment: the peers' addresses (this gateway's ports for them), K_SINK, the run's keys.
+        running = await asyncio.to_thread(start_function, route, port, metrics_port, dict(os.environ), log_file)
     finally:
         if log_file is not None:
             log_file.close()

@@ -27,7 +27,9 @@ class ScalingSettings(BaseSettings):
     scale_to_zero_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     # Caps for a 2-core machine: a replica is a ~60 MB process; past the caps requests queue.
     max_replicas: int = Field(default=4, ge=1, le=100)  # per function, below the route's max-scale
-    max_replicas_total: int = Field(default=12, ge=1, le=500)
+    # Idle replicas cost memory (~60 MB each), not CPU: room for a whole journey's functions within one stable
+    # window (the 7 kept warm or ticked, and ~15 more), well short of oversubscribing 2 cores with busy ones.
+    max_replicas_total: int = Field(default=24, ge=1, le=500)
     buffer: int = Field(default=1000, ge=0, le=100_000)  # requests held per function while no replica has room
     wait_seconds: float = Field(default=30.0, gt=0, le=600)  # how long a held request waits for a replica
     start_timeout_seconds: float = Field(default=60.0, gt=0, le=600)

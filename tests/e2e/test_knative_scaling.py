@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +19,12 @@ import pytest
 
 from local import pids
 from local.gateway import KEEPALIVE_SECONDS
+from local.processes import ROOT
+from local.service_keys import KEYS_DIR_SETTING, KeySet
 from local.shop import LocalShop
 from shared.routes import route
 from tests.e2e.test_local_runner import left_alive, runner_settings, start_runner  # noqa: F401 (fixtures)
-from tests.support import assert_problem
+from tests.support import USER_TOKEN_SETTINGS, assert_problem
 
 FUNCTION = "catalog-list-products"
 SHORT = {"SCALING_STABLE_WINDOW_SECONDS": "6", "SCALING_SCALE_TO_ZERO_GRACE_SECONDS": "2"}
@@ -233,3 +237,20 @@ def test_under_the_global_cap_an_idle_function_at_desired_zero_gives_way_to_one_
 
     assert searched.status_code == 200, searched.text
     assert state[other]["ready"] == 1 and state[FUNCTION]["ready"] == 0
+
+
+def test_the_whole_journey_runs_from_zero_in_knative_mode(shop_settings, tmp_path):
+    # Every function starts at zero (or kept warm), finds its peers and the broker through the gateway, and signs
+    # with this run's keys: `make smoke` walks catalog, cart, order and notification as against `make up`.
+    keys = {KEYS_DIR_SETTING: str(KeySet.generate().save(tmp_path / "keys"))}
+    shop = LocalShop.on_free_ports({**shop_settings, **keys}, log_dir=tmp_path / "logs", scaling="knative")
+    try:
+        shop.start()
+        env = {key: value for key, value in os.environ.items() if key not in ("ADMIN_TOKEN", "USER_TOKEN")}
+        result = subprocess.run([sys.executable, "-m", "local.smoke", shop.url, "--timeout", "60"], cwd=ROOT,
+                                env={**env, **USER_TOKEN_SETTINGS}, capture_output=True, text=True, timeout=300)
+    finally:
+        shop.stop()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "smoke test passed" in result.stdout
