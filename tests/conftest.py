@@ -11,10 +11,9 @@ import pytest
 from local.config import local_setting
 from local.migrate import run_step
 from local.processes import free_port, stop
-from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 
-from tests.support import CARD_FINGERPRINT_KEY, RUN_ID, USER_TOKEN_SETTINGS
+from tests.support import CARD_FINGERPRINT_KEY, RUN_ID, USER_TOKEN_SETTINGS, running_shop
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +72,8 @@ def shop_settings(mongo_url, postgres_url, redis_url):
 
 @pytest.fixture(scope="session")
 def shop(shop_settings, tmp_path_factory):
-    running = LocalShop.on_free_ports(shop_settings, log_dir=tmp_path_factory.mktemp("logs"))
-    try:
-        running.start()
+    with running_shop(shop_settings, tmp_path_factory.mktemp("logs")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")

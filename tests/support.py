@@ -80,3 +80,16 @@ def function_alone(name: str, settings: dict[str, str], metrics_port: int | None
             yield running
         finally:
             stop([running.process])
+
+
+@contextmanager
+def running_shop(settings: dict[str, str], log_dir: Path, **options):
+    """A whole LocalShop on free ports with these settings, stopped (every process) however the block ends."""
+    from local.shop import LocalShop
+
+    shop = LocalShop.on_free_ports(settings, log_dir=log_dir, **options)
+    try:
+        shop.start()
+        yield shop
+    finally:
+        shop.stop()

@@ -24,7 +24,7 @@ import pytest
 from local.processes import free_port
 from local.run import LocalShop
 from local.token import hs256_settings, issue_token
-from tests.support import function_alone, sender_headers
+from tests.support import function_alone, running_shop, sender_headers
 
 CANARY = uuid.uuid4().hex[:10]
 JWT_SECRET = f"canary-jwt-secret-{CANARY}-{uuid.uuid4().hex}"
@@ -71,12 +71,8 @@ def canary_shop(shop_settings, tmp_path_factory):
     scheme, rest = shop_settings["DATABASE_URL"].split("://", 1)
     settings = {**shop_settings, **TOKENS, "CARD_FINGERPRINT_KEY": CARD_KEY,
                 "DATABASE_URL": f"{scheme}://postgres:{DB_PASSWORD}@{rest.split('@', 1)[-1]}"}
-    running = LocalShop.on_free_ports(settings, log_dir=tmp_path_factory.mktemp("canary-logs"))
-    try:
-        running.start()
+    with running_shop(settings, tmp_path_factory.mktemp("canary-logs")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _bearer(user: str, role: str = "customer", secret: str = JWT_SECRET, ttl: int = 600) -> dict[str, str]:

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from local.run import LocalShop
 from shared.postgres import connect
 from tests.stores.servers import pgbouncer
+from tests.support import running_shop
 
 POOL_SIZE = 4  # PgBouncer's server connections to the test database: far fewer than the functions' clients
 
@@ -29,12 +29,8 @@ def pooled_settings(shop_settings, postgres_url, bouncer):
 
 @pytest.fixture(scope="session")
 def pooled_shop(pooled_settings, tmp_path_factory):
-    running = LocalShop.on_free_ports(pooled_settings, log_dir=tmp_path_factory.mktemp("pooled-logs"))
-    try:
-        running.start()
+    with running_shop(pooled_settings, tmp_path_factory.mktemp("pooled-logs")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,11 @@ import redis as redis_sync
 from redis.cluster import RedisCluster as SyncRedisCluster
 
 from local.processes import stop
-from local.shop import LocalShop
 from shared.routes import ROUTES
 from tests.functions.test_cart import *  # noqa: F403 - every cart test, collected again against the cluster
 from tests.functions.test_cart import add, cart_key, new_product, remove_ordered
 from tests.stores.servers import redis_cluster, wait_for_cluster_state
-from tests.support import RUN_ID, assert_problem, bearer, function_alone, service_headers, unique
+from tests.support import RUN_ID, assert_problem, bearer, function_alone, running_shop, service_headers, unique
 
 # The cart functions and the catalog functions the cart tests call, directly or through the gateway.
 CART_SHOP = tuple(route for route in ROUTES if route.name.startswith("cart-") or route.name in {
@@ -38,13 +37,8 @@ def shop_settings(shop_settings, cluster):
 
 @pytest.fixture(scope="module")
 def shop(shop_settings, tmp_path_factory):
-    running = LocalShop.on_free_ports(shop_settings, log_dir=tmp_path_factory.mktemp("cluster-logs"),
-                                      routes=CART_SHOP)
-    try:
-        running.start()
+    with running_shop(shop_settings, tmp_path_factory.mktemp("cluster-logs"), routes=CART_SHOP) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
