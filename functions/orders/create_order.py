@@ -4,6 +4,7 @@ import functions_framework.aio
 
 from functions.orders import service
 from functions.orders.adapters import real_ports
+from functions.orders.fingerprint import keyed_fingerprint
 from functions.orders.models import IDEMPOTENCY_KEY, CreateOrder
 from shared.auth import require_user
 from shared.errors import BadRequest, Conflict, Forbidden
@@ -22,7 +23,8 @@ async def create_order(request):
     order = await parse_body(CreateOrder, request)
     if order.user_id != user.id:  # nothing is looked up for another user, so a 403 reveals nothing
         raise Forbidden("You may only order for yourself")
-    outcome = await service.place_order(order, key, request.headers["authorization"], real_ports())
+    outcome = await service.place_order(order, key, keyed_fingerprint(order), request.headers["authorization"],
+                                        real_ports())
     if isinstance(outcome, service.InProgress):
         raise Conflict("A request with this Idempotency-Key is still being processed; retry it",
                        headers={"Retry-After": str(round(outcome.retry_after))})

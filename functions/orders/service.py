@@ -20,8 +20,6 @@ pending ──pay──▶ paid ──event published──▶ confirmed
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ from shared.catalog_contract import Reservation
 from shared.errors import Conflict, PaymentRequired, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
-from shared.settings import CardFingerprintSettings, CheckoutSettings, settings
+from shared.settings import CheckoutSettings, settings
 
 ORDERS = Counter("shop_orders", "Order attempts, by outcome", ["outcome"])
 PAYMENTS = Counter("shop_payments", "Card charges, by outcome", ["outcome"])
@@ -74,9 +72,10 @@ class PaymentNotCompleted(Conflict):
     slug, title = "payment-not-completed", "Payment Not Completed"
 
 
-async def place_order(cmd: CreateOrder, key: str, authorization: str, ports: Ports) -> Outcome:
+async def place_order(cmd: CreateOrder, key: str, fingerprint: str, authorization: str, ports: Ports) -> Outcome:
+    """Place `cmd` under Idempotency-Key `key`; `fingerprint` (keyed, functions/orders/fingerprint.py) tells a retry
+    of the same request from another request reusing the key."""
     config = settings(CheckoutSettings)
-    fingerprint = _keyed_hash(cmd.fingerprint())
     deadline = time.monotonic() + config.idempotency_wait_seconds
     while True:
         claim = await ports.ledger.claim(cmd, key, fingerprint, uuid.uuid4(), config.order_lease_seconds)
@@ -256,12 +255,6 @@ async def _replay(answer: Finished, ports: Ports) -> Outcome:
 def _priced(reservation: Reservation) -> Priced | None:
     total = rules.order_total(reservation.lines)
     return None if total is None else Priced(reservation.lines, *total)
-
-
-def _keyed_hash(text: str) -> str:
-    # Keyed, so the stored fingerprint of a card number cannot be brute-forced without the secret.
-    secret = settings(CardFingerprintSettings).card_fingerprint_key.get_secret_value().encode()
-    return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
 
 
 async def _quietly(work) -> None:

@@ -222,3 +222,13 @@ def test_the_key_objects_for_a_cluster_are_the_ones_the_services_name_and_valida
     assert all("PRIVATE" not in value for value in public["data"].values())
     for document in objects:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_card_fingerprint_key_reaches_only_the_function_that_takes_orders():
+    assert {route.name for route in ROUTES if "CARD_FINGERPRINT_KEY" in function_secrets(route)} == \
+        {"orders-create-order"}
+
+
+def test_user_token_keys_reach_exactly_the_functions_that_check_user_tokens():
+    assert {route.name for route in ROUTES if "USER_TOKEN_HS256_KEYS" in function_secrets(route)} == \
+        {route.name for route in ROUTES if route.auth != "none"}

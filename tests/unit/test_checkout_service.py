@@ -36,7 +36,8 @@ def command(items=(("MUG", 2),), card=CARD, user="ann") -> CreateOrder:
 
 
 def place(ports, cmd=None, key="k1"):
-    return asyncio.run(service.place_order(cmd or command(), key, "Bearer t", ports))
+    cmd = cmd or command()
+    return asyncio.run(service.place_order(cmd, key, cmd.fingerprint(), "Bearer t", ports))
 
 
 STOCK = {"MUG": (5, "10.00", "EUR"), "CUP": (5, "3.00", "EUR"), "HAT": (5, "9.00", "USD")}
@@ -225,7 +226,8 @@ def test_a_stale_request_that_finds_the_cart_empty_does_not_undo_an_order_a_retr
     async def slow_then_empty(user_id, authorization):  # request A stalls here past its lease ...
         ledger.now += 60
         cart.lines = original_lines
-        retry = await service.place_order(command(items=None), "k1", "Bearer t", ports)  # ... retry B pays
+        again = command(items=None)
+        retry = await service.place_order(again, "k1", again.fingerprint(), "Bearer t", ports)  # ... retry B pays
         assert isinstance(retry, service.Placed)
         cart.lines_by_user["ann"] = []  # and took the lines out of the cart
         return []
