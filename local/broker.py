@@ -19,10 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.errors import Problem, ServiceUnavailable
-from shared.http import problem_response
+from shared.http import problem_response, read_body
 from shared.routes import BROKER, ROUTES
 from shared.service_identity import SERVICE_TOKEN_HEADER, caller_key, verify_service_token
 from shared.service_tokens import RENEW_BEFORE_SECONDS, TOKEN_SECONDS
+from shared.settings import ServerSettings, settings
 from local.service_keys import EVENTING, KeySet
 
 BROKER_PATH = "/_local/broker"
@@ -58,7 +59,11 @@ def deliverer(client: httpx.AsyncClient):
                    if key.lower().startswith("ce-") or key.lower() in _FORWARDED}
         headers["Authorization"] = f"Bearer {sender_token()}"
         try:
-            delivered = await client.post(subscriber, headers=headers, content=await request.body())
+            body = await read_body(request, settings(ServerSettings).max_body_bytes)  # as the subscriber would
+        except Problem as refusal:
+            return problem_response(refusal)
+        try:
+            delivered = await client.post(subscriber, headers=headers, content=body)
         except httpx.HTTPError as error:
             return problem_response(ServiceUnavailable(f"The subscriber is unreachable: {type(error).__name__}"))
         return Response(delivered.content, status_code=delivered.status_code,

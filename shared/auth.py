@@ -18,7 +18,7 @@ from typing import Literal
 import jwt
 
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
-from shared.logs import logger
+from shared.logs import logger, never_log
 from shared.settings import UserTokenSettings, settings
 
 Role = Literal["customer", "admin"]
@@ -88,7 +88,9 @@ class Keys:
     """Every key that verifies user tokens, by kid: the local HS256 secrets first, then the provider's."""
 
     def __init__(self, config: UserTokenSettings) -> None:
-        self.local = {kid: _hs256(secret) for kid, secret in config.hs256_keys().items()}
+        secrets = config.hs256_keys()
+        never_log(*secrets.values())  # each key alone too: the settings register only the whole JSON
+        self.local = {kid: _hs256(secret) for kid, secret in secrets.items()}
         self.provider = ProviderKeys(config) if config.user_token_jwks_url else None
 
     def key(self, kid: str) -> jwt.PyJWK:

@@ -115,6 +115,8 @@ def _hs256_keys(value: SecretStr) -> dict[str, str]:
             isinstance(kid, str) and kid and isinstance(secret, str) and len(secret) >= 32
             for kid, secret in keys.items()):
         raise ValueError('a JSON object {"kid": "secret of at least 32 characters", ...}')
+    if any("CHANGE-ME" in secret for secret in keys.values()):  # knative/secrets.example.yaml's placeholder
+        raise ValueError("a key is still the example's placeholder: put a random secret there")
     return keys
 
 

@@ -112,7 +112,8 @@ def compose() -> dict:
         "image": IMAGE, "build": _build(), "command": ["python", "-m", "local.gateway"],
         "environment": {"HOST": "0.0.0.0", "PORT": str(SERVING_PORT), "GATEWAY_UPSTREAMS": json.dumps(upstreams),
                         **_broker_env()},
-        "ports": ["8080:8080"],
+        # This machine only: the compose file's token keys are fixed local values that anyone can read.
+        "ports": ["127.0.0.1:8080:8080"],
         "depends_on": _healthy(*upstreams),
         "healthcheck": {"test": PORT_CHECK, **HEALTH},
     }

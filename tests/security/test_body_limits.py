@@ -15,6 +15,10 @@ import pytest
 from shared.routes import ROUTES, Route, public_routes
 from shared.settings import ServerSettings
 from local.gateway import MAX_BODY
+from local.broker import BROKER_PATH
+from local.service_keys import process_keys
+from shared.routes import BROKER
+from shared.service_identity import SERVICE_TOKEN_HEADER
 from tests.support import ADMIN, assert_problem
 
 LIMIT = ServerSettings.model_fields["max_body_bytes"].default
@@ -114,5 +118,15 @@ def test_the_gateway_refuses_an_endless_body_once_it_passes_the_limit(gateway):
 @pytest.mark.parametrize("name", ["notify-order-created", "orders-create-order"])
 def test_a_function_refuses_an_endless_body_once_it_passes_the_limit(shop, name):
     answer, sent = _answer_before_the_body_ends(shop.functions[name].url, "POST", "/orders", _headers())
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]  # answered while the body was still coming
+    assert sent < 64 * 1024 * 1024
+
+
+def test_the_local_broker_refuses_an_endless_event_from_a_publisher_once_it_passes_the_limit(gateway):
+    # Only a publisher reaches it (its service token, audience `broker`); even so it never buffers a body past the
+    # subscriber's limit before refusing it.
+    publisher = process_keys().service_token("orders-outbox-relay", BROKER)
+    answer, sent = _answer_before_the_body_ends(str(gateway.base_url), "POST", BROKER_PATH,
+                                                {**_headers(), SERVICE_TOKEN_HEADER: publisher})
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]  # answered while the body was still coming
     assert sent < 64 * 1024 * 1024

@@ -232,3 +232,10 @@ def test_the_card_fingerprint_key_reaches_only_the_function_that_takes_orders():
 def test_user_token_keys_reach_exactly_the_functions_that_check_user_tokens():
     assert {route.name for route in ROUTES if "USER_TOKEN_HS256_KEYS" in function_secrets(route)} == \
         {route.name for route in ROUTES if route.auth != "none"}
+
+
+def test_the_compose_gateway_listens_on_this_machine_only():
+    # Its functions verify tokens with fixed local keys anyone can read: a network-wide port would let anyone
+    # mint admin tokens.
+    assert all(port.startswith("127.0.0.1:") for service in compose()["services"].values()
+               for port in service.get("ports", []))

@@ -54,3 +54,31 @@ def test_a_misconfigured_setting_is_named_with_its_problem_and_its_value_never_s
             assert "canary" not in json.dumps(JsonFormatter().format(record))
     finally:
         settings.cache_clear()
+
+
+def test_the_example_secrets_placeholder_is_refused_as_a_user_token_key(monkeypatch):
+    monkeypatch.setenv("USER_TOKEN_HS256_KEYS", '{"2026-01": "CHANGE-ME-to-at-least-32-random-characters"}')
+    monkeypatch.setenv("USER_TOKEN_ISSUER", "https://issuer.example")
+    monkeypatch.setenv("USER_TOKEN_AUDIENCE", "shop")
+    settings.cache_clear()
+    try:
+        with pytest.raises(ServiceUnavailable) as refused:
+            settings(UserTokenSettings)
+        assert "USER_TOKEN_HS256_KEYS" in refused.value.detail and "CHANGE-ME" not in refused.value.detail
+    finally:
+        settings.cache_clear()
+
+
+def test_each_user_token_key_is_kept_out_of_logs_even_alone(monkeypatch):
+    from shared.auth import Keys
+
+    key = "a-single-user-token-key-logged-alone-0123456789"
+    monkeypatch.setenv("USER_TOKEN_HS256_KEYS", json.dumps({"k1": key}))
+    monkeypatch.setenv("USER_TOKEN_ISSUER", "https://issuer.example")
+    monkeypatch.setenv("USER_TOKEN_AUDIENCE", "shop")
+    settings.cache_clear()
+    try:
+        Keys(settings(UserTokenSettings))
+        assert key not in redact(f'{{"detail": "{key}"}}')
+    finally:
+        settings.cache_clear()
