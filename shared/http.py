@@ -69,8 +69,7 @@ SLOW_SECONDS = 1.0  # a request at least this slow is always logged
 def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Wrap an async handler as the function serving the route table entry `route_name`."""
     route = lookup_route(route_name)
-    latency = metrics.LATENCY.labels(route_name)
-    counters: dict[tuple[str, int], Any] = {}  # (method, status) -> its counter: labels() costs a lock and a hash
+    measured = _Measured(route_name)
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -88,11 +87,7 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
             elapsed = time.perf_counter() - started
             response.headers["X-Request-Id"] = current_id
             status, method = response.status_code, request.method
-            counter = counters.get((method, status))
-            if counter is None:
-                counter = counters[(method, status)] = metrics.REQUESTS.labels(route_name, method, str(status))
-            counter.inc()
-            latency.observe(elapsed)
+            measured.record(method, status, elapsed)
             if status >= 400 or elapsed >= SLOW_SECONDS or _sampled():
                 _log.info("request", extra={"request_id": current_id, "method": method, "path": request.url.path,
                                             "status": status, "duration_ms": round(elapsed * 1000, 2)})
@@ -101,6 +96,22 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
         return serve
 
     return decorate
+
+
+class _Measured:
+    """One route's metric children, looked up once: `labels()` costs a lock and a hash on every call."""
+
+    def __init__(self, route_name: str):
+        self.route_name = route_name
+        self.latency = metrics.LATENCY.labels(route_name)
+        self.counters: dict[tuple[str, int], Any] = {}  # (method, status) -> its counter
+
+    def record(self, method: str, status: int, elapsed: float) -> None:
+        counter = self.counters.get((method, status))
+        if counter is None:
+            counter = self.counters[(method, status)] = metrics.REQUESTS.labels(self.route_name, method, str(status))
+        counter.inc()
+        self.latency.observe(elapsed)
 
 
 def _sampled() -> bool:
@@ -121,6 +132,7 @@ def event_endpoint(route_name: str):
     instead of retrying; anything else fails with 5xx and the broker retries it.
     """
     guard_deliveries(route_name)  # only events with a valid sender token reach `serve`
+    measured = _Measured(route_name)
 
     def decorate(handler):
         @functools.wraps(handler)
@@ -128,12 +140,12 @@ def event_endpoint(route_name: str):
             metrics.serve_metrics()
             token = request_id.set(event["id"])
             started = time.perf_counter()
-            outcome = "200"
+            outcome = 200
             try:
                 await handler(event)
             except Exception as error:
                 problem = as_problem(error)
-                outcome = str(problem.status if problem else 500)
+                outcome = problem.status if problem else 500
                 if problem is not None and problem.status < 500:
                     _log.warning("event rejected", extra={"event_type": event["type"], "detail": problem.detail})
                     raise HTTPException(problem.status, detail=problem.detail) from None
@@ -141,9 +153,8 @@ def event_endpoint(route_name: str):
                 raise
             finally:
                 elapsed = time.perf_counter() - started
-                metrics.REQUESTS.labels(route_name, "POST", outcome).inc()
-                metrics.LATENCY.labels(route_name).observe(elapsed)
-                _log.info("event", extra={"event_type": event["type"], "source": event["source"], "status": outcome,
+                measured.record("POST", outcome, elapsed)
+                _log.info("event", extra={"event_type": event["type"], "source": event["source"], "status": str(outcome),
                                           "duration_ms": round(elapsed * 1000, 2)})
                 request_id.reset(token)
 

@@ -61,6 +61,11 @@ def _number(row: dict, key: str) -> float | None:
     return value if value > 0 else None
 
 
+def _measured_label(path: Path) -> str:
+    """How a figure read from a result file is credited: the file, relative to the project when inside it."""
+    return f"measured: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+
+
 def load(names: list[str], results: Path = RESULTS) -> tuple[dict[str, EndpointInputs], dict]:
     """Inputs for each endpoint, and which result files were found (for summary.json)."""
     inputs = {name: assumed(name) for name in names}
@@ -68,7 +73,7 @@ def load(names: list[str], results: Path = RESULTS) -> tuple[dict[str, EndpointI
     cost = results / "cost.json"
     if cost.exists():
         data = json.loads(cost.read_text())
-        label = f"measured: {cost.relative_to(ROOT) if cost.is_relative_to(ROOT) else cost}"
+        label = _measured_label(cost)
         found["cost.json"] = {"path": str(cost), "source": data.get("source", "")}
         for row in data.get("endpoints", []):
             name = row.get("function")
@@ -87,7 +92,7 @@ def load(names: list[str], results: Path = RESULTS) -> tuple[dict[str, EndpointI
     bench = results / "bench.json"
     if bench.exists():
         data = json.loads(bench.read_text())
-        label = f"measured: {bench.relative_to(ROOT) if bench.is_relative_to(ROOT) else bench}"
+        label = _measured_label(bench)
         found["bench.json"] = {"path": str(bench), "date": data.get("date", "")}
         for row in data.get("cold_start", []):
             name, start = row.get("function"), _number(row, "median_ms")
