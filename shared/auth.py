@@ -46,8 +46,8 @@ class ProviderKeys:
     Fetched again when the set is older than its lifespan or a token names a kid it lacks, but at most once per
     cooldown, so tokens with made-up kids cannot make us hammer the provider. While the provider is down the keys
     already fetched keep working; a kid they lack answers 503 at once instead of waiting on each request.
-    A fetch runs on its own thread, one at a time: the requests that need it wait for that one fetch (at most
-    USER_TOKEN_JWKS_TIMEOUT_SECONDS), every other request of the process goes on meanwhile.
+    A fetch runs on its own thread, one at a time: the requests whose kid is unknown wait for that one fetch (at
+    most USER_TOKEN_JWKS_TIMEOUT_SECONDS), every other request of the process goes on meanwhile.
     """
 
     def __init__(self, config: UserTokenSettings) -> None:
@@ -78,15 +78,17 @@ class ProviderKeys:
         raise Unauthorized("The token's key (kid) is unknown")
 
     def _fetch_for(self, kid: str) -> Future | None:
-        """The fetch `kid` must wait for: the one under way, else a new one when due; None when none is."""
+        """The fetch an unknown `kid` must wait for: the one under way, else a new one when due. A known kid waits
+        for none: an old set is fetched again meanwhile, and its keys serve until the new set replaces them."""
         with self._lock:
             now = time.monotonic()
-            if kid in self._keys and now - self._fetched_at < self._lifespan:
+            known = kid in self._keys
+            if known and now - self._fetched_at < self._lifespan:
                 return None
             if self._fetching is None and now - self._tried_at >= self._cooldown:
                 self._tried_at = now
                 self._fetching = self._fetcher.submit(self._fetch, now)
-            return self._fetching
+            return None if known else self._fetching
 
     def _fetch(self, started: float) -> None:
         try:

@@ -8,6 +8,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
+import select
 import socket
 import threading
 import time
@@ -127,19 +128,30 @@ class IdentityProvider:
         self.asked = threading.Event()  # set by each fetch as it arrives
         self.answer = threading.Event()  # a fetch waits for it: cleared, the provider holds the connection open
         self.answer.set()
+        self.abandoned = 0  # fetches the function gave up on while the provider held them
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 provider.fetches += 1
                 provider.asked.set()
-                provider.answer.wait(30)
+                if not self.held_until_answered():
+                    provider.abandoned += 1
+                    return
                 status, body = (500, b"down") if provider.down else (200, json.dumps({"keys": provider.keys}).encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def held_until_answered(self) -> bool:
+                """Wait for `answer`; False when the function gave up the fetch first (closed the connection)."""
+                while not provider.answer.wait(0.05):
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        return False
+                return True
 
             def log_message(self, *args) -> None:
                 pass
@@ -240,7 +252,25 @@ def test_a_slow_provider_holds_only_the_requests_that_need_its_keys_and_they_sha
         assert meanwhile.status_code == 200
         assert still_waiting, "the fetch held the process, or a request did not wait for the fetch under way"
         assert first.result().status_code == 200 and second.result().status_code == 200
-    assert provider.fetches == 1
+    assert provider.fetches == 1 and provider.abandoned == 0
+
+
+def test_a_known_kid_is_served_while_an_old_key_set_is_fetched_again(shop_settings, provider):
+    user = unique("jwks")
+    known = sign(claims(user), provider.rsa, "rsa-1", "RS256")
+    settings = provider_settings(shop_settings, provider.url, USER_TOKEN_JWKS_TIMEOUT_SECONDS="5",
+                                 USER_TOKEN_JWKS_COOLDOWN_SECONDS="5", USER_TOKEN_JWKS_LIFESPAN_SECONDS="0.001")
+    with function_alone("cart-get-cart", settings) as function:
+        assert cart(function.url, user, known).status_code == 200  # the first fetch, answered
+        provider.asked.clear()
+        provider.answer.clear()
+        # Each request finds the set old; the first one after the cooldown has it fetched again, held open here.
+        until(lambda: cart(function.url, user, known).status_code == 200 and provider.asked.is_set(),
+              "the old set is fetched again")
+        open_while_answered = provider.abandoned == 0
+        provider.answer.set()
+
+    assert open_while_answered, "the request that had the set fetched again waited for the fetch to give up"
 
 
 def test_a_jwks_cooldown_under_five_seconds_is_refused_at_start(shop_settings, provider):
