@@ -43,7 +43,8 @@ _log = logger("cart")
 # Every write script takes KEYS: cart, index marker (then its own). ARGV: now_ms, ttl, index refresh seconds, index
 # mode, then its own. Index mode `check`: a change that leaves a cart is made only while the marker says the user's
 # index entry is fresh, else the script changes nothing and answers `index_first`; the caller writes the entry and
-# runs the script again with `indexed` (which sets the marker) or, when the index could not be written, `unindexed`.
+# runs the script again with `indexed` (which sets the marker) or, when the index could not be written, `unindexed`
+# (a marker for a minute: while a bucket's node is out, the user's writes do not each wait for it).
 _INDEX_FIRST = """
 if ARGV[4] == 'check' and redis.call('EXISTS', KEYS[2]) == 0 then return {'index_first', 0} end
 """
@@ -51,6 +52,7 @@ _TOUCH = """
 redis.call('HSET', KEYS[1], '@updated_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[4] == 'indexed' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[3]) end
+if ARGV[4] == 'unindexed' then redis.call('SET', KEYS[2], '0', 'EX', math.min(tonumber(ARGV[3]), 60)) end
 return {'ok', 0, redis.call('HGETALL', KEYS[1])}
 """
 _EMPTIED = """
@@ -198,7 +200,7 @@ _bucket_sizes: dict[int, int] = {}
 
 async def _index(user_id: str, change: int) -> bool:
     """Add the user to (or drop them from) their index bucket; False when Redis could not be asked. Best effort:
-    a failure is logged and never fails the cart's write (its marker stays unset, so the next write adds again)."""
+    a failure is logged and never fails the cart's write (a write a minute later adds the entry again)."""
     if change == UNCHANGED:
         return True
     bucket = active_bucket(user_id)
@@ -253,6 +255,7 @@ async def remove_ordered(user_id: str, order_id: str, lines: list[tuple[str, int
 async def clear(user_id: str) -> None:
     with timed("clear"):
         change = await _script(_CLEAR)(keys=_cart_keys(user_id))
+    await fault_point("cart.after-write")
     CART_WRITES.labels("clear", "ok").inc()
     await _index(user_id, int(change))
 
