@@ -15,11 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from shared.routes import BROKER
-from shared.service_identity import (
-    SERVICE_ALGORITHM,
-    SERVICE_TOKEN_HEADER,
-    SERVICE_TOKEN_SECONDS,
-)
+from shared.service_identity import SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, SERVICE_TOKEN_SECONDS
 from shared.settings import ServerSettings, ServiceKeySettings, settings
 
 TOKEN_SECONDS = SERVICE_TOKEN_SECONDS

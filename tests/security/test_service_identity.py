@@ -18,13 +18,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from local.service_keys import new_private_pem, process_keys, public_pem
 from shared.errors import Forbidden, Unauthorized
 from shared.routes import PLATFORM_CALLERS, ROUTES, ROUTES_BY_NAME, Route
-from shared.service_identity import (
-    SERVICE_ALGORITHM,
-    SERVICE_TOKEN_HEADER,
-    SERVICE_TOKEN_SECONDS,
-    function_callers,
-    needs_service_token,
-)
+from shared.service_identity import (SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, SERVICE_TOKEN_SECONDS, function_callers,
+                                     needs_service_token)
 from tests.support import assert_problem
 
 GUARDED = [route for route in ROUTES if needs_service_token(route)]
