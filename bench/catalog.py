@@ -4,8 +4,9 @@
    same sequence for every implementation measured, so the per-instance cache's misses count as much as its hits.
 2. Listing at 1k and 100k products (`GET /products?category=…`): CPU per request of our function and of the
    MongoDB-protocol server, apart, so what grows with the catalog shows on the side it grows.
-3. List and search CPU per request against their floor: the hello-world plus the same queries done directly
-   with the driver.
+3. List and search CPU per request against their floor (the hello-world plus the round trips each request
+   needs, done directly with the driver), over Zipf mixes of listing pages and of search terms, with the
+   per-instance cache on (hits and misses both counted) and off.
 """
 
 from __future__ import annotations
