@@ -4,8 +4,9 @@
    same sequence for every implementation measured, so the per-instance cache's misses count as much as its hits.
 2. Listing at 1k and 100k products (`GET /products?category=…`): CPU per request of our function and of the
    MongoDB-protocol server, apart, so what grows with the catalog shows on the side it grows.
-3. List and search CPU per request against their floor: the hello-world plus the same queries done directly
-   with the driver.
+3. List and search CPU per request against their floor (the hello-world plus the round trips each request
+   needs, done directly with the driver), over Zipf mixes of listing pages and of search terms, with the
+   per-instance cache on (hits and misses both counted) and off.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
@@ -58,13 +60,37 @@ def seed_products(url: str, database: str, count: int, index_names: set[str] | N
         return [str(document["_id"]) for document in products.find({}, {"_id": 1})]
 
 
-def product_mix(ids: list[str], count: int, seed: int = 7) -> list[str]:
-    """Paths of `count` product reads drawn with Zipf weights (the k-th most popular read 1/k as often as the
-    first): the same sequence for every implementation measured."""
+def zipf_mix(items: list, count: int, seed: int) -> list:
+    """`count` draws from `items` with Zipf weights (the k-th most popular drawn 1/k as often as the first), in
+    an order shuffled by `seed`: the same sequence for every implementation measured."""
     rng = random.Random(seed)
-    popular = rng.sample(ids, len(ids))
-    return [f"/products/{product_id}" for product_id in
-            rng.choices(popular, weights=[1 / rank for rank in range(1, len(popular) + 1)], k=count)]
+    popular = rng.sample(items, len(items))
+    return rng.choices(popular, weights=[1 / rank for rank in range(1, len(popular) + 1)], k=count)
+
+
+def product_mix(ids: list[str], count: int, seed: int = 7) -> list[str]:
+    """Paths of `count` product reads drawn with Zipf weights: the same sequence for every implementation."""
+    return [f"/products/{product_id}" for product_id in zipf_mix(ids, count, seed)]
+
+
+# The listing pages and searches measured against their floor: every category in each sort, the first and the
+# second page (with and without in-stock filtering), and searches for names and brands, drawn with Zipf weights.
+PAGE_LIMIT = 10
+LIST_SORTS = {"-created_at": [("created_at", -1), ("_id", -1)], "price": [("price.amount", 1), ("_id", 1)],
+              "-price": [("price.amount", -1), ("_id", -1)], "name": [("name", 1), ("_id", 1)]}
+PAGES = [(f"cat-{number}", sort, offset, in_stock) for number in range(CATEGORIES) for sort in LIST_SORTS
+         for offset in (0, PAGE_LIMIT) for in_stock in (False, True)]
+SEARCHES = [f"mug {number}" for number in range(1, 40)] + [f"brand {number}" for number in range(20)]
+
+
+def listing_path(page: tuple) -> str:
+    category, sort, offset, in_stock = page
+    return (f"/products?category={category}&sort={sort}&limit={PAGE_LIMIT}&offset={offset}"
+            + ("&in_stock=true" if in_stock else ""))
+
+
+def search_path(term: str) -> str:
+    return f"/search?q={term.replace(' ', '+')}&limit={PAGE_LIMIT}"
 
 
 async def blast(base_url: str, paths: list[str], concurrency: int) -> tuple[float, int]:
@@ -176,53 +202,68 @@ def listing_at_sizes() -> list[dict]:
     return rows
 
 
-def list_and_search_floor(settings: dict, hello_cpu: float) -> dict[str, float]:
-    """Hello's CPU plus the client-side CPU of the same queries done directly with the (sync) driver."""
+def list_and_search_floor(settings: dict, hello_cpu: float, pages: list[tuple], terms: list[str]) -> dict[str, float]:
+    """Hello's CPU plus the client-side CPU of the round trips each request of the mix needs, done directly with
+    the (sync) driver: a listing page's find and, unless the page ends the selection, its count; a search's one
+    aggregate (the ranked page and its total in one `$facet`)."""
     from functions.catalog.store import _SEARCH_WEIGHTS
     from pymongo import MongoClient
 
     products = MongoClient(settings["MONGODB_URL"], tz_aware=True)[settings["MONGODB_DATABASE"]]["products"]
-    listing = {"is_active": True, "categories": "cat-3"}
-    search = {"$and": [{"is_active": True}, {"$or": [{field: {"$regex": "mug 3", "$options": "i"}}
-                                                    for field in _SEARCH_WEIGHTS]}]}
 
-    def timed(work, count=100) -> float:
-        work()
+    def list_page(page: tuple) -> None:
+        category, sort, offset, in_stock = page
+        conditions = {"is_active": True, "categories": category} | ({"stock_quantity": {"$gt": 0}} if in_stock else {})
+        found = products.find(conditions, {"holds": 0}).sort(LIST_SORTS[sort]).skip(offset).limit(PAGE_LIMIT + 1) \
+            .to_list()
+        if len(found) > PAGE_LIMIT or not found and offset:  # the endpoint counts only then (see store.find)
+            products.count_documents(conditions, limit=10_001)
+
+    def search(term: str) -> None:
+        matching = {"$and": [{"is_active": True}, {"$or": [{field: {"$regex": re.escape(term), "$options": "i"}}
+                                                          for field in _SEARCH_WEIGHTS]}]}
+        products.aggregate([{"$match": matching}, {"$limit": 1001}, {"$facet": {
+            "items": [{"$sort": {"name": 1, "_id": 1}}, {"$limit": PAGE_LIMIT}],
+            "total": [{"$count": "n"}]}}]).to_list()
+
+    def timed(work, items: list) -> float:
+        for item in items[:20]:
+            work(item)
         started = time.process_time()
-        for _ in range(count):
-            work()
-        return (time.process_time() - started) / count
+        for item in items:
+            work(item)
+        return (time.process_time() - started) / len(items)
 
-    floors = {
-        "GET /products?category=": timed(lambda: (
-            products.find(listing, {"holds": 0}).sort([("created_at", -1), ("_id", -1)]).limit(21).to_list(),
-            products.count_documents(listing, limit=10_001))),
-        "GET /search?q=": timed(lambda: products.aggregate([{"$match": search}, {"$limit": 1001}, {"$facet": {
-            "items": [{"$sort": {"name": 1, "_id": 1}}, {"$limit": 20}], "total": [{"$count": "n"}]}}]).to_list()),
-    }
-    return {name: hello_cpu + cpu for name, cpu in floors.items()}
+    return {"GET /products?category=": hello_cpu + timed(list_page, pages),
+            "GET /search?q=": hello_cpu + timed(search, terms)}
 
 
 def list_and_search_cost(settings: dict, hello_cpu: float, requests: int) -> list[dict]:
     """CPU per request of list and search against the floor, on a catalog of their own (SEARCHED_PRODUCTS: the
-    function's work does not depend on the catalog's size, SecantusDB's search does), with the cache off."""
-    settings = {**settings, "MONGODB_DATABASE": settings["MONGODB_DATABASE"] + "_lists",
-                "PRODUCT_CACHE_TTL_SECONDS": "0", "SEARCH_MAX_TIME_MS": "10000"}
+    function's work does not depend on the catalog's size, SecantusDB's search does): a Zipf mix of pages and of
+    searches (the same sequence for the floor), with this instance's cache on (hits and misses both counted)
+    and off."""
+    settings = {**settings, "MONGODB_DATABASE": settings["MONGODB_DATABASE"] + "_lists", "SEARCH_MAX_TIME_MS": "10000"}
     seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"], SEARCHED_PRODUCTS)
     run_step(settings)  # the deploy step: functions serve only a migrated store
-    floors = list_and_search_floor(settings, hello_cpu)
+    pages, terms = zipf_mix(PAGES, requests, seed=11), zipf_mix(SEARCHES, requests, seed=13)
+    floors = list_and_search_floor(settings, hello_cpu, pages, terms)
     rows = []
-    for name, path in (("catalog-list-products", LIST_PATH), ("catalog-search-products", SEARCH_PATH)):
-        port = free_port()
-        function = start_function(route(name), port, None, settings, subprocess.DEVNULL)
-        try:
-            result = measure(function.process, port, [path] * requests, 1)
-        finally:
-            stop([function.process])
-        label = "GET " + path.split("=")[0] + "="
-        floor = floors[label]
-        rows.append({"endpoint": label, "requests": requests, "cpu_us": result["cpu_us_per_request"],
-                     "floor_us": round(floor * 1e6), "ratio": round(result["cpu_us_per_request"] / (floor * 1e6), 2)})
+    for ttl in ("2", "0"):
+        for name, label, paths in (("catalog-list-products", "GET /products?category=", map(listing_path, pages)),
+                                   ("catalog-search-products", "GET /search?q=", map(search_path, terms))):
+            port = free_port()
+            function = start_function(route(name), port, None, {**settings, "PRODUCT_CACHE_TTL_SECONDS": ttl},
+                                      subprocess.DEVNULL)
+            try:
+                result = measure(function.process, port, list(paths), 1)
+            finally:
+                stop([function.process])
+            floor = floors[label]
+            rows.append({"endpoint": f"{label} (Zipf mix; cache {'off' if ttl == '0' else ttl + ' s'}: "
+                                     f"{result['cache_hits']} hits)", "requests": requests,
+                         "cpu_us": result["cpu_us_per_request"], "floor_us": round(floor * 1e6),
+                         "ratio": round(result["cpu_us_per_request"] / (floor * 1e6), 2)})
     return rows
 
 
