@@ -53,7 +53,8 @@ def seed_products(url: str, database: str, count: int, index_names: set[str] | N
         for start in range(0, count, 5000):
             products.insert_many([new_document(ProductCreate(
                 sku=f"MIX-{number}", name=f"Mug {number}", brand=f"Brand {number % 50}",
-                categories=[f"cat-{number % CATEGORIES}", *([FIXED] if number < fixed else [])], tags=[f"tag-{number % 30}"], stock_quantity=number % 40,
+                categories=[f"cat-{number % CATEGORIES}", *([FIXED] if number < fixed else [])],
+                tags=[f"tag-{number % 30}"], stock_quantity=number % 40,
                 price={"amount": str(Decimal(100 + number * 37 % 9000) / 100), "currency": "EUR"},
                 description_short="A mug for the benchmark", description_long="Stoneware, holds 300 ml. " * 8),
                 now + timedelta(milliseconds=number)) for number in range(start, min(start + 5000, count))])
@@ -120,10 +121,22 @@ def _examined(url: str, database: str, category: str) -> tuple[str, int]:
     return " <- ".join(stages), explained["executionStats"]["totalDocsExamined"]
 
 
-async def _pages(category: str, server_pid: int) -> list[tuple[float, float, float, float]]:
-    """LIST_REQUESTS first pages of `category` as `store.find` runs them in a function, one at a time; per page
-    this process's CPU, its CPU over as long again with no request in flight (what pymongo's async client spends
-    on its own: monitor and periodic tasks waking every 0.5 s), the server's CPU, and the wall time."""
+async def _answered_after(client, seconds: float) -> float:
+    """This process's CPU for one `ping` the server answers after `seconds` (a failpoint holds it): what the
+    async client spends waiting that long for a reply, the wait's own work being nil."""
+    if seconds:
+        await client.admin.command("configureFailPoint", "failCommand", mode={"times": 1}, data={
+            "failCommands": ["ping"], "blockConnection": True, "blockTimeMS": round(seconds * 1000)})
+    cpu = time.process_time()
+    await client.admin.command("ping")
+    return time.process_time() - cpu
+
+
+async def _pages(category: str, server_pid: int) -> list[tuple[float, ...]]:
+    """LIST_REQUESTS first pages of `category` as `store.find` runs them in a function, one at a time. Per page:
+    this process's CPU; its CPU over as long again with no request in flight (pymongo's monitor and periodic
+    tasks, each waking every 0.5 s); its CPU waiting as long for one reply (those, plus the request's own
+    cancellation check every 0.5 s), an immediate reply's CPU taken off; the server's CPU; the wall time."""
     from functions.catalog import store
     from functions.catalog.models import ProductQuery
     from local.migrate import record_catalog_version
@@ -131,6 +144,8 @@ async def _pages(category: str, server_pid: int) -> list[tuple[float, float, flo
     await record_catalog_version()
     query = ProductQuery(category=category)
     await store.find(query, include_inactive=False)  # the client, its connections, the schema check
+    client = (await store.products()).database.client
+    immediate = statistics.median([await _answered_after(client, 0) for _ in range(5)])
     samples = []
     for _ in range(LIST_REQUESTS):
         server_cpu = tree_cpu_seconds(server_pid)
@@ -140,15 +155,16 @@ async def _pages(category: str, server_pid: int) -> list[tuple[float, float, flo
         server_cpu = tree_cpu_seconds(server_pid) - server_cpu
         idle = time.process_time()
         await asyncio.sleep(wall)
-        samples.append((cpu, time.process_time() - idle, server_cpu, wall))
+        idle = time.process_time() - idle
+        samples.append((cpu, idle, await _answered_after(client, wall) - immediate, server_cpu, wall))
     return samples
 
 
 def listing_at_sizes() -> list[dict]:
     """A category's first page at each catalog size, for a category of FIXED_CATEGORY products (the store's work
     the same at every size) and one holding a tenth of the catalog (the store's work grows with it): the
-    function's CPU per page (driver, query, models), the part of it its client spends whatever the requests
-    (idle CPU over the same wall time), what is left (`own`), and the server's CPU and documents examined."""
+    function's CPU per page (driver, query, models), what its client spends idle and waiting for a reply over
+    the same wall time, what is left (`own`: the page's work), and the server's CPU and documents examined."""
     from functions.catalog.store import INDEXES
     from shared.settings import settings as typed_settings
 
@@ -156,7 +172,7 @@ def listing_at_sizes() -> list[dict]:
                          if list(index.document["key"]) == ["categories", "is_active", "created_at", "_id"])
     rows = []
     port = free_port()
-    server = start_mongo(port, ":memory:")
+    server = start_mongo(port, ":memory:", test_commands=True)  # failpoints: a reply held as long as a page's
     url = f"mongodb://127.0.0.1:{port}"
     try:
         for size in SIZES:
@@ -167,13 +183,13 @@ def listing_at_sizes() -> list[dict]:
             typed_settings.cache_clear()
             for label, category in (("fixed", FIXED), ("a tenth", "cat-3")):
                 samples = asyncio.run(_pages(category, server.pid))
-                cpu, idle, server_cpu, wall = (statistics.median(column) for column in zip(*samples))
-                own = statistics.median(page_cpu - page_idle for page_cpu, page_idle, _, _ in samples)
+                cpu, idle, waiting, server_cpu, wall = (statistics.median(column) for column in zip(*samples))
+                own = statistics.median(page[0] - page[2] for page in samples)
                 plan, examined = _examined(url, database, category)
                 rows.append({"products": size, "category": label, "function_cpu_us": round(cpu * 1e6),
-                             "idle_cpu_us": round(idle * 1e6), "own_cpu_us": round(own * 1e6),
-                             "server_cpu_us": round(server_cpu * 1e6), "docs_examined": examined,
-                             "wall_ms": round(wall * 1000, 1), "server_plan": plan})
+                             "idle_cpu_us": round(idle * 1e6), "waiting_cpu_us": round(waiting * 1e6),
+                             "own_cpu_us": round(own * 1e6), "server_cpu_us": round(server_cpu * 1e6),
+                             "docs_examined": examined, "wall_ms": round(wall * 1000, 1), "server_plan": plan})
     finally:
         stop([server])
         typed_settings.cache_clear()
@@ -185,9 +201,9 @@ def size_ratios(rows: list[dict]) -> list[dict]:
     ratios = []
     for label in dict.fromkeys(row["category"] for row in rows):
         small, *_, large = (row for row in rows if row["category"] == label)
-        ratios.append({"category": label, **{column.removesuffix("_us") + "_ratio": round(large[column] / max(small[column], 1), 2)
-                                            for column in ("function_cpu_us", "own_cpu_us", "server_cpu_us",
-                                                           "docs_examined", "wall_ms")}})
+        ratios.append({"category": label, **{
+            column.removesuffix("_us") + "_ratio": round(large[column] / max(small[column], 1), 2)
+            for column in ("function_cpu_us", "own_cpu_us", "server_cpu_us", "docs_examined", "wall_ms")}})
     return ratios
 
 
@@ -301,9 +317,9 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = listing_at_sizes()
     print(table(f"\nA category's first page (GET /products?category=…&limit=20) at each catalog size, medians of "
-                f"{LIST_REQUESTS} pages: the function's CPU, its idle CPU over the same wall time, what is left "
-                f"(own), and the server's (load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)",
-                rows))
+                f"{LIST_REQUESTS} pages: the function's CPU; its client's, idle and waiting for one reply, over the "
+                f"same wall time; the function's less that waiting (own); the server's (load average {load:.1f} at "
+                f"the start, {os.getloadavg()[0]:.1f} at the end)", rows))
     print(table(f"\n{SIZES[-1]:,} products against {SIZES[0]:,}", size_ratios(rows)))
 
 
