@@ -33,7 +33,7 @@ CATEGORIES = 10  # every product is in one: a category holds a tenth of the cata
 FIXED, FIXED_CATEGORY = "cat-fixed", 200  # the first 200 products are in this one too, at every catalog size
 SIZES = (1_000, 100_000)
 SEARCHED_PRODUCTS = 200
-LIST_REQUESTS = int(os.environ.get("BENCH_LIST_REQUESTS", "20"))
+LIST_REQUESTS = int(os.environ.get("BENCH_LIST_REQUESTS", "15"))
 LIST_PATH = "/products?category=cat-3&limit=20"
 SEARCH_PATH = "/search?q=mug+3&limit=20"
 
