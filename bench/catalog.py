@@ -3,8 +3,9 @@
 1. Product reads as a mix: MIX_PRODUCTS products requested with Zipf weights (a few popular, a long tail), the
    same sequence for every implementation measured, so the per-instance cache's misses count as much as its hits.
 2. Listing at 1k and 100k products (`GET /products?category=…`), for a category of fixed size and one that grows
-   with the catalog: CPU per page of our function (and the part its MongoDB client spends per second whatever the
-   requests) and of the MongoDB-protocol server, apart, so what grows with the catalog shows on the side it grows.
+   with the catalog: CPU per page of our function (and what is left of it without the CPU its MongoDB client
+   spends waiting as long for any reply) and of the MongoDB-protocol server, apart, so what grows with the catalog
+   shows on the side it grows.
 3. List and search CPU per request against their floor: the hello-world plus the same queries done directly
    with the driver.
 """
