@@ -24,6 +24,7 @@ from decimal import Decimal
 import httpx
 
 from bench.proc import tree_cpu_seconds
+from functions.catalog import cursor
 from local.migrate import run_step
 from local.processes import free_port, start_function, stop, wait_for_port
 from local.stores import start_mongo
@@ -109,8 +110,6 @@ def _examined(url: str, database: str, category: str) -> tuple[str, int]:
     (SecantusDB's `explain` executionStats: it counts every index match it fetched, the limit applied after)."""
     from pymongo import MongoClient
 
-    from functions.catalog import cursor
-
     with MongoClient(url) as client:
         explained = client[database].command("explain", {
             "find": "products", "filter": {"is_active": True, "categories": category}, "projection": {"holds": 0},
@@ -137,17 +136,25 @@ async def _pages(category: str, server_pid: int) -> list[tuple[float, ...]]:
     """LIST_REQUESTS first pages of `category` as `store.find` runs them in a function, one at a time. Per page:
     this process's CPU; its CPU over as long again with no request in flight (pymongo's monitor and periodic
     tasks, each waking every 0.5 s); its CPU waiting as long for one reply (those, plus the request's own
-    cancellation check every 0.5 s), an immediate reply's CPU taken off; the server's CPU; the wall time."""
+    cancellation check every 0.5 s), an immediate reply's CPU taken off; the CPU of the page's twin, the same
+    find and count matching nothing (the server as busy, the replies empty); the server's CPU; the wall time."""
     from functions.catalog import store
-    from functions.catalog.models import ProductQuery
+    from functions.catalog.models import MAX_COUNTED, ProductQuery
     from local.migrate import record_catalog_version
 
     await record_catalog_version()
     query = ProductQuery(category=category)
     for _ in range(3):  # the client, its connections, the schema check, the first calls' imports and caches
         await store.find(query, include_inactive=False)
-    client = (await store.products()).database.client
-    immediate = statistics.median([await _answered_after(client, 0) for _ in range(5)])
+    products = await store.products()
+    nothing = {"is_active": True, "categories": category, "sku": {"$exists": False}}  # walks the same matches
+
+    async def twin():
+        await products.find(nothing, {"holds": 0}).sort(cursor.SORTS[query.sort]).limit(query.limit + 1).to_list()
+        await products.count_documents(nothing, limit=MAX_COUNTED + 1)
+
+    await twin()
+    immediate = statistics.median([await _answered_after(products.database.client, 0) for _ in range(5)])
     samples = []
     for _ in range(LIST_REQUESTS):
         server_cpu = tree_cpu_seconds(server_pid)
@@ -158,7 +165,11 @@ async def _pages(category: str, server_pid: int) -> list[tuple[float, ...]]:
         idle = time.process_time()
         await asyncio.sleep(wall)
         idle = time.process_time() - idle
-        samples.append((cpu, idle, await _answered_after(client, wall) - immediate, server_cpu, wall))
+        twin_cpu = time.process_time()
+        await twin()
+        twin_cpu = time.process_time() - twin_cpu
+        samples.append((cpu, idle, await _answered_after(products.database.client, wall) - immediate, twin_cpu,
+                        server_cpu, wall))
     return samples
 
 
@@ -185,12 +196,14 @@ def listing_at_sizes() -> list[dict]:
             typed_settings.cache_clear()
             for label, category in (("fixed", FIXED), ("a tenth", "cat-3")):
                 samples = asyncio.run(_pages(category, server.pid))
-                cpu, idle, waiting, server_cpu, wall = (statistics.median(column) for column in zip(*samples))
+                cpu, idle, waiting, twin, server_cpu, wall = (statistics.median(column) for column in zip(*samples))
                 own = statistics.median(page[0] - page[2] for page in samples)
+                beyond_twin = statistics.median(page[0] - page[3] for page in samples)
                 plan, examined = _examined(url, database, category)
                 rows.append({"products": size, "category": label, "function_cpu_us": round(cpu * 1e6),
                              "idle_cpu_us": round(idle * 1e6), "waiting_cpu_us": round(waiting * 1e6),
-                             "own_cpu_us": round(own * 1e6), "server_cpu_us": round(server_cpu * 1e6),
+                             "own_cpu_us": round(own * 1e6), "twin_cpu_us": round(twin * 1e6),
+                             "beyond_twin_us": round(beyond_twin * 1e6), "server_cpu_us": round(server_cpu * 1e6),
                              "docs_examined": examined, "wall_ms": round(wall * 1000, 1), "server_plan": plan})
     finally:
         stop([server])
@@ -205,7 +218,8 @@ def size_ratios(rows: list[dict]) -> list[dict]:
         small, *_, large = (row for row in rows if row["category"] == label)
         ratios.append({"category": label, **{
             column.removesuffix("_us") + "_ratio": round(large[column] / max(small[column], 1), 2)
-            for column in ("function_cpu_us", "own_cpu_us", "server_cpu_us", "docs_examined", "wall_ms")}})
+            for column in ("function_cpu_us", "own_cpu_us", "twin_cpu_us", "beyond_twin_us", "server_cpu_us",
+                           "docs_examined", "wall_ms")}})
     return ratios
 
 
@@ -320,8 +334,9 @@ def main() -> None:
     rows = listing_at_sizes()
     print(table(f"\nA category's first page (GET /products?category=…&limit=20) at each catalog size, medians of "
                 f"{LIST_REQUESTS} pages: the function's CPU; its client's, idle and waiting for one reply, over the "
-                f"same wall time; the function's less that waiting (own); the server's (load average {load:.1f} at "
-                f"the start, {os.getloadavg()[0]:.1f} at the end)", rows))
+                f"same wall time; the function's less that waiting (own); the page's twin matching nothing (the "
+                f"server as busy) and the page beyond it; the server's (load average {load:.1f} at the start, "
+                f"{os.getloadavg()[0]:.1f} at the end)", rows))
     print(table(f"\n{SIZES[-1]:,} products against {SIZES[0]:,}", size_ratios(rows)))
 
 
