@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from functools import lru_cache
 
 import jwt
@@ -38,6 +37,7 @@ from shared.errors import Forbidden, Problem, ServiceUnavailable, Unauthorized
 from shared.logs import logger
 from shared.routes import ROUTES_BY_NAME, Route
 from shared.settings import EventSenderSettings, settings
+from shared.verified_tokens import VerifiedTokens
 
 SERVICE_TOKEN_HEADER = "X-Service-Token"
 SERVICE_ALGORITHM = "EdDSA"
@@ -47,7 +47,6 @@ LEEWAY_SECONDS = 5  # clock skew between pods
 # How long a service token lives (shared.service_tokens signs them so). A longer one is refused: a leaked signing
 # key cannot mint tokens that outlive the key's rotation.
 SERVICE_TOKEN_SECONDS = 300
-_VERIFIED_LIMIT = 1024  # verified tokens remembered until they expire: a caller reuses one for minutes
 _log = logger("identity")
 _PEM_END = "-----END PUBLIC KEY-----"
 
@@ -201,21 +200,6 @@ def _subjects(listed: str) -> frozenset[str]:
     return frozenset(subject.strip() for subject in listed.split(",") if subject.strip())
 
 
-class _Verified:
-    """Tokens of one kind already verified, by (token, audience): who they name, until they expire."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[str, float]] = {}
-
-    def get(self, token: str, audience: str) -> str | None:
-        found = self._entries.get((token, audience))
-        return found[0] if found is not None and found[1] > time.time() else None
-
-    def remember(self, token: str, audience: str, who: str, expires: float) -> None:
-        if len(self._entries) >= _VERIFIED_LIMIT:
-            self._entries.clear()
-        self._entries[(token, audience)] = (who, expires)
-
-
 # One per kind: a token verified as one kind is never taken as the other from a cache.
-_service_tokens, _sender_tokens = _Verified(), _Verified()
+_service_tokens: VerifiedTokens[str] = VerifiedTokens()
+_sender_tokens: VerifiedTokens[str] = VerifiedTokens()
