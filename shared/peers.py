@@ -37,11 +37,13 @@ def _new_client() -> httpx.AsyncClient:
     """The shared HTTP client for calls to other functions (and the event sink)."""
     import httpx  # here: a function that never calls another one does not pay for importing it
 
+    from shared.peer_client import PeerClient
+
     timeout = settings(PeerSettings).peer_timeout_seconds
     # retries=2 re-tries connection failures only (never a request that may have reached the peer).
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
-                             transport=httpx.AsyncHTTPTransport(retries=2),
-                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
+    return PeerClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
+                      transport=httpx.AsyncHTTPTransport(retries=2),
+                      limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
 
 
 client = per_event_loop(_new_client)
