@@ -13,13 +13,14 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
-
-import jwt
+from typing import TYPE_CHECKING, Literal
 
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from shared.logs import logger, never_log
 from shared.settings import UserTokenSettings, settings
+
+if TYPE_CHECKING:
+    import jwt  # imported where a token is verified: a public route's anonymous caller never loads PyJWT
 
 Role = Literal["customer", "admin"]
 ROLES = ("customer", "admin")
@@ -49,6 +50,8 @@ class ProviderKeys:
     """
 
     def __init__(self, config: UserTokenSettings) -> None:
+        import jwt
+
         self._client = jwt.PyJWKClient(config.user_token_jwks_url, cache_jwk_set=False,
                                        timeout=config.user_token_jwks_timeout_seconds)
         self._lifespan = config.user_token_jwks_lifespan_seconds
@@ -73,6 +76,8 @@ class ProviderKeys:
             raise Unauthorized("The token's key (kid) is unknown")
 
     def _fetch(self, now: float) -> None:
+        import jwt
+
         self._tried_at = now
         try:
             keys = self._client.get_signing_keys(refresh=True)
@@ -103,6 +108,8 @@ class Keys:
 
 
 def _hs256(secret: str) -> jwt.PyJWK:
+    import jwt
+
     encoded = base64.urlsafe_b64encode(secret.encode()).rstrip(b"=").decode()
     return jwt.PyJWK({"kty": "oct", "k": encoded, "alg": "HS256"})
 
@@ -121,6 +128,8 @@ def keys() -> Keys:
 
 def verify(token: str) -> User:
     """The user a token names, or Unauthorized (503 only when the provider's keys cannot be fetched)."""
+    import jwt
+
     key = keys().key(_kid(token))
     config = settings(UserTokenSettings)
     try:

@@ -31,9 +31,6 @@ import os
 import time
 from functools import lru_cache
 
-import jwt
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from shared.errors import Forbidden, Problem, ServiceUnavailable, Unauthorized
 from shared.logs import logger
 from shared.routes import ROUTES_BY_NAME, Route
@@ -86,6 +83,8 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
     remembered = _verified.get((token, audience))
     if remembered is not None and remembered[1] > time.time():
         return remembered[0]
+    import jwt  # here, as below: a public route never loads PyJWT and cryptography
+
     try:
         caller = jwt.decode(token, options={"verify_signature": False}).get("iss")
     except jwt.InvalidTokenError:
@@ -119,6 +118,8 @@ def check_sender(route: Route, headers) -> str:
     remembered = _verified.get((token, route.name))
     if remembered is not None and remembered[1] > time.time():
         return remembered[0]
+    import jwt
+
     config = settings(EventSenderSettings)
     try:
         key = _sender_keys(config.event_sender_jwks).get(jwt.get_unverified_header(token).get("kid"))
@@ -140,6 +141,8 @@ def check_sender(route: Route, headers) -> str:
 @lru_cache(maxsize=None)
 def caller_key(caller: str) -> tuple:
     """`caller`'s public keys: its variable holds one PEM block, or more while the key is rotated."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     # Read straight from the environment: one variable per listed caller, named by the route table.
     pem = os.environ.get(caller_key_variable(caller), "")
     blocks = [block + _PEM_END for block in pem.split(_PEM_END) if block.strip()]
@@ -151,6 +154,8 @@ def caller_key(caller: str) -> tuple:
 
 @lru_cache(maxsize=4)
 def _sender_keys(jwks: str) -> dict:
+    import jwt
+
     try:
         return {key.key_id: key.key for key in jwt.PyJWKSet.from_json(jwks).keys}
     except (jwt.PyJWKSetError, json.JSONDecodeError, ValueError):
