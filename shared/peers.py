@@ -9,6 +9,7 @@ local runner and the compose file point it at where that function runs there.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from shared.errors import BadGateway, RecordedProblem, ServiceUnavailable
@@ -19,6 +20,11 @@ from shared.settings import PeerSettings, settings
 
 if TYPE_CHECKING:
     import httpx
+
+# httpx's command line (httpx/_main.py), imported by `import httpx`, loads rich and pygments wherever they are
+# installed (the dev environment, not the image): ~35 ms of CPU for a tool no function runs. A None entry makes
+# that import fail, which httpx expects (its `main` then asks for httpx[cli]).
+sys.modules.setdefault("httpx._main", None)
 
 
 def service_url(name: str) -> str:
