@@ -2,8 +2,9 @@
 
 Importing a function leaves ~75k tracked objects that live as long as the process: collecting while they are made
 finds nothing and cost a sixth of the import (~35 ms of CPU for catalog-get-product, measured), and every full
-collection after it would walk them all again. This is gc.freeze's documented use for a pre-forking server (functions-framework's gunicorn
-master imports the function, then forks the worker that serves): the frozen objects are never scanned again.
+collection after it would walk them all again. This is gc.freeze's documented use for a pre-forking server
+(functions-framework's gunicorn master imports the function, then forks the worker that serves): the frozen
+objects are never scanned again.
 Only a process started to serve a function (FUNCTION_TARGET set) holds collections; a test or tool importing a
 module never does.
 """
