@@ -8,10 +8,12 @@ tokens, or, locally, local/token.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -45,8 +47,8 @@ class ProviderKeys:
     Fetched again when the set is older than its lifespan or a token names a kid it lacks, but at most once per
     cooldown, so tokens with made-up kids cannot make us hammer the provider. While the provider is down the keys
     already fetched keep working; a kid they lack answers 503 at once instead of waiting on each request.
-    A fetch is synchronous (verification is called from sync and async handlers alike): it holds the caller for
-    at most USER_TOKEN_JWKS_TIMEOUT_SECONDS, once per cooldown at most.
+    A fetch runs on its own thread, one at a time: the requests whose kid is unknown wait for that one fetch (at
+    most USER_TOKEN_JWKS_TIMEOUT_SECONDS), every other request of the process goes on meanwhile.
     """
 
     def __init__(self, config: UserTokenSettings) -> None:
@@ -59,34 +61,51 @@ class ProviderKeys:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = self._tried_at = float("-inf")
         self._failing = False
-        self._lock = threading.Lock()
+        self._fetching: Future | None = None
+        self._lock = threading.Lock()  # guards the fields above; never held during a fetch
+        self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jwks-fetch")
 
-    def key(self, kid: str) -> jwt.PyJWK:
+    async def key(self, kid: str) -> jwt.PyJWK:
+        fetch = self._fetch_for(kid)
+        if fetch is not None:
+            # Shielded: a caller that goes away must not cancel the fetch others wait for.
+            await asyncio.shield(asyncio.wrap_future(fetch))
         with self._lock:
-            now = time.monotonic()
-            wanted = kid not in self._keys or now - self._fetched_at >= self._lifespan
-            if wanted and now - self._tried_at >= self._cooldown:
-                self._fetch(now)
             found = self._keys.get(kid)
             if found is not None:
                 return found
             if self._failing:
+                waited = time.monotonic() - self._tried_at
                 raise ServiceUnavailable("The identity provider's keys cannot be fetched; retry shortly",
-                                         retry_after=max(1, round(self._cooldown - (now - self._tried_at))))
-            raise Unauthorized("The token's key (kid) is unknown")
+                                         retry_after=max(1, round(self._cooldown - waited)))
+        raise Unauthorized("The token's key (kid) is unknown")
 
-    def _fetch(self, now: float) -> None:
-        import jwt
+    def _fetch_for(self, kid: str) -> Future | None:
+        """The fetch an unknown `kid` must wait for: the one under way, else a new one when due. A known kid waits
+        for none: an old set is fetched again meanwhile, and its keys serve until the new set replaces them."""
+        with self._lock:
+            now = time.monotonic()
+            known = kid in self._keys
+            if known and now - self._fetched_at < self._lifespan:
+                return None
+            if self._fetching is None and now - self._tried_at >= self._cooldown:
+                self._tried_at = now
+                self._fetching = self._fetcher.submit(self._fetch, now)
+            return None if known else self._fetching
 
-        self._tried_at = now
+    def _fetch(self, started: float) -> None:
         try:
             keys = self._client.get_signing_keys(refresh=True)
-        except (jwt.PyJWKClientError, jwt.PyJWKSetError) as error:
-            self._failing = True
+        except Exception as error:  # noqa: BLE001 - unreachable, slow or garbled: all mean "no keys now"
             _log.warning("identity provider keys unavailable", extra={"cause": repr(error)})
-            return
-        self._keys = {key.key_id: key for key in keys if key.algorithm_name in PROVIDER_ALGORITHMS}
-        self._fetched_at, self._failing = now, False
+            keys = None
+        with self._lock:
+            if keys is None:
+                self._failing = True
+            else:
+                self._keys = {key.key_id: key for key in keys if key.algorithm_name in PROVIDER_ALGORITHMS}
+                self._fetched_at, self._failing = started, False
+            self._fetching = None
 
 
 class Keys:
@@ -98,13 +117,13 @@ class Keys:
         self.local = {kid: _hs256(secret) for kid, secret in secrets.items()}
         self.provider = ProviderKeys(config) if config.user_token_jwks_url else None
 
-    def key(self, kid: str) -> jwt.PyJWK:
+    async def key(self, kid: str) -> jwt.PyJWK:
         found = self.local.get(kid)
         if found is not None:
             return found
         if self.provider is None:
             raise Unauthorized("The token's key (kid) is unknown")
-        return self.provider.key(kid)
+        return await self.provider.key(kid)
 
 
 def _hs256(secret: str) -> jwt.PyJWK:
@@ -126,11 +145,11 @@ def keys() -> Keys:
     return _current[1]
 
 
-def verify(token: str) -> User:
+async def verify(token: str) -> User:
     """The user a token names, or Unauthorized (503 only when the provider's keys cannot be fetched)."""
     import jwt
 
-    key = keys().key(_kid(token))
+    key = await keys().key(_kid(token))
     config = settings(UserTokenSettings)
     try:
         claims = jwt.decode(token, key, algorithms=[key.algorithm_name], audience=config.user_token_audience,
@@ -159,7 +178,7 @@ def _kid(token: str) -> str:
     return kid
 
 
-def optional_user(headers) -> User | None:
+async def optional_user(headers) -> User | None:
     """The caller when a token is sent (it must then be valid), else None."""
     header = headers.get("authorization")
     if not header:
@@ -167,30 +186,30 @@ def optional_user(headers) -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Use 'Authorization: Bearer <token>'")
-    return verify(token.strip())
+    return await verify(token.strip())
 
 
-def require_user(headers) -> User:
-    user = optional_user(headers)
+async def require_user(headers) -> User:
+    user = await optional_user(headers)
     if user is None:
         raise Unauthorized("This endpoint needs a bearer token")
     return user
 
 
-def require_admin(headers) -> User:
-    user = require_user(headers)
+async def require_admin(headers) -> User:
+    user = await require_user(headers)
     if not user.is_admin:
         raise Forbidden("This endpoint is for admins")
     return user
 
 
-def require_owner(headers, user_id: str, what: str, *, admin_may: bool = False) -> User:
+async def require_owner(headers, user_id: str, what: str, *, admin_may: bool = False) -> User:
     """The caller, when `user_id`'s `what` (its cart, its orders) is theirs, or they are an admin and `admin_may`.
 
     Another customer is told it is not found (404), exactly what they get for a user id nobody has, decided before
     any lookup: an owner check reveals nothing (OWASP API1). An admin is told 403: admins may know what exists.
     """
-    user = require_user(headers)
+    user = await require_user(headers)
     if user.id == user_id or (user.is_admin and admin_may):
         return user
     if user.is_admin:

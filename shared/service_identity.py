@@ -41,6 +41,9 @@ SERVICE_ALGORITHM = "EdDSA"
 # Kubernetes signs ServiceAccount tokens with RS256 or ES256; the local runner with ES256.
 SENDER_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 LEEWAY_SECONDS = 5  # clock skew between pods
+# How long a service token lives (shared.service_tokens signs them so). A longer one is refused: a leaked signing
+# key cannot mint tokens that outlive the key's rotation.
+SERVICE_TOKEN_SECONDS = 300
 _VERIFIED_LIMIT = 1024  # verified tokens remembered until they expire: a caller reuses one for minutes
 _log = logger("identity")
 _PEM_END = "-----END PUBLIC KEY-----"
@@ -80,9 +83,9 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
     """The caller named by a valid `token` addressed to `audience`, if it is one of `allowed`."""
     if not token:
         raise Unauthorized(f"Calls to {audience} need a service token ({SERVICE_TOKEN_HEADER})")
-    remembered = _verified.get((token, audience))
-    if remembered is not None and remembered[1] > time.time():
-        return remembered[0]
+    remembered = _service_tokens.get(token, audience)
+    if remembered is not None:
+        return remembered
     import jwt  # here, as below: a public route never loads PyJWT and cryptography
 
     try:
@@ -104,7 +107,9 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
             raise Unauthorized("The service token has expired") from None
         except jwt.InvalidTokenError as error:
             raise Unauthorized(f"The service token is invalid: {error}") from None
-        _remember((token, audience), caller, claims["exp"])
+        if claims["exp"] - claims["iat"] > SERVICE_TOKEN_SECONDS + LEEWAY_SECONDS:
+            raise Unauthorized(f"A service token may live at most {SERVICE_TOKEN_SECONDS} s")
+        _service_tokens.remember(token, audience, caller, claims["exp"])
         return caller
     raise Unauthorized(f"The service token is not signed by {caller}'s key")
 
@@ -115,9 +120,9 @@ def check_sender(route: Route, headers) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(f"Deliveries to {route.name} need a sender token (Authorization: Bearer)")
     token = token.strip()
-    remembered = _verified.get((token, route.name))
-    if remembered is not None and remembered[1] > time.time():
-        return remembered[0]
+    remembered = _sender_tokens.get(token, route.name)
+    if remembered is not None:
+        return remembered
     import jwt
 
     config = settings(EventSenderSettings)
@@ -134,7 +139,7 @@ def check_sender(route: Route, headers) -> str:
         raise Unauthorized(f"The sender token is invalid: {error}") from None
     if claims["sub"] not in _subjects(config.event_sender_subjects):
         raise Forbidden(f"{claims['sub']!r} may not deliver events to {route.name}")
-    _remember((token, route.name), claims["sub"], claims["exp"])
+    _sender_tokens.remember(token, route.name, claims["sub"], claims["exp"])
     return claims["sub"]
 
 
@@ -201,10 +206,21 @@ def _subjects(listed: str) -> frozenset[str]:
     return frozenset(subject.strip() for subject in listed.split(",") if subject.strip())
 
 
-_verified: dict[tuple[str, str], tuple[str, float]] = {}
+class _Verified:
+    """Tokens of one kind already verified, by (token, audience): who they name, until they expire."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def get(self, token: str, audience: str) -> str | None:
+        found = self._entries.get((token, audience))
+        return found[0] if found is not None and found[1] > time.time() else None
+
+    def remember(self, token: str, audience: str, who: str, expires: float) -> None:
+        if len(self._entries) >= _VERIFIED_LIMIT:
+            self._entries.clear()
+        self._entries[(token, audience)] = (who, expires)
 
 
-def _remember(key: tuple[str, str], who: str, expires: float) -> None:
-    if len(_verified) >= _VERIFIED_LIMIT:
-        _verified.clear()
-    _verified[key] = (who, expires)
+# One per kind: a token verified as one kind is never taken as the other from a cache.
+_service_tokens, _sender_tokens = _Verified(), _Verified()

@@ -12,10 +12,10 @@ import time
 from functools import lru_cache
 
 from shared.routes import BROKER
-from shared.service_identity import SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER
+from shared.service_identity import SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, SERVICE_TOKEN_SECONDS
 from shared.settings import ServerSettings, ServiceKeySettings, settings
 
-TOKEN_SECONDS = 300
+TOKEN_SECONDS = SERVICE_TOKEN_SECONDS
 RENEW_BEFORE_SECONDS = 60  # a token is replaced this long before it expires, so none arrives expired
 # Where a Knative SinkBinding with `authentication-oidc` mounts the OIDC token for the broker (knative/eventing
 # pkg/apis/sources/v1/sinkbinding_lifecycle.go: a projected Secret volume at /oidc).

@@ -12,7 +12,7 @@ from shared.http import endpoint, json_response, parse_body
 @functions_framework.aio.http
 @endpoint("cart-add-item")
 async def add_item(request, user_id):
-    require_owner(request.headers, ids.user_id(user_id), "cart")
+    await require_owner(request.headers, ids.user_id(user_id), "cart")
     item = await parse_body(AddItem, request)
     cart = await service.add_item(user_id, item.product_sku, item.quantity, carts=store, lookup=catalog_client.lookup)
     return json_response(cart)

@@ -11,6 +11,6 @@ from shared.http import endpoint, no_content
 @functions_framework.aio.http
 @endpoint("cart-clear-cart")
 async def clear_cart(request, user_id):
-    require_owner(request.headers, ids.user_id(user_id), "cart", admin_may=True)
+    await require_owner(request.headers, ids.user_id(user_id), "cart", admin_may=True)
     await store.clear(user_id)
     return no_content()

@@ -15,7 +15,7 @@ from shared.http import endpoint, json_response, parse_query
 @functions_framework.aio.http
 @endpoint("cart-get-cart")
 async def get_cart(request, user_id):
-    require_owner(request.headers, ids.user_id(user_id), "cart", admin_may=True)
+    await require_owner(request.headers, ids.user_id(user_id), "cart", admin_may=True)
     query = parse_query(CartQuery, request)
     stored = await store.get(user_id)
     if not query.priced:

@@ -11,6 +11,6 @@ from shared.http import endpoint, json_response
 @functions_framework.aio.http
 @endpoint("cart-remove-item")
 async def remove_item(request, user_id, sku):
-    require_owner(request.headers, ids.user_id(user_id), "cart")
+    await require_owner(request.headers, ids.user_id(user_id), "cart")
     cart = await service.remove_item(user_id, sku, carts=store, lookup=catalog_client.lookup)
     return json_response(cart)

@@ -6,9 +6,12 @@ it happens once per order. Every key a script touches carries the user as its ha
 Redis Cluster each script runs on the one primary that owns that user's slot, and carts spread over all slots.
 
 The active-carts gauge counts entries of an index sharded over ACTIVE_BUCKETS sorted sets (`carts:active:<n>`,
-by a stable hash of the user): no key every write touches. A write adds the user to its bucket only when the
-cart's `cart-indexed:{<user>}` marker has expired (at most once per INDEX_REFRESH_FRACTION of the TTL), as a
-second, best-effort command: the index may drop a cart up to that long before the cart itself expires.
+by a stable hash of the user): no key every write touches. The user's entry is refreshed when the cart's
+`cart-indexed:{<user>}` marker has expired (at most once per INDEX_REFRESH_FRACTION of the TTL), by a second,
+best-effort command that runs *before* the cart changes (the bucket is on another slot, so no script can do both):
+an instance killed between the two leaves an extra entry, never a cart missing from the index. The index may drop
+a cart up to TTL / INDEX_REFRESH_FRACTION before the cart itself expires, and keeps an entry a crash left behind,
+or a cart emptied by a crash before its entry was dropped, until the TTL prunes it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from functions.cart.models import MAX_LINES, MAX_QUANTITY_PER_LINE
 from shared.errors import Conflict, NotFound, Unprocessable
+from shared.faults import fault_point
 from shared.logs import logger
 from shared.redis_store import UNAVAILABLE, key, redis, timed
 from shared.settings import RedisSettings, settings
@@ -32,16 +36,24 @@ CART_WRITES = Counter("shop_cart_writes", "Cart changes, by operation and outcom
 UPDATED_AT = "@updated_at"  # '@' can never start a SKU
 ACTIVE_BUCKETS = 16
 INDEX_REFRESH_FRACTION = 100  # a cart's index entry is refreshed at most once per TTL / this
-ADDED, UNCHANGED, REMOVED = 1, 0, -1  # what a write asks of the cart's index entry
+ADDED, UNCHANGED, REMOVED = 1, 0, -1  # what a write does to the cart's index entry
 
 _log = logger("cart")
 
-# KEYS: cart, index marker. ARGV: now_ms, ttl, index refresh seconds. Answers ADDED when the index entry is due.
+# Every write script takes KEYS: cart, index marker (then its own). ARGV: now_ms, ttl, index refresh seconds, index
+# mode, then its own. Index mode `check`: a change that leaves a cart is made only while the marker says the user's
+# index entry is fresh, else the script changes nothing and answers `index_first`; the caller writes the entry and
+# runs the script again with `indexed` (which sets the marker) or, when the index could not be written, `unindexed`
+# (a marker for a minute: while a bucket's node is out, the user's writes do not each wait for it).
+_INDEX_FIRST = """
+if ARGV[4] == 'check' and redis.call('EXISTS', KEYS[2]) == 0 then return {'index_first', 0} end
+"""
 _TOUCH = """
 redis.call('HSET', KEYS[1], '@updated_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-local due = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
-return {'ok', due, redis.call('HGETALL', KEYS[1])}
+if ARGV[4] == 'indexed' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[3]) end
+if ARGV[4] == 'unindexed' then redis.call('SET', KEYS[2], '0', 'EX', math.min(tonumber(ARGV[3]), 60)) end
+return {'ok', 0, redis.call('HGETALL', KEYS[1])}
 """
 _EMPTIED = """
 if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') == 0 then
@@ -49,35 +61,44 @@ if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') =
   return {'ok', -1, {}}
 end
 """
-# ARGV: now_ms, ttl, refresh, sku, quantity, max per line, max lines, stock
+# ARGV 5..: sku, quantity, max per line, max lines, stock
 _ADD = """
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[4]) or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[5]) or '0')
 if current == 0 then
   local lines = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at')
-  if lines >= tonumber(ARGV[7]) then return {'too_many_lines', current} end
+  if lines >= tonumber(ARGV[8]) then return {'too_many_lines', current} end
 end
-local wanted = current + tonumber(ARGV[5])
-if wanted > tonumber(ARGV[6]) then return {'over_line_limit', current} end
-if wanted > tonumber(ARGV[8]) then return {'over_stock', current} end
-redis.call('HSET', KEYS[1], ARGV[4], wanted)
+local wanted = current + tonumber(ARGV[6])
+if wanted > tonumber(ARGV[7]) then return {'over_line_limit', current} end
+if wanted > tonumber(ARGV[9]) then return {'over_stock', current} end
+""" + _INDEX_FIRST + """
+redis.call('HSET', KEYS[1], ARGV[5], wanted)
 """ + _TOUCH
-# ARGV: now_ms, ttl, refresh, sku, quantity, stock
+# ARGV 5..: sku, quantity, stock
 _SET = """
-if redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then return {'missing', 0} end
-if tonumber(ARGV[5]) > tonumber(ARGV[6]) then return {'over_stock', 0} end
-redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
+if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then return {'missing', 0} end
+if tonumber(ARGV[6]) > tonumber(ARGV[7]) then return {'over_stock', 0} end
+""" + _INDEX_FIRST + """
+redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])
 """ + _TOUCH
-# ARGV: now_ms, ttl, refresh, sku
+# ARGV 5: sku. Removing the last line deletes the cart: no index entry needed first.
 _REMOVE = """
-if redis.call('HDEL', KEYS[1], ARGV[4]) == 0 then return {'missing', 0} end
+if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then return {'missing', 0} end
+if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') > 1 then
+""" + _INDEX_FIRST + """
+end
+redis.call('HDEL', KEYS[1], ARGV[5])
 """ + _EMPTIED + _TOUCH
-# KEYS: cart, index marker, order marker. ARGV: now_ms, ttl, refresh, then sku and ordered quantity for each line.
+# KEYS 3: order marker. ARGV 5..: sku and ordered quantity for each line.
 # A line gone meanwhile stays gone; lines of other SKUs are untouched; the marker makes a repeat change nothing.
 _REMOVE_ORDERED = """
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return {'already_applied', 0, redis.call('HGETALL', KEYS[1])}
 end
-for i = 4, #ARGV, 2 do
+if redis.call('EXISTS', KEYS[1]) == 1 then
+""" + _INDEX_FIRST + """
+end
+for i = 5, #ARGV, 2 do
   local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
   if current > 0 then
     local left = current - tonumber(ARGV[i + 1])
@@ -139,13 +160,26 @@ def _script(source: str):
 
 
 async def _run(operation: str, script: str, user_id: str, *args, keys: tuple[str, ...] = ()) -> list:
-    """Run a write script on the cart, its index marker and `keys`; counts the outcome it reports first."""
-    ttl = settings(RedisSettings).cart_ttl_seconds
-    with timed(operation):
-        result = await _script(script)(keys=[*_cart_keys(user_id), *keys],
-                                       args=[_now_ms(), ttl, max(1, ttl // INDEX_REFRESH_FRACTION), *args])
+    """Run a write script on the cart, its index marker and `keys`; counts the outcome it reports first.
+
+    Crash-safe order: when the script asks for it, the user's index entry is written before the cart changes, so an
+    instance killed in between leaves an extra index entry (pruned after the TTL), never a cart left out.
+    """
+    result = await _attempt(operation, script, user_id, "check", args, keys)
+    if result[0] == "index_first":
+        indexed = await _index(user_id, ADDED)
+        await fault_point("cart.after-index")
+        result = await _attempt(operation, script, user_id, "indexed" if indexed else "unindexed", args, keys)
+    await fault_point("cart.after-write")
     CART_WRITES.labels(operation, result[0]).inc()
     return result
+
+
+async def _attempt(operation: str, script: str, user_id: str, mode: str, args: tuple, keys: tuple[str, ...]) -> list:
+    ttl = settings(RedisSettings).cart_ttl_seconds
+    with timed(operation):
+        return await _script(script)(keys=[*_cart_keys(user_id), *keys],
+                                     args=[_now_ms(), ttl, max(1, ttl // INDEX_REFRESH_FRACTION), mode, *args])
 
 
 def _now_ms() -> int:
@@ -156,18 +190,19 @@ async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart
     outcome, *result = await _run(operation, script, user_id, *args)
     if outcome != "ok":
         raise _refusal(outcome, args[0] if args else "", int(result[0]))
-    await _index(user_id, int(result[0]))
+    if int(result[0]) == REMOVED:
+        await _index(user_id, REMOVED)
     return _parse(result[1])
 
 
 _bucket_sizes: dict[int, int] = {}
 
 
-async def _index(user_id: str, change: int) -> None:
-    """Add the user to (or drop them from) their index bucket, when the write asked for it. Best effort: the cart
-    is already written, so a failure here is logged and never fails the request (a retry would add twice)."""
+async def _index(user_id: str, change: int) -> bool:
+    """Add the user to (or drop them from) their index bucket; False when Redis could not be asked. Best effort:
+    a failure is logged and never fails the cart's write (a write a minute later adds the entry again)."""
     if change == UNCHANGED:
-        return
+        return True
     bucket = active_bucket(user_id)
     try:
         with timed("index"):
@@ -175,9 +210,10 @@ async def _index(user_id: str, change: int) -> None:
                                          args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds])
     except UNAVAILABLE as error:
         _log.warning("active-cart index not updated", extra={"bucket": bucket, "error": type(error).__name__})
-        return
+        return False
     _bucket_sizes[bucket] = int(size)
     ACTIVE_CARTS.set(sum(_bucket_sizes.values()))
+    return True
 
 
 def _refusal(outcome: str, sku: str, current: int) -> Exception:
@@ -211,13 +247,15 @@ async def remove_ordered(user_id: str, order_id: str, lines: list[tuple[str, int
     outcome, change, remaining = await _run("remove_ordered", _REMOVE_ORDERED, user_id,
                                             *(part for line in lines for part in line),
                                             keys=(_user_key("cart-order", user_id, order_id),))
-    await _index(user_id, int(change))
+    if int(change) == REMOVED:
+        await _index(user_id, REMOVED)
     return _parse(remaining), outcome == "ok"
 
 
 async def clear(user_id: str) -> None:
     with timed("clear"):
         change = await _script(_CLEAR)(keys=_cart_keys(user_id))
+    await fault_point("cart.after-write")
     CART_WRITES.labels("clear", "ok").inc()
     await _index(user_id, int(change))
 

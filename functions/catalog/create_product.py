@@ -11,7 +11,7 @@ from shared.http import endpoint, json_response, parse_body
 @functions_framework.aio.http
 @endpoint("catalog-create-product")
 async def create_product(request):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     product = await store.insert(await parse_body(ProductCreate, request))
     public = product.public()
     return json_response(public, 201, headers={"Location": f"/products/{public.id}", "ETag": etag(product.version)})

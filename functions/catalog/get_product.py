@@ -17,7 +17,7 @@ from shared.http_cache import cache_headers, conditional_json
 @functions_framework.aio.http
 @endpoint("catalog-get-product")
 async def get_product(request, product_id):
-    user = optional_user(request.headers)
+    user = await optional_user(request.headers)
     product, cached = await store.read(product_id, include_inactive=bool(user and user.is_admin))
     headers = cache_headers(etag(product.version), max_age=product_cache.ttl(), private=user is not None,
                             age=product.age() if cached else None)

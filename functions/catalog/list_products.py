@@ -17,7 +17,7 @@ from shared.http_cache import body_etag, cache_headers, conditional_json
 @functions_framework.aio.http
 @endpoint("catalog-list-products")
 async def list_products(request):
-    user = optional_user(request.headers)
+    user = await optional_user(request.headers)
     query = parse_query(ProductQuery, request)
     body = (await store.find(query, include_inactive=bool(user and user.is_admin))).model_dump_json().encode()
     headers = cache_headers(body_etag(body), max_age=product_cache.ttl(), private=user is not None)

@@ -17,7 +17,7 @@ from shared.http import endpoint, json_response, parse_body
 @functions_framework.aio.http
 @endpoint("catalog-update-product")
 async def update_product(request, product_id):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     changes = await parse_body(ProductUpdate, request)
     versions = if_match_versions(request.headers.get("if-match"))
     if changes.stock_quantity is not None and versions is None:

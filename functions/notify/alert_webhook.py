@@ -15,7 +15,7 @@ from shared.http import endpoint, json_response, parse_body, parse_query
 @functions_framework.aio.http
 @endpoint("notify-alert-webhook")
 async def alert_webhook(request):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     recipient = parse_query(AlertRecipient, request).to
     notification_id = await service.send_alert_group(await parse_body(AlertGroup, request), recipient)
     return json_response(Accepted(id=str(notification_id), status="sent"), 202)

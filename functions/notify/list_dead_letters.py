@@ -12,7 +12,7 @@ from shared.postgres import in_transaction
 @functions_framework.aio.http
 @endpoint("notify-list-dead-letters")
 async def list_dead_letters(request):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     query = parse_query(DeadLetterQuery, request)
     rows, total = await in_transaction(lambda db: store.search_dead_letters(db, query.type, query.replayed,
                                                                             query.limit, query.offset))

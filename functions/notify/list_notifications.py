@@ -12,7 +12,7 @@ from shared.postgres import in_transaction
 @functions_framework.aio.http
 @endpoint("notify-list-notifications")
 async def list_notifications(request):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     query = parse_query(NotificationQuery, request)
     rows, total = await in_transaction(lambda db: store.search(db, query.order_id, query.recipient, query.status,
                                                                query.limit, query.offset))

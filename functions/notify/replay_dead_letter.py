@@ -13,7 +13,7 @@ from shared.http import endpoint, json_response
 @functions_framework.aio.http
 @endpoint("notify-replay-dead-letter")
 async def replay_dead_letter(request, dead_letter_id):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     key = ids.uuid_or_not_found(dead_letter_id, "dead letter")
     row = await service.replay_dead_letter(key, publish=events.publish)
     return json_response(DeadLetterEntry.from_row(row), 202)

@@ -11,6 +11,6 @@ from shared.http import endpoint, json_response, parse_body
 @functions_framework.aio.http
 @endpoint("notify-send-notification")
 async def send_notification(request):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     notification_id = await service.send_requested(await parse_body(NotificationRequest, request))
     return json_response(Accepted(id=str(notification_id), status="sent"), 202)

@@ -14,7 +14,7 @@ from shared.http import endpoint, json_response, parse_body
 @functions_framework.aio.http
 @endpoint("orders-create-order")
 async def create_order(request):
-    user = require_user(request.headers)
+    user = await require_user(request.headers)
     key = request.headers.get("idempotency-key", "")
     if not IDEMPOTENCY_KEY.match(key):
         raise BadRequest("Send an Idempotency-Key header of 1-64 visible ASCII characters",

@@ -14,7 +14,7 @@ from shared.postgres import in_transaction
 @functions_framework.aio.http
 @endpoint("orders-get-order")
 async def get_order(request, order_id):
-    user = require_user(request.headers)
+    user = await require_user(request.headers)
     key = ids.uuid_or_not_found(order_id, "order")
     # The owner is part of the query: another customer's order is missed by the same one query as an unknown id.
     owner = None if user.is_admin else user.id

@@ -13,7 +13,7 @@ from shared.postgres import in_transaction
 @functions_framework.aio.http
 @endpoint("orders-list-orders")
 async def list_orders(request, user_id):
-    require_owner(request.headers, ids.user_id(user_id), "orders", admin_may=True)
+    await require_owner(request.headers, ids.user_id(user_id), "orders", admin_may=True)
     query = parse_query(HistoryQuery, request)
     rows, total = await in_transaction(lambda db: store.list_orders(db, user_id, query.limit, query.offset, query.status))
     page = OrderPage.model_validate({"items": [OrderPublic.from_row(row) for row in rows], "total": total,

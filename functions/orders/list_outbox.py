@@ -12,7 +12,7 @@ from shared.postgres import in_transaction
 @functions_framework.aio.http
 @endpoint("orders-list-outbox")
 async def list_outbox(request):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     query = parse_query(OutboxQuery, request)
     rows, total = await in_transaction(lambda db: outbox.entries(db, query.state, query.limit, query.offset))
     return json_response(OutboxPage.model_validate({"items": [OutboxEntry.from_row(row) for row in rows],

@@ -15,7 +15,7 @@ from shared.postgres import in_connection
 @functions_framework.aio.http
 @endpoint("orders-requeue-outbox")
 async def requeue_outbox(request, outbox_id):
-    require_admin(request.headers)
+    await require_admin(request.headers)
     row_id = ids.uuid_or_not_found(outbox_id, "dead outbox row")
     row = await in_connection(lambda db: outbox.requeue(db, row_id))
     if row is None:

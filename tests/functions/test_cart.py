@@ -489,3 +489,37 @@ def test_removal_with_redis_down_answers_503_quickly(shop_settings, user):
     assert_problem(response, 503)
     assert response.headers["Retry-After"]
     assert elapsed < 2
+
+
+@pytest.mark.parametrize("step", ["cart.after-index", "cart.after-write"])
+def test_an_instance_killed_around_a_cart_write_never_leaves_the_cart_out_of_the_active_index(
+        gateway, shop, shop_settings, redis_client, user, step):
+    mug = new_product(gateway)["sku"]
+    index = active_index(shop_settings, user)
+    with function_alone("cart-add-item", {**shop.settings, "SHOP_TEST_FAULTS": f"{step}=crash"}) as dying:
+        with pytest.raises(httpx.TransportError):  # SIGKILLed at the step (shared/faults.py)
+            httpx.post(f"{dying.url}/cart/{user}/items", json={"product_sku": mug, "quantity": 1},
+                       headers=bearer(user), timeout=10)
+
+    assert redis_client.zscore(index, user) is not None  # the entry came first: at worst an extra one
+    assert redis_client.exists(cart_key(shop_settings, user)) == (step == "cart.after-write")
+    assert add(gateway, user, mug).status_code == 200  # the shopper tries again
+    assert redis_client.zscore(index, user) is not None
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {
+        mug: 2 if step == "cart.after-write" else 1}
+
+
+def test_an_instance_killed_after_clearing_a_cart_leaves_an_extra_index_entry_that_the_next_clear_drops(
+        gateway, shop, shop_settings, redis_client, user):
+    mug = new_product(gateway)["sku"]
+    index = active_index(shop_settings, user)
+    add(gateway, user, mug)
+    with function_alone("cart-clear-cart", {**shop.settings, "SHOP_TEST_FAULTS": "cart.after-write=crash"}) as dying:
+        with pytest.raises(httpx.TransportError):
+            httpx.delete(f"{dying.url}/cart/{user}", headers=bearer(user), timeout=10)
+
+    assert not redis_client.exists(cart_key(shop_settings, user))
+    assert redis_client.zscore(index, user) is not None  # extra: counted until the TTL prunes it
+    add(gateway, user, mug)
+    assert gateway.delete(f"/cart/{user}", headers=bearer(user)).status_code == 204
+    assert redis_client.zscore(index, user) is None

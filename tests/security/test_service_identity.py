@@ -4,6 +4,7 @@ listed caller gets through. The functions run for real (the session's shop), not
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -11,11 +12,14 @@ import uuid
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from local.service_keys import new_private_pem, process_keys, public_pem
-from shared.errors import Unauthorized
+from shared.errors import Forbidden, Unauthorized
 from shared.routes import PLATFORM_CALLERS, ROUTES, ROUTES_BY_NAME, Route
-from shared.service_identity import SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, function_callers, needs_service_token
+from shared.service_identity import (SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, SERVICE_TOKEN_SECONDS, function_callers,
+                                     needs_service_token)
 from tests.support import assert_problem
 
 GUARDED = [route for route in ROUTES if needs_service_token(route)]
@@ -179,3 +183,52 @@ def test_while_a_callers_key_is_rotated_tokens_signed_with_either_key_are_accept
                 SERVICE_TOKEN_HEADER: signed(claims("orders-create-order", "catalog-reserve-stock"), stranger)})
     finally:
         service_identity.caller_key.cache_clear()
+
+
+@pytest.mark.parametrize("route", GUARDED, ids=lambda route: route.name)
+def test_a_token_living_longer_than_a_service_token_may_or_without_iat_is_401(shop, route):
+    caller = function_callers(route)[0]
+    key = process_keys().private_key(caller)
+    long_lived = signed(claims(caller, route.name, expires_in=SERVICE_TOKEN_SECONDS + 3600), key)
+    without_iat = signed({name: value for name, value in claims(caller, route.name).items() if name != "iat"}, key)
+
+    assert "at most" in assert_problem(request(shop, route, long_lived), 401)["detail"]
+    assert "iat" in assert_problem(request(shop, route, without_iat), 401)["detail"]
+    assert request(shop, route, signed(claims(caller, route.name), key)).status_code not in (401, 403)
+
+
+@pytest.fixture
+def sender_settings(monkeypatch):
+    """This process verifies event sender tokens of a key of its own, for the audience of one consumer."""
+    from shared.settings import settings
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "sender-1", "alg": "ES256"}
+    for name, value in {"EVENT_SENDER_ISSUER": "https://issuer.test", "EVENT_SENDER_JWKS": json.dumps({"keys": [jwk]}),
+                        "EVENT_SENDER_SUBJECTS": "system:serviceaccount:shop:trigger",
+                        "EVENT_AUDIENCE": "consumer-audience"}.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    yield key
+    settings.cache_clear()
+
+
+def test_a_token_verified_as_one_kind_is_never_answered_as_the_other_from_a_cache(sender_settings):
+    from shared.service_identity import check_sender, verify_service_token
+
+    consumer = next(route for route in ROUTES if route.signature == "cloudevent")
+    caller_pem = new_private_pem()
+    keys_of = lambda caller: (load_pem_public_key(public_pem(caller_pem).encode()),)  # noqa: E731
+    now = int(time.time())
+    service_token = signed(claims("orders-create-order", consumer.name), caller_pem)
+    sender_token = jwt.encode({"iss": "https://issuer.test", "sub": "system:serviceaccount:shop:trigger",
+                               "aud": "consumer-audience", "iat": now, "exp": now + 300}, sender_settings,
+                              algorithm="ES256", headers={"kid": "sender-1"})
+
+    assert verify_service_token(service_token, consumer.name, ("orders-create-order",), keys_of)
+    assert check_sender(consumer, {"authorization": f"Bearer {sender_token}"})
+
+    with pytest.raises(Unauthorized):
+        check_sender(consumer, {"authorization": f"Bearer {service_token}"})
+    with pytest.raises((Unauthorized, Forbidden)):
+        verify_service_token(sender_token, consumer.name, ("orders-create-order",), keys_of)

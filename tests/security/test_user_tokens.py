@@ -4,11 +4,14 @@ functions started alone with their own keys (rotation; RS256/ES256 from a JWKS t
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import json
+import select
 import socket
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -122,17 +125,33 @@ class IdentityProvider:
         self.keys = [self.jwk(self.rsa, "rsa-1", "RS256"), self.jwk(self.ec, "ec-1", "ES256")]
         self.fetches = 0
         self.down = False
+        self.asked = threading.Event()  # set by each fetch as it arrives
+        self.answer = threading.Event()  # a fetch waits for it: cleared, the provider holds the connection open
+        self.answer.set()
+        self.abandoned = 0  # fetches the function gave up on while the provider held them
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 provider.fetches += 1
+                provider.asked.set()
+                if not self.held_until_answered():
+                    provider.abandoned += 1
+                    return
                 status, body = (500, b"down") if provider.down else (200, json.dumps({"keys": provider.keys}).encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def held_until_answered(self) -> bool:
+                """Wait for `answer`; False when the function gave up the fetch first (closed the connection)."""
+                while not provider.answer.wait(0.05):
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        return False
+                return True
 
             def log_message(self, *args) -> None:
                 pass
@@ -156,6 +175,7 @@ def provider():
     thread = threading.Thread(target=running.server.serve_forever, daemon=True)
     thread.start()
     yield running
+    running.answer.set()
     running.server.shutdown()
     running.server.server_close()
     thread.join(5)
@@ -185,21 +205,82 @@ def test_rs256_and_es256_tokens_from_the_providers_jwks_are_accepted_and_confusi
     assert provider.fetches == 1
 
 
+def until(check, what: str, attempts: int = 100) -> None:
+    """Poll `check` (each call is a request) until it holds: the provider is asked again only after a cooldown."""
+    for _ in range(attempts):
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never: {what}")
+
+
 def test_a_key_the_provider_adds_is_fetched_and_known_keys_outlive_a_provider_outage(shop_settings, provider):
     user = unique("jwks")
-    settings = provider_settings(shop_settings, provider.url, USER_TOKEN_JWKS_COOLDOWN_SECONDS="0",
+    settings = provider_settings(shop_settings, provider.url, USER_TOKEN_JWKS_COOLDOWN_SECONDS="5",
                                  USER_TOKEN_JWKS_LIFESPAN_SECONDS="0.001")
     with function_alone("cart-get-cart", settings) as function:
         assert cart(function.url, user, sign(claims(user), provider.rsa, "rsa-1", "RS256")).status_code == 200
         rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         provider.keys.append(provider.jwk(rotated, "rsa-2", "RS256"))
-        assert cart(function.url, user, sign(claims(user), rotated, "rsa-2", "RS256")).status_code == 200
+        signed_rotated = sign(claims(user), rotated, "rsa-2", "RS256")
+        until(lambda: cart(function.url, user, signed_rotated).status_code == 200, "the added key is fetched")
 
         provider.down = True
-        assert cart(function.url, user, sign(claims(user), rotated, "rsa-2", "RS256")).status_code == 200
-        unknown = cart(function.url, user, sign(claims(user), rotated, "rsa-3", "RS256"))
-        assert_problem(unknown, 503)
-        assert int(unknown.headers["retry-after"]) >= 1
+        unknown = sign(claims(user), rotated, "rsa-3", "RS256")
+        until(lambda: cart(function.url, user, unknown).status_code == 503, "a fetch fails")
+        assert cart(function.url, user, signed_rotated).status_code == 200
+        refused = cart(function.url, user, unknown)
+        assert_problem(refused, 503)
+        assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_a_slow_provider_holds_only_the_requests_that_need_its_keys_and_they_share_one_fetch(shop_settings,
+                                                                                           provider):
+    user = unique("jwks")
+    provider.answer.clear()
+    settings = provider_settings(shop_settings, provider.url, USER_TOKEN_JWKS_TIMEOUT_SECONDS="5")
+    with function_alone("cart-get-cart", settings) as function, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(cart, function.url, user, sign(claims(user), provider.rsa, "rsa-1", "RS256"))
+        assert provider.asked.wait(15), "the function never asked the provider"
+        second = pool.submit(cart, function.url, user, sign(claims(user), provider.ec, "ec-1", "ES256"))
+
+        meanwhile = cart(function.url, user, token(user))  # a local key: needs nothing of the provider
+        still_waiting = not first.done() and not second.done()
+        provider.answer.set()
+
+        assert meanwhile.status_code == 200
+        assert still_waiting, "the fetch held the process, or a request did not wait for the fetch under way"
+        assert first.result().status_code == 200 and second.result().status_code == 200
+    assert provider.fetches == 1 and provider.abandoned == 0
+
+
+def test_a_known_kid_is_served_while_an_old_key_set_is_fetched_again(shop_settings, provider):
+    user = unique("jwks")
+    known = sign(claims(user), provider.rsa, "rsa-1", "RS256")
+    settings = provider_settings(shop_settings, provider.url, USER_TOKEN_JWKS_TIMEOUT_SECONDS="5",
+                                 USER_TOKEN_JWKS_COOLDOWN_SECONDS="5", USER_TOKEN_JWKS_LIFESPAN_SECONDS="0.001")
+    with function_alone("cart-get-cart", settings) as function:
+        assert cart(function.url, user, known).status_code == 200  # the first fetch, answered
+        provider.asked.clear()
+        provider.answer.clear()
+        # Each request finds the set old; the first one after the cooldown has it fetched again, held open here.
+        until(lambda: cart(function.url, user, known).status_code == 200 and provider.asked.is_set(),
+              "the old set is fetched again")
+        open_while_answered = provider.abandoned == 0
+        provider.answer.set()
+
+    assert open_while_answered, "the request that had the set fetched again waited for the fetch to give up"
+
+
+def test_a_jwks_cooldown_under_five_seconds_is_refused_at_start(shop_settings, provider):
+    user = unique("jwks")
+    settings = provider_settings(shop_settings, provider.url, USER_TOKEN_JWKS_COOLDOWN_SECONDS="0")
+    with function_alone("cart-get-cart", settings) as function:
+        refused = cart(function.url, user, token(user))
+
+    assert "USER_TOKEN_JWKS_COOLDOWN_SECONDS" in assert_problem(refused, 503)["detail"]
+    assert provider.fetches == 0
 
 
 def test_a_provider_that_is_down_answers_503_and_is_not_asked_again_on_every_request(shop_settings, provider):
