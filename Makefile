@@ -112,7 +112,7 @@ profile: $(BENCH_STAMP)  ## flame graph of one function under load: make profile
 	$(PY) -m bench.profile "$(FUNCTION)"
 
 .PHONY: bench-catalog
-bench-catalog: $(BENCH_STAMP)  ## listing cost at 1k and 100k products, the function's and the server's
+bench-catalog: $(BENCH_STAMP)  ## a category page at 1k and 100k products: the function's CPU less its client's waiting, the server's
 	$(PY) -m bench.catalog
 
 .PHONY: simulate

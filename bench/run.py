@@ -252,7 +252,7 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures, mix: l
             floor = hello_cpu + store_floors[name]
             rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
                          "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
-        rows += catalog.list_and_search_cost(settings, hello_cpu, max(50, REQUESTS // 5))
+        rows += catalog.list_and_search_cost(settings, hello_cpu, REQUESTS)
     finally:
         for client in clients:
             client.close()

@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 
 from bson import Decimal128, ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -25,9 +26,10 @@ from functions.catalog.models import (
     SearchQuery,
     etag,
 )
-from functions.catalog.product_cache import CachedProduct
+from functions.catalog.product_cache import CachedPage, CachedProduct
 from shared.catalog_contract import CatalogItem
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
+from shared.http_cache import body_etag
 from shared.money import Money
 from shared.mongo import collection, require_mongo
 from shared.settings import CatalogSettings, settings
@@ -105,8 +107,24 @@ def _to_document(fields: dict) -> dict:
     return document
 
 
+# Stored amount (its two 64-bit halves) -> its Decimal: bson's to_decimal costs ~7 µs in Python, and a page
+# holds few distinct prices.
+_AMOUNTS: dict[tuple[int, int], Decimal] = {}
+_MAX_AMOUNTS = 4096
+
+
+def _amount(stored: Decimal128) -> Decimal:
+    bits = stored.__getstate__()
+    amount = _AMOUNTS.get(bits)
+    if amount is None:
+        if len(_AMOUNTS) >= _MAX_AMOUNTS:
+            _AMOUNTS.clear()
+        amount = _AMOUNTS[bits] = stored.to_decimal()
+    return amount
+
+
 def stored_price(stored: dict) -> Money:
-    return Money.model_construct(amount=stored["amount"].to_decimal(), currency=stored["currency"])
+    return Money.model_construct(amount=_amount(stored["amount"]), currency=stored["currency"])
 
 
 def to_public(document: dict) -> ProductPublic:
@@ -138,6 +156,8 @@ async def insert(product: ProductCreate) -> StoredProduct:
         result = await (await products()).insert_one(document)
     except DuplicateKeyError:
         raise Conflict(f"A product with sku '{product.sku}' already exists") from None
+    finally:
+        product_cache.forget()  # a new product may belong on any page
     document["_id"] = result.inserted_id
     return StoredProduct(document)
 
@@ -210,6 +230,31 @@ async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduc
     return product, cached
 
 
+async def _page(key: tuple, produce) -> tuple[CachedPage, bool]:
+    """The answer for `key` from this instance's cache (read less than the TTL ago, see product_cache), else
+    from `produce()`, kept for the next caller; and whether it came from the cache."""
+    page = product_cache.get_page(key)
+    if page is not None:
+        return page, True
+    writes_before, read_at = product_cache.writes(), time.monotonic()
+    body = (await produce()).model_dump_json().encode()
+    page = CachedPage(body, body_etag(body), read_at)
+    product_cache.put_page(key, page, writes_before)
+    return page, False
+
+
+async def listing(query: ProductQuery, *, include_inactive: bool) -> tuple[CachedPage, bool]:
+    """The page `find` answers, possibly from this instance's cache."""
+    return await _page(("list", include_inactive, query.model_dump_json()),
+                       lambda: find(query, include_inactive=include_inactive))
+
+
+async def searched(query: SearchQuery, *, include_inactive: bool) -> tuple[CachedPage, bool]:
+    """The page `search` answers, possibly from this instance's cache."""
+    return await _page(("search", include_inactive, query.model_dump_json()),
+                       lambda: search(query, include_inactive=include_inactive))
+
+
 def _filters(query: ProductQuery, include_inactive: bool) -> dict:
     conditions: dict = {} if include_inactive else {"is_active": True}
     if query.category:
@@ -244,7 +289,7 @@ async def find(query: ProductQuery, *, include_inactive: bool) -> ProductPage:
     documents = await collection.find(page, _PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset) \
         .limit(query.limit + 1).to_list()
     items = documents[:query.limit]
-    if query.after is None and len(items) < query.limit and (items or not query.offset):
+    if query.after is None and len(documents) <= query.limit and (items or not query.offset):
         counted = query.offset + len(items)  # the last page by offset: it ends the selection, no count needed
     else:
         counted = await collection.count_documents(conditions, limit=MAX_COUNTED + 1)
@@ -306,5 +351,8 @@ async def count() -> int:
 async def insert_many(items: list[ProductCreate]) -> int:
     now = _now()
     documents = [new_document(item, now) for item in items]
-    result = await (await products()).insert_many(documents, ordered=False)
+    try:
+        result = await (await products()).insert_many(documents, ordered=False)
+    finally:
+        product_cache.forget()
     return len(result.inserted_ids)

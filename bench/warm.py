@@ -1,0 +1,25 @@
+"""`python -m bench.warm`: the warm cost table of `make bench` alone (no cold start, latency or seed comparison),
+for measuring a change to one endpoint quickly. Same functions, same floor, same stores as `make bench`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from bench import catalog
+from bench.run import REQUESTS, machine, stores, table, warm_cost, warm_shop
+
+
+def main() -> None:
+    with stores() as settings:
+        mix = catalog.product_mix(catalog.seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"],
+                                                        catalog.MIX_PRODUCTS), REQUESTS)
+        with warm_shop(settings) as (shop, hello, fixtures):
+            rows, extra = warm_cost(settings, shop, hello, fixtures, mix)
+    print(f"load average at the end: {os.getloadavg()}, {machine()}")
+    print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips)", rows))
+    print(json.dumps(extra))
+
+
+if __name__ == "__main__":
+    main()
