@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal, Self, TypeVar
+from typing import ClassVar, Literal, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -27,15 +27,17 @@ class Settings(BaseModel):
 
     # defer_build: a class's validator is built the first time it is read, not when this module is imported.
     model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+    environment_prefix: ClassVar[str] = ""  # put before each field's name (not before an alias)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> Self:
         present = {name.lower(): value for name, value in environment.items()}
         values = {}
         for name, field in cls.model_fields.items():
-            variable = field.validation_alias if isinstance(field.validation_alias, str) else name
+            key = field.validation_alias if isinstance(field.validation_alias, str) else name
+            variable = key if key != name else cls.environment_prefix + name
             if variable.lower() in present:
-                values[variable] = present[variable.lower()]
+                values[key] = present[variable.lower()]
         return cls.model_validate(values)
 
 
