@@ -20,11 +20,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 
 from shared.peers import url_variable
 from shared.routes import BROKER, PING_SOURCE, ROUTES, Route
 from shared.service_identity import caller_key_variable, function_callers, needs_service_token
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("shared", "functions")
@@ -123,7 +123,7 @@ def all_secrets() -> frozenset[str]:
     return frozenset().union(*(function_secrets(route) for route in ROUTES))
 
 
-def secret_fields(kind: type[BaseSettings]) -> set[str]:
+def secret_fields(kind: type[Settings]) -> set[str]:
     names = set()
     for name, field in kind.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
@@ -174,14 +174,14 @@ def _names_in(module: str) -> set[str]:
         {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
 
 
-def _settings_classes(module: str) -> list[type[BaseSettings]]:
+def _settings_classes(module: str) -> list[type[Settings]]:
     tree = _tree(module)
     if tree is None or not any(isinstance(node, ast.ClassDef) and node.name.endswith("Settings")
                                for node in tree.body):
         return []
     loaded = importlib.import_module(module)
     return [value for value in vars(loaded).values() if isinstance(value, type) and
-            issubclass(value, BaseSettings) and value.__module__ == module]
+            issubclass(value, Settings) and value.__module__ == module]
 
 
 # The local runner's rendering (docker-compose's and Knative's are in local/deploy).

@@ -15,14 +15,15 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
-
-import jwt
+from typing import TYPE_CHECKING, Literal
 
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from shared.logs import logger, never_log
 from shared.settings import UserTokenSettings, settings
 from shared.verified_tokens import VerifiedTokens
+
+if TYPE_CHECKING:
+    import jwt  # imported where a token is verified: a public route's anonymous caller never loads PyJWT
 
 Role = Literal["customer", "admin"]
 ROLES = ("customer", "admin")
@@ -52,6 +53,8 @@ class ProviderKeys:
     """
 
     def __init__(self, config: UserTokenSettings) -> None:
+        import jwt
+
         self._client = jwt.PyJWKClient(config.user_token_jwks_url, cache_jwk_set=False,
                                        timeout=config.user_token_jwks_timeout_seconds)
         self._lifespan = config.user_token_jwks_lifespan_seconds
@@ -125,6 +128,8 @@ class Keys:
 
 
 def _hs256(secret: str) -> jwt.PyJWK:
+    import jwt
+
     encoded = base64.urlsafe_b64encode(secret.encode()).rstrip(b"=").decode()
     return jwt.PyJWK({"kty": "oct", "k": encoded, "alg": "HS256"})
 
@@ -143,6 +148,8 @@ def keys() -> Keys:
 
 async def verify(token: str) -> User:
     """The user a token names, or Unauthorized (503 only when the provider's keys cannot be fetched)."""
+    import jwt
+
     key = await keys().key(_kid(token))
     remembered = _verified.get(token, key)  # under its key: a key rotated out takes what it verified with it
     if remembered is not None:

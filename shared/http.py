@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared import body_limit, metrics
+from shared import body_limit, metrics, startup
 from shared.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -69,6 +69,7 @@ SLOW_SECONDS = 1.0  # a request at least this slow is always logged
 
 def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Wrap an async handler as the function serving the route table entry `route_name`."""
+    startup.imported()
     route = lookup_route(route_name)
     measured = _Measured(route_name)
 
@@ -132,6 +133,7 @@ def event_endpoint(route_name: str):
     A permanently bad event (a 4xx problem) is answered 4xx so the broker sends it to the dead-letter sink
     instead of retrying; anything else fails with 5xx and the broker retries it.
     """
+    startup.imported()
     guard_deliveries(route_name)  # only events with a valid sender token reach `serve`
     measured = _Measured(route_name)
 

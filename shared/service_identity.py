@@ -30,9 +30,6 @@ import json
 import os
 from functools import lru_cache
 
-import jwt
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from shared.errors import Forbidden, Problem, ServiceUnavailable, Unauthorized
 from shared.logs import logger
 from shared.routes import ROUTES_BY_NAME, Route
@@ -88,6 +85,8 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
     remembered = _service_tokens.get(token, audience)
     if remembered is not None:
         return remembered
+    import jwt  # here, as below: a public route never loads PyJWT and cryptography
+
     try:
         caller = jwt.decode(token, options={"verify_signature": False}).get("iss")
     except jwt.InvalidTokenError:
@@ -123,6 +122,8 @@ def check_sender(route: Route, headers) -> str:
     remembered = _sender_tokens.get(token, route.name)
     if remembered is not None:
         return remembered
+    import jwt
+
     config = settings(EventSenderSettings)
     try:
         key = _sender_keys(config.event_sender_jwks).get(jwt.get_unverified_header(token).get("kid"))
@@ -144,6 +145,8 @@ def check_sender(route: Route, headers) -> str:
 @lru_cache(maxsize=None)
 def caller_key(caller: str) -> tuple:
     """`caller`'s public keys: its variable holds one PEM block, or more while the key is rotated."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     # Read straight from the environment: one variable per listed caller, named by the route table.
     pem = os.environ.get(caller_key_variable(caller), "")
     blocks = [block + _PEM_END for block in pem.split(_PEM_END) if block.strip()]
@@ -155,6 +158,8 @@ def caller_key(caller: str) -> tuple:
 
 @lru_cache(maxsize=4)
 def _sender_keys(jwks: str) -> dict:
+    import jwt
+
     try:
         return {key.key_id: key.key for key in jwt.PyJWKSet.from_json(jwks).keys}
     except (jwt.PyJWKSetError, json.JSONDecodeError, ValueError):

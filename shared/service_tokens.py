@@ -11,9 +11,6 @@ import os
 import time
 from functools import lru_cache
 
-import jwt
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
 from shared.routes import BROKER
 from shared.service_identity import SERVICE_ALGORITHM, SERVICE_TOKEN_HEADER, SERVICE_TOKEN_SECONDS
 from shared.settings import ServerSettings, ServiceKeySettings, settings
@@ -33,6 +30,8 @@ def service_token(audience: str) -> str:
     cached = _issued.get(audience)
     if cached is not None and cached[1] - now > RENEW_BEFORE_SECONDS:
         return cached[0]
+    import jwt  # here: a function that imports this module but calls no peer never loads PyJWT
+
     caller = settings(ServerSettings).k_service
     expires = int(now) + TOKEN_SECONDS
     token = jwt.encode({"iss": caller, "sub": caller, "aud": audience, "iat": int(now), "exp": expires},
@@ -56,5 +55,7 @@ def sink_headers() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def _private_key():
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     pem = settings(ServiceKeySettings).service_private_key.get_secret_value()
     return load_pem_private_key(pem.encode(), password=None)

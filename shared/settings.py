@@ -7,19 +7,38 @@ that names the variable. Local defaults live in the local runner, not here.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from shared.errors import ServiceUnavailable
 from shared.logs import never_log
 
 
-class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+class Settings(BaseModel):
+    """One concern's settings: each field from the variable named like it in capitals (or its validation alias),
+    in any case, as pydantic-settings reads them. Values are strings, validated by the field's type; a JSON value
+    is a string field its class parses (user_token_hs256_keys). Not pydantic-settings itself: importing it cost a
+    function's cold start ~35 ms of CPU for sources (dotenv, secrets dirs, cloud vaults, a CLI) we never use."""
+
+    # defer_build: a class's validator is built the first time it is read, not when this module is imported.
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+    environment_prefix: ClassVar[str] = ""  # put before each field's name (not before an alias)
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] = os.environ) -> Self:
+        present = {name.lower(): value for name, value in environment.items()}
+        values = {}
+        for name, field in cls.model_fields.items():
+            key = field.validation_alias if isinstance(field.validation_alias, str) else name
+            variable = key if key != name else cls.environment_prefix + name
+            if variable.lower() in present:
+                values[key] = present[variable.lower()]
+        return cls.model_validate(values)
 
 
 # A secret that is not a SecretStr (a URL with its password): mounted only into the functions that read it, as
@@ -27,13 +46,13 @@ class _Settings(BaseSettings):
 SECRET = {"secret": True}
 
 
-class MongoSettings(_Settings):
+class MongoSettings(Settings):
     mongodb_url: str = Field(pattern=r"^mongodb(\+srv)?://", json_schema_extra=SECRET)
     mongodb_database: str = "shop"
     mongodb_timeout_ms: int = Field(default=1500, ge=100, le=2000)
 
 
-class RedisSettings(_Settings):
+class RedisSettings(Settings):
     redis_url: str = Field(pattern=r"^rediss?://", json_schema_extra=SECRET)
     redis_key_prefix: str = "shop:"
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=2)
@@ -42,7 +61,7 @@ class RedisSettings(_Settings):
     redis_cluster: bool = False
 
 
-class PostgresSettings(_Settings):
+class PostgresSettings(Settings):
     database_url: str = Field(pattern=r"^postgres(ql)?://", json_schema_extra=SECRET)
     database_timeout_seconds: float = Field(default=1.5, gt=0, le=2)
     # Open connections per process: requests past it wait this long for one, then get 503.
@@ -52,12 +71,12 @@ class PostgresSettings(_Settings):
     database_pooler: Literal["none", "transaction"] = "none"
 
 
-class StockSettings(_Settings):
+class StockSettings(Settings):
     # A reservation no paid order confirmed within this long is released by the catalog's sweep.
     reservation_ttl_seconds: float = Field(default=60, gt=0, le=3600)
 
 
-class CatalogSettings(_Settings):
+class CatalogSettings(Settings):
     # How long a product read may be served from this instance's memory (0: never); also the max-age an edge
     # may keep it. Stock shown may lag by this much; reservations never read from the cache.
     product_cache_ttl_seconds: float = Field(default=2, ge=0, le=60)
@@ -66,7 +85,7 @@ class CatalogSettings(_Settings):
     search_max_time_ms: int = Field(default=1000, ge=10, le=10_000)
 
 
-class CheckoutSettings(_Settings):
+class CheckoutSettings(Settings):
     """How long an unfinished order may wait for its request before the sweep resolves it, and retry limits."""
 
     order_lease_seconds: float = Field(default=20, gt=0, le=600)
@@ -79,7 +98,7 @@ class CheckoutSettings(_Settings):
 MIN_JWKS_COOLDOWN_SECONDS = 5
 
 
-class UserTokenSettings(_Settings):
+class UserTokenSettings(Settings):
     """How user tokens are verified; read only by shared.auth, so only functions that verify user tokens hold it.
 
     Keys: HS256 secrets by kid (local use) and/or an identity provider's JWKS URL (RS256/ES256). Every key listed
@@ -130,19 +149,19 @@ def _hs256_keys(value: SecretStr) -> dict[str, str]:
     return keys
 
 
-class CardFingerprintSettings(_Settings):
+class CardFingerprintSettings(Settings):
     """The key of the card number's fingerprint (an HMAC): its own secret, held and read only by orders."""
 
     card_fingerprint_key: SecretStr = Field(min_length=32)
 
 
-class ServiceKeySettings(_Settings):
+class ServiceKeySettings(Settings):
     """This function's own private service key (PEM): it signs the tokens it calls other functions with."""
 
     service_private_key: SecretStr
 
 
-class EventSenderSettings(_Settings):
+class EventSenderSettings(Settings):
     """Who may deliver events to this function: OIDC tokens as Knative Eventing's `authentication-oidc` issues
     them (or the local runner, which plays broker and PingSource), checked against the issuer's public keys."""
 
@@ -152,18 +171,18 @@ class EventSenderSettings(_Settings):
     event_audience: str = Field(min_length=1)
 
 
-class PeerSettings(_Settings):
+class PeerSettings(Settings):
     """Where this function finds the functions it calls over HTTP."""
 
     peer_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
 
 
-class EventSettings(_Settings):
+class EventSettings(Settings):
     # Injected by a Knative SinkBinding; unset means events stay in the outbox until a sink appears.
     k_sink: str | None = None
 
 
-class ServerSettings(_Settings):
+class ServerSettings(Settings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # The share of answered requests (below 400, faster than a second) with an access log line; every error and
@@ -172,14 +191,14 @@ class ServerSettings(_Settings):
     k_service: str | None = None
 
 
-S = TypeVar("S", bound=_Settings)
+S = TypeVar("S", bound=Settings)
 
 
 @lru_cache(maxsize=None)
 def settings(kind: type[S]) -> S:
     """The validated settings of one concern, read from the environment once per process."""
     try:
-        loaded = kind()
+        loaded = kind.from_environment()
     except ValidationError as error:
         # Named, never shown: the message and the exception chain carry no value (a wrong DATABASE_URL holds a
         # password), and the values are kept out of every log line in case something else prints them.
@@ -195,7 +214,7 @@ def _inputs(error: ValidationError) -> list:
     return [e["input"] for e in error.errors() if isinstance(e.get("input"), str)]
 
 
-def _secret_values(loaded: _Settings) -> list[str]:
+def _secret_values(loaded: Settings) -> list[str]:
     """Secret strings and the passwords of URLs: what a log line must never show."""
     found = []
     for value in vars(loaded).values():
@@ -207,7 +226,7 @@ def _secret_values(loaded: _Settings) -> list[str]:
     return found
 
 
-class NotifySettings(_Settings):
+class NotifySettings(Settings):
     notify_backend: Literal["log", "aws"] = "log"
     notify_email_from: str = Field(default="shop@example.com", pattern=r"^[^@\s]+@[^@\s]+$")
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")

@@ -27,7 +27,7 @@ def knative_gateway(create_gateway, upstreams: dict[str, str], state_file: Path 
     import uvicorn
 
     try:
-        settings = ScalingSettings()
+        settings = ScalingSettings.from_environment()
     except ValidationError as error:
         sys.exit(f"the SCALING_* settings are not valid:\n{error}")
     services = json.loads(os.environ.get("GATEWAY_SERVICES") or "{}")

@@ -37,7 +37,7 @@ log = logger("scaling")
 class Scaler:
     def __init__(self, routes: list[Route] | tuple[Route, ...], settings: ScalingSettings | None = None,
                  log_dir: Path | None = None, pid_file: PidFile | None = None):
-        self.settings = settings or ScalingSettings()
+        self.settings = settings or ScalingSettings.from_environment()
         self.log_dir, self.pid_file = log_dir, pid_file
         self.backoff = Backoff()
         self._origin = time.monotonic()

@@ -10,16 +10,16 @@ import dataclasses
 import math
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench.sim.config import ServiceConfig, default_service
 from shared.routes import Route
+from shared.settings import Settings
 
 
-class ScalingSettings(BaseSettings):
+class ScalingSettings(Settings):
     """SCALING_* in the gateway's environment; Knative's defaults where Knative has one."""
 
-    model_config = SettingsConfigDict(env_prefix="SCALING_", frozen=True, extra="ignore")
+    environment_prefix = "SCALING_"
 
     stable_window_seconds: float = Field(default=60.0, ge=1, le=3600)  # Knative allows 6 s - 1 h
     panic_window_percentage: float = Field(default=10.0, ge=1, le=100)

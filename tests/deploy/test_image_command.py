@@ -54,3 +54,14 @@ def test_the_image_command_serves_a_function(shop_settings):
     assert command == ["functions-framework"]
     assert response.status_code == 200
     assert response.json()["limit"] == 1
+
+
+def test_the_image_compiles_its_sources_before_dropping_to_a_user_that_cannot_write_them():
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    instructions = [line.strip().partition(" ") for line in text.splitlines() if line.strip()[:1].isupper()]
+    _, _, workdir = dockerfile()
+    compiled = [i for i, (name, _, rest) in enumerate(instructions)
+                if name == "RUN" and f"python -m compileall -q {workdir}" in rest]
+    user = [i for i, (name, _, _) in enumerate(instructions) if name == "USER"]
+    copies = [i for i, (name, _, _) in enumerate(instructions) if name == "COPY"]
+    assert compiled and user and compiled[0] < user[0] and compiled[0] > max(copies)

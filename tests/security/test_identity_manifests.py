@@ -21,7 +21,7 @@ from local.environment import SERVICE_KEY, all_secrets, function_secrets, secret
 from local.processes import function_env
 from local.service_keys import KeySet, kubernetes_objects
 from shared.routes import ALERTMANAGER, BROKER, PING_SOURCE, ROUTES, ROUTES_BY_NAME
-from shared.settings import SECRET, _Settings
+from shared.settings import SECRET, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTHORIZATION_POLICY_SCHEMA = yaml.safe_load((ROOT / "tests/deploy/schemas/istio-authorizationpolicy.yaml").read_text())
@@ -167,7 +167,7 @@ def test_each_function_gets_only_its_own_stores_credentials():
 
 
 def test_a_secret_is_any_secretstr_field_or_one_marked_secret_and_nothing_else():
-    class Example(_Settings):
+    class Example(Settings):
         api_key: SecretStr
         maybe_key: SecretStr | None = None
         dsn: str = Field(default="x", json_schema_extra=SECRET)
