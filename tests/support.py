@@ -83,6 +83,15 @@ def function_alone(name: str, settings: dict[str, str], metrics_port: int | None
 
 
 @contextmanager
+def caching_function(name: str, settings: dict[str, str], ttl: float):
+    """A catalog read function alone with its per-instance cache on for `ttl` seconds, and a client to it: it
+    reads the session's store while writes go through the gateway, i.e. another instance."""
+    with function_alone(name, {**settings, "PRODUCT_CACHE_TTL_SECONDS": str(ttl)}) as running, \
+            httpx.Client(base_url=running.url, timeout=10) as client:
+        yield client
+
+
+@contextmanager
 def running_shop(settings: dict[str, str], log_dir: Path, **options):
     """A whole LocalShop on free ports with these settings, stopped (every process) however the block ends."""
     from local.shop import LocalShop

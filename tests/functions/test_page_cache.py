@@ -11,13 +11,12 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
 from pymongo import monitoring
 
 from functions.catalog import store
 from functions.catalog.models import ProductQuery, ProductUpdate
-from tests.support import ADMIN, bearer, function_alone, unique
+from tests.support import ADMIN, bearer, caching_function, unique
 
 LONG_TTL, SHORT_TTL = 60, 1
 
@@ -36,22 +35,19 @@ def new_category(gateway, count: int = 3, **overrides) -> tuple[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def lists(shop_settings, shop):
-    with function_alone("catalog-list-products", {**shop_settings, "PRODUCT_CACHE_TTL_SECONDS": str(LONG_TTL)}) as f, \
-            httpx.Client(base_url=f.url, timeout=10) as client:
+    with caching_function("catalog-list-products", shop_settings, LONG_TTL) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def briefly_lists(shop_settings, shop):
-    with function_alone("catalog-list-products", {**shop_settings, "PRODUCT_CACHE_TTL_SECONDS": str(SHORT_TTL)}) as f, \
-            httpx.Client(base_url=f.url, timeout=10) as client:
+    with caching_function("catalog-list-products", shop_settings, SHORT_TTL) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def searches(shop_settings, shop):
-    with function_alone("catalog-search-products", {**shop_settings, "PRODUCT_CACHE_TTL_SECONDS": str(LONG_TTL)}) as f, \
-            httpx.Client(base_url=f.url, timeout=10) as client:
+    with caching_function("catalog-search-products", shop_settings, LONG_TTL) as client:
         yield client
 
 

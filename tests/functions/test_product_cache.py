@@ -10,12 +10,11 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
 
 from functions.catalog import store
 from functions.catalog.models import ProductUpdate
-from tests.support import ADMIN, bearer, function_alone, unique
+from tests.support import ADMIN, bearer, caching_function, unique
 
 LONG_TTL, SHORT_TTL = 60, 1
 
@@ -31,15 +30,13 @@ def new_product(gateway, **overrides) -> str:
 @pytest.fixture(scope="module")
 def cached(shop_settings, shop):
     """get-product with a TTL longer than any test: what it read once, it answers from memory."""
-    with function_alone("catalog-get-product", {**shop_settings, "PRODUCT_CACHE_TTL_SECONDS": str(LONG_TTL)}) as f, \
-            httpx.Client(base_url=f.url, timeout=10) as client:
+    with caching_function("catalog-get-product", shop_settings, LONG_TTL) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def briefly_cached(shop_settings, shop):
-    with function_alone("catalog-get-product", {**shop_settings, "PRODUCT_CACHE_TTL_SECONDS": str(SHORT_TTL)}) as f, \
-            httpx.Client(base_url=f.url, timeout=10) as client:
+    with caching_function("catalog-get-product", shop_settings, SHORT_TTL) as client:
         yield client
 
 
