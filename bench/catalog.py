@@ -161,8 +161,8 @@ async def _answered_after(client, seconds: float) -> float:
 async def _pages(category: str, server_pid: int) -> list[tuple[float, ...]]:
     """LIST_REQUESTS first pages of `category` as `store.find` runs them in a function, one at a time. Per page:
     this process's CPU; its CPU over as long again with no request in flight (pymongo's monitor and periodic
-    tasks, each waking every 0.5 s); its CPU waiting as long for one reply (those, plus the request's own
-    cancellation check every 0.5 s), an immediate reply's CPU taken off; the CPU of the page's twin, the same
+    tasks, each waking every 0.5 s); its CPU waiting as long for one reply (those; on pymongo 4.20
+    shared.mongo drops the per-reply cancellation check), an immediate reply's CPU taken off; the CPU of the page's twin, the same
     find and count matching nothing (the server as busy, the replies empty); the server's CPU; the wall time."""
     from functions.catalog import store
     from functions.catalog.models import MAX_COUNTED, ProductQuery

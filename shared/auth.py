@@ -95,18 +95,19 @@ class ProviderKeys:
             return None if known else self._fetching
 
     def _fetch(self, started: float) -> None:
+        keys = None
         try:
             keys = self._client.get_signing_keys(refresh=True)
         except Exception as error:  # noqa: BLE001 - unreachable, slow or garbled: all mean "no keys now"
             _log.warning("identity provider keys unavailable", extra={"cause": repr(error)})
-            keys = None
-        with self._lock:
-            if keys is None:
-                self._failing = True
-            else:
-                self._keys = {key.key_id: key for key in keys if key.algorithm_name in PROVIDER_ALGORITHMS}
-                self._fetched_at, self._failing = started, False
-            self._fetching = None
+        finally:
+            with self._lock:
+                if keys is None:
+                    self._failing = True
+                else:
+                    self._keys = {key.key_id: key for key in keys if key.algorithm_name in PROVIDER_ALGORITHMS}
+                    self._fetched_at, self._failing = started, False
+                self._fetching = None  # whatever happened: a later unknown kid may fetch again
 
 
 class Keys:

@@ -11,8 +11,19 @@ import httpx
 
 
 class _NoCookies(httpx.Cookies):
+    """Always empty: shared by every peer client of the process, so nothing may ever be put in it."""
+
     def extract_cookies(self, response: httpx.Response) -> None:
         """Keeps nothing a peer sets."""
+
+    def set(self, *args, **kwargs) -> None:
+        raise TypeError("calls between functions carry no cookies")
+
+    def __setitem__(self, name, value) -> None:
+        raise TypeError("calls between functions carry no cookies")
+
+    def update(self, *args, **kwargs) -> None:
+        raise TypeError("calls between functions carry no cookies")
 
 
 _NO_COOKIES = _NoCookies()  # always empty: nothing is ever added to it

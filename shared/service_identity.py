@@ -106,6 +106,8 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
             raise Unauthorized("The service token has expired") from None
         except jwt.InvalidTokenError as error:
             raise Unauthorized(f"The service token is invalid: {error}") from None
+        if not all(isinstance(claims[name], int | float) for name in ("exp", "iat")):
+            raise Unauthorized("The service token's exp and iat must be numbers")
         if claims["exp"] - claims["iat"] > SERVICE_TOKEN_SECONDS + LEEWAY_SECONDS:
             raise Unauthorized(f"A service token may live at most {SERVICE_TOKEN_SECONDS} s")
         _service_tokens.remember(token, audience, caller, claims["exp"])

@@ -204,7 +204,8 @@ def settings(kind: type[S]) -> S:
         # password), and the values are kept out of every log line in case something else prints them.
         problems = error.errors(include_url=False, include_input=False, include_context=False)
         never_log(*(str(value) for value in _inputs(error)))
-        named = "; ".join(f"{str(e['loc'][0]).upper()} ({e['type']})" for e in problems)
+        named = "; ".join(f"{kind.environment_prefix}{e['loc'][0]}".upper() + f" ({e['type']})" if e["loc"]
+                          else f"{kind.__name__} ({e['type']})" for e in problems)
         raise ServiceUnavailable(f"This function is misconfigured: check {named}") from None
     never_log(*_secret_values(loaded))
     return loaded

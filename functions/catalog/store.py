@@ -179,10 +179,12 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
     if adjustment is not None:
         query["stock_quantity"] = {"$gte": -adjustment} if adjustment < 0 else {"$lte": MAX_STOCK - adjustment}
         increments["stock_quantity"] = adjustment
-    document = await (await products()).find_one_and_update(
-        query, {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments},
-        projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
-    product_cache.forget(str(query["_id"]))
+    try:
+        document = await (await products()).find_one_and_update(
+            query, {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments},
+            projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
+    finally:  # an update whose reply was lost may still have been applied
+        product_cache.forget(str(query["_id"]))
     if document is None:
         raise await _update_refusal(query["_id"], product_id, versions, adjustment)
     return StoredProduct(document)

@@ -43,3 +43,16 @@ def test_a_cookie_a_peer_sets_is_never_sent_on_a_later_call():
     assert isinstance(client, PeerClient)
     assert seen == [None, None]
     assert not client.cookies
+
+
+def test_no_code_can_put_a_cookie_into_the_jar_every_peer_client_shares():
+    client = PeerClient()
+    for put in (lambda: client.cookies.set("session", "alice"), lambda: client.cookies.update({"session": "alice"}),
+                lambda: client.cookies.__setitem__("session", "alice")):
+        try:
+            put()
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("a cookie was accepted")
+    assert not list(PeerClient().cookies.jar)

@@ -194,6 +194,9 @@ def test_a_token_living_longer_than_a_service_token_may_or_without_iat_is_401(sh
 
     assert "at most" in assert_problem(request(shop, route, long_lived), 401)["detail"]
     assert "iat" in assert_problem(request(shop, route, without_iat), 401)["detail"]
+    now = int(time.time())  # PyJWT takes numeric strings for iat: they must be refused, not fail with a 500
+    stringly = signed({**claims(caller, route.name), "iat": str(now)}, key)
+    assert "numbers" in assert_problem(request(shop, route, stringly), 401)["detail"]
     assert request(shop, route, signed(claims(caller, route.name), key)).status_code not in (401, 403)
 
 

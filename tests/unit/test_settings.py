@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import MongoSettings, NotifySettings, ServerSettings
+from shared.errors import ServiceUnavailable
+from shared.settings import MongoSettings, NotifySettings, ServerSettings, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +38,12 @@ def test_a_class_builds_its_validator_when_first_read_not_when_imported():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert result.stdout.split() == ["False", "True", "False"], result.stderr
+
+
+def test_a_class_level_refusal_names_its_class(monkeypatch):
+    from local.scaling.settings import ScalingSettings
+
+    monkeypatch.setenv("SCALING_TARGET", "50")
+    monkeypatch.setenv("SCALING_CONTAINER_CONCURRENCY", "10")
+    with pytest.raises(ServiceUnavailable, match="ScalingSettings"):
+        settings.__wrapped__(ScalingSettings)
