@@ -35,9 +35,17 @@ class BodyLimit:
         except Problem:  # misconfigured: the function answers 503 itself
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = value
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _refuse(limit, scope, send)
+            return
+        if chunked is None and (declared is None or declared == b"0"):  # HTTP/1.1: no body follows (a GET)
+            await self.app(scope, receive, send)
             return
         chunks, size, more = [], 0, True
         while more:

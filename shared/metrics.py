@@ -22,8 +22,10 @@ _lock = threading.Lock()
 def serve_metrics() -> None:
     """Start this process's metrics endpoint once; a no-op without METRICS_PORT."""
     global _serving_pid
+    if _serving_pid == os.getpid():  # every request asks: the cheapest check first
+        return
     port = os.environ.get("METRICS_PORT")
-    if not port or _serving_pid == os.getpid():
+    if not port:
         return
     with _lock:
         if _serving_pid == os.getpid():
