@@ -18,6 +18,7 @@ import random
 import re
 import time
 from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -249,7 +250,8 @@ async def parse_body(model: type[M], request: Request) -> M:
 def parse_query(model: type[M], request: Request) -> M:
     """The query string validated as `model` (repeated keys become lists; unknown keys are refused)."""
     values: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
+    query = request.scope["query_string"]  # parsed as Starlette's QueryParams would, without building one
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else ():
         if key in values:
             previous = values[key]
             values[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
