@@ -91,7 +91,7 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
             _set_request_id(response, current_id)
             status, method = response.status_code, request.method
             measured.record(method, status, elapsed)
-            if (status >= 400 or elapsed >= SLOW_SECONDS or _sampled()) and _log.isEnabledFor(logging.INFO):
+            if _log.isEnabledFor(logging.INFO) and (status >= 400 or elapsed >= SLOW_SECONDS or _sampled()):
                 _log.info("request", extra={"request_id": current_id, "method": method, "path": request_path(request),
                                             "status": status, "duration_ms": round(elapsed * 1000, 2)})
             return response
