@@ -3,7 +3,8 @@
 functions-framework reads a CloudEvent's whole body itself (`await request.body()`) before it calls the function,
 so a limit inside the function comes too late. This ASGI layer wraps each function's app: a declared length over
 the limit is refused without reading a byte, and a body sent in chunks is refused as soon as the bytes read pass
-it, with 413 problem+json. The body is kept in memory only up to the limit, then handed on unchanged.
+it, with 413 problem+json. The body is kept in memory only up to the limit, then handed on unchanged. A request
+without `Transfer-Encoding` is handed on at once: the server reads no more than its declared length (none: no body).
 
 functions-framework has no hook for middleware: `install` wraps its app factory, which it looks up when it builds
 the app, after importing the function's module (which imports this one through shared.http).
@@ -35,9 +36,17 @@ class BodyLimit:
         except Problem:  # misconfigured: the function answers 503 itself
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = value
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _refuse(limit, scope, send)
+            return
+        if chunked is None:  # no body (a GET) or a declared one within the limit: the server reads no more than that
+            await self.app(scope, receive, send)
             return
         chunks, size, more = [], 0, True
         while more:

@@ -18,6 +18,7 @@ import random
 import re
 import time
 from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -87,11 +88,11 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
             finally:
                 request_id.reset(token)
             elapsed = time.perf_counter() - started
-            response.headers["X-Request-Id"] = current_id
+            _set_request_id(response, current_id)
             status, method = response.status_code, request.method
             measured.record(method, status, elapsed)
-            if (status >= 400 or elapsed >= SLOW_SECONDS or _sampled()) and _log.isEnabledFor(logging.INFO):
-                _log.info("request", extra={"request_id": current_id, "method": method, "path": request.url.path,
+            if _log.isEnabledFor(logging.INFO) and (status >= 400 or elapsed >= SLOW_SECONDS or _sampled()):
+                _log.info("request", extra={"request_id": current_id, "method": method, "path": request_path(request),
                                             "status": status, "duration_ms": round(elapsed * 1000, 2)})
             return response
 
@@ -114,6 +115,27 @@ class _Measured:
             counter = self.counters[(method, status)] = metrics.REQUESTS.labels(self.route_name, method, str(status))
         counter.inc()
         self.latency.observe(elapsed)
+
+
+def _set_request_id(response: Response, current_id: str) -> None:
+    """`response.headers["X-Request-Id"] = current_id` without building a MutableHeaders per request."""
+    raw = response.raw_headers
+    for index, (name, _) in enumerate(raw):
+        if name == b"x-request-id":
+            del raw[index]
+            break
+    raw.append((b"x-request-id", current_id.encode("latin-1")))
+
+
+# A path Starlette's URL would hand back unchanged: it escapes `?`, `#` and `\\`, and urlsplit drops tabs and line
+# breaks; only other paths pay for building the URL (a urlunsplit and urlsplit per request).
+_PLAIN_PATH = re.compile(r"/(?!/)[^?#\\\t\r\n]*")
+
+
+def request_path(request: Request) -> str:
+    """`request.url.path`, without building the URL when the path is plain (nearly always)."""
+    path = request.scope["path"]
+    return path if _PLAIN_PATH.fullmatch(path) else request.url.path
 
 
 def _sampled() -> bool:
@@ -168,9 +190,10 @@ def event_endpoint(route_name: str):
 
 async def _dispatch(route, handler: Handler, request: Request) -> Response:
     check_caller(route, request.headers)  # internal routes: 401/403 unless a listed caller's service token
-    params = route.match(request.url.path)
+    path = request_path(request)
+    params = route.match(path)
     if params is None:
-        raise NotFound(f"No such resource: {request.url.path}")
+        raise NotFound(f"No such resource: {path}")
     if request.method != route.method:
         raise MethodNotAllowed(f"Use {route.method} for {route.path}", headers={"Allow": route.method})
     return await handler(request, **params)
@@ -227,7 +250,8 @@ async def parse_body(model: type[M], request: Request) -> M:
 def parse_query(model: type[M], request: Request) -> M:
     """The query string validated as `model` (repeated keys become lists; unknown keys are refused)."""
     values: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
+    query = request.scope["query_string"]  # parsed as Starlette's QueryParams would, without building one
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else ():
         if key in values:
             previous = values[key]
             values[key] = [*previous, value] if isinstance(previous, list) else [previous, value]

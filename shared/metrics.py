@@ -16,19 +16,23 @@ LATENCY = Histogram("shop_http_request_duration_seconds", "Time spent handling a
 
 _log = logger("metrics")
 _serving_pid: int | None = None
+_checked_pid: int | None = None  # the process that has looked (a forked child looks again)
 _lock = threading.Lock()
 
 
 def serve_metrics() -> None:
     """Start this process's metrics endpoint once; a no-op without METRICS_PORT."""
-    global _serving_pid
+    global _serving_pid, _checked_pid
+    if _checked_pid == os.getpid():  # every request asks: answered without reading the environment again
+        return
     port = os.environ.get("METRICS_PORT")
-    if not port or _serving_pid == os.getpid():
+    if not port:
+        _checked_pid = os.getpid()
         return
     with _lock:
         if _serving_pid == os.getpid():
             return
-        _serving_pid = os.getpid()
+        _serving_pid = _checked_pid = os.getpid()
         try:
             start_http_server(int(port), addr=os.environ.get("METRICS_ADDR", "0.0.0.0"))
         except OSError as error:
