@@ -15,24 +15,22 @@ LATENCY = Histogram("shop_http_request_duration_seconds", "Time spent handling a
                     ["function"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 _log = logger("metrics")
-_serving_pid: int | None = None
-_checked_pid: int | None = None  # the process that has looked (a forked child looks again)
+_checked_pid: int | None = None  # the process that has looked (and started it if asked): a forked child looks again
 _lock = threading.Lock()
 
 
 def serve_metrics() -> None:
     """Start this process's metrics endpoint once; a no-op without METRICS_PORT."""
-    global _serving_pid, _checked_pid
+    global _checked_pid
     if _checked_pid == os.getpid():  # every request asks: answered without reading the environment again
         return
-    port = os.environ.get("METRICS_PORT")
-    if not port:
-        _checked_pid = os.getpid()
-        return
     with _lock:
-        if _serving_pid == os.getpid():
+        if _checked_pid == os.getpid():
             return
-        _serving_pid = _checked_pid = os.getpid()
+        _checked_pid = os.getpid()
+        port = os.environ.get("METRICS_PORT")
+        if not port:
+            return
         try:
             start_http_server(int(port), addr=os.environ.get("METRICS_ADDR", "0.0.0.0"))
         except OSError as error:

@@ -4,18 +4,10 @@ suite short: the sweep resolving a crash after each step, and a retry meeting a 
 
 from __future__ import annotations
 
-import pytest
-
 from tests.functions.test_checkout_crashes import (  # noqa: F401 - fixtures and tests collected again here
-    faulty, relay, test_a_crash_between_saga_steps_without_a_retry_is_resolved_by_the_sweep,
-    test_a_retry_while_the_first_request_still_holds_the_key_is_told_to_retry_soon)
-
-
-@pytest.fixture(scope="module")
-def shop(pooled_shop):
-    return pooled_shop
-
-
-@pytest.fixture(scope="module")
-def gateway(pooled_gateway):
-    return pooled_gateway
+    faulty,
+    relay,
+    test_a_crash_between_saga_steps_without_a_retry_is_resolved_by_the_sweep,
+    test_a_retry_while_the_first_request_still_holds_the_key_is_told_to_retry_soon,
+)
+from tests.stores.through_pgbouncer import gateway, shop  # noqa: F401 - the pooled shop for every test here

@@ -6,23 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 
 from shared.postgres import connect
 from tests.functions.test_orders import *  # noqa: F403 - every orders test, collected again through PgBouncer
 from tests.functions.test_orders import order_body, place, product
 from tests.stores.conftest import POOL_SIZE
+from tests.stores.through_pgbouncer import gateway, shop  # noqa: F401 - the pooled shop for every test here
 from tests.support import bearer, unique
-
-
-@pytest.fixture(scope="module")
-def shop(pooled_shop):
-    return pooled_shop
-
-
-@pytest.fixture(scope="module")
-def gateway(pooled_gateway):
-    return pooled_gateway
 
 
 def pgbouncer_console(bouncer, command: str) -> list[dict]:
