@@ -112,8 +112,9 @@ class UserTokenSettings(Settings):
     user_token_hs256_keys: SecretStr = Field(default=SecretStr("{}"), validate_default=True)
     user_token_jwks_timeout_seconds: float = Field(default=1.0, gt=0, le=5)
     user_token_jwks_lifespan_seconds: float = Field(default=300, gt=0, le=24 * 3600)
-    # At most one fetch per this long for a kid the cached key set does not know, and after a failed fetch.
-    user_token_jwks_cooldown_seconds: float = Field(default=30, le=3600)
+    # At most one fetch per this long for a kid the cached key set does not know, and after a failed fetch; a
+    # floor, else each made-up kid could make the provider be asked again.
+    user_token_jwks_cooldown_seconds: float = Field(default=30, ge=MIN_JWKS_COOLDOWN_SECONDS, le=3600)
 
     @field_validator("user_token_hs256_keys")
     @classmethod
@@ -121,13 +122,6 @@ class UserTokenSettings(Settings):
         keys = _hs256_keys(value)  # messages never quote the value: it holds the secrets
         if not keys and not info.data.get("user_token_jwks_url"):
             raise ValueError("set USER_TOKEN_HS256_KEYS or USER_TOKEN_JWKS_URL")
-        return value
-
-    @field_validator("user_token_jwks_cooldown_seconds")
-    @classmethod
-    def _cooldown_bounds_fetches(cls, value: float) -> float:
-        if value < MIN_JWKS_COOLDOWN_SECONDS:  # else each made-up kid could make the provider be asked again
-            raise ValueError(f"at least {MIN_JWKS_COOLDOWN_SECONDS} seconds")
         return value
 
     def hs256_keys(self) -> dict[str, str]:
