@@ -43,9 +43,50 @@ class CachedPage:
         return time.monotonic() - self.read_at
 
 
-_entries: dict[str, CachedProduct] = {}
-_pages: dict[tuple, CachedPage] = {}
-_page_bytes = 0
+class _Memory:
+    """Entries read from the store less than the TTL ago, at most PRODUCT_CACHE_MAX_ENTRIES of them (and, when
+    given, `max_bytes` of bodies); the oldest read goes first: it expires first anyway."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self._entries: dict = {}
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def get(self, key):
+        """The entry as read less than the TTL ago, else None."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.age() >= ttl():
+            self._drop(key)
+            return None
+        return entry
+
+    def put(self, key, entry, writes_before: int) -> None:
+        config, size = settings(CatalogSettings), len(entry.body)
+        if config.product_cache_ttl_seconds == 0 or writes_before != _writes or \
+                (self._max_bytes is not None and size > self._max_bytes):
+            return
+        self._drop(key)
+        while self._entries and (len(self._entries) >= config.product_cache_max_entries or
+                                 (self._max_bytes is not None and self._bytes + size > self._max_bytes)):
+            self._drop(next(iter(self._entries)))
+        self._entries[key] = entry
+        self._bytes += size
+
+    def forget(self, key) -> None:
+        self._drop(key)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    def _drop(self, key) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry.body)
+
+
+products: _Memory = _Memory()  # CachedProduct by product id
+pages: _Memory = _Memory(PAGE_BYTES)  # CachedPage by (kind, include_inactive, validated query)
 _writes = 0  # writes through this process so far: a read that overlapped one is not kept
 
 
@@ -58,59 +99,11 @@ def ttl() -> float:
     return settings(CatalogSettings).product_cache_ttl_seconds
 
 
-def get(product_id: str) -> CachedProduct | None:
-    """The product as read less than the TTL ago, else None."""
-    entry = _entries.get(product_id)
-    if entry is not None and entry.age() >= ttl():
-        del _entries[product_id]
-        return None
-    return entry
-
-
-def put(product_id: str, product: CachedProduct, writes_before: int) -> None:
-    config = settings(CatalogSettings)
-    if config.product_cache_ttl_seconds == 0 or writes_before != _writes:
-        return
-    _entries.pop(product_id, None)
-    while len(_entries) >= config.product_cache_max_entries:
-        del _entries[next(iter(_entries))]  # the oldest read goes first: it expires first anyway
-    _entries[product_id] = product
-
-
-def get_page(key: tuple) -> CachedPage | None:
-    """The page as read less than the TTL ago, else None."""
-    page = _pages.get(key)
-    if page is not None and page.age() >= ttl():
-        _drop_page(key)
-        return None
-    return page
-
-
-def put_page(key: tuple, page: CachedPage, writes_before: int) -> None:
-    global _page_bytes
-    config = settings(CatalogSettings)
-    if config.product_cache_ttl_seconds == 0 or writes_before != _writes or len(page.body) > PAGE_BYTES:
-        return
-    _drop_page(key)
-    while _pages and (len(_pages) >= config.product_cache_max_entries or _page_bytes + len(page.body) > PAGE_BYTES):
-        _drop_page(next(iter(_pages)))
-    _pages[key] = page
-    _page_bytes += len(page.body)
-
-
-def _drop_page(key: tuple) -> None:
-    global _page_bytes
-    page = _pages.pop(key, None)
-    if page is not None:
-        _page_bytes -= len(page.body)
-
-
 def forget(product_id: str | None = None) -> None:
     """A write through this process changed the product (None: added some): the next read of it, and of
     every page, goes to the store."""
-    global _writes, _page_bytes
+    global _writes
     _writes += 1
     if product_id is not None:
-        _entries.pop(product_id, None)
-    _pages.clear()
-    _page_bytes = 0
+        products.forget(product_id)
+    pages.clear()

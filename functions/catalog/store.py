@@ -216,7 +216,7 @@ async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduc
     see product_cache); inactive products are NotFound unless `include_inactive`."""
     object_id = _object_id(product_id)
     key = str(object_id)
-    product = product_cache.get(key)
+    product = product_cache.products.get(key)
     cached = product is not None
     if product is None:
         writes_before, read_at = product_cache.writes(), time.monotonic()
@@ -226,7 +226,7 @@ async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduc
         stored = StoredProduct(document)
         product = CachedProduct(stored.public().model_dump_json().encode(), stored.version, document["is_active"],
                                 read_at)
-        product_cache.put(key, product, writes_before)
+        product_cache.products.put(key, product, writes_before)
     if not (product.is_active or include_inactive):
         raise NotFound(f"No product with id '{product_id}'")
     return product, cached
@@ -235,13 +235,13 @@ async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduc
 async def _page(key: tuple, produce) -> tuple[CachedPage, bool]:
     """The answer for `key` from this instance's cache (read less than the TTL ago, see product_cache), else
     from `produce()`, kept for the next caller; and whether it came from the cache."""
-    page = product_cache.get_page(key)
+    page = product_cache.pages.get(key)
     if page is not None:
         return page, True
     writes_before, read_at = product_cache.writes(), time.monotonic()
     body = (await produce()).model_dump_json().encode()
     page = CachedPage(body, body_etag(body), read_at)
-    product_cache.put_page(key, page, writes_before)
+    product_cache.pages.put(key, page, writes_before)
     return page, False
 
 
