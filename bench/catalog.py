@@ -80,6 +80,11 @@ def product_mix(ids: list[str], count: int, seed: int = 7) -> list[str]:
     return [f"/products/{product_id}" for product_id in zipf_mix(ids, count, seed)]
 
 
+def seeded_product_mix(settings: dict, count: int) -> list[str]:
+    """MIX_PRODUCTS products seeded into the settings' database, and `count` reads of them as `product_mix`."""
+    return product_mix(seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"], MIX_PRODUCTS), count)
+
+
 # The listing pages and searches measured against their floor: every category in each sort, the first and the
 # second page (with and without in-stock filtering), and searches for names and brands, drawn with Zipf weights.
 PAGE_LIMIT = 10

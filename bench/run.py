@@ -366,8 +366,7 @@ def main() -> None:
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(), "machine": machine(),
               "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY}
     with stores() as settings:
-        mix = catalog.product_mix(catalog.seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"],
-                                                        catalog.MIX_PRODUCTS), REQUESTS)
+        mix = catalog.seeded_product_mix(settings, REQUESTS)
         with warm_shop(settings) as (shop, hello, fixtures):
             result["cold_start"] = cold_start(shop.settings, fixtures)
             print(table(f"\nCold start: spawn -> first successful answer from its store, median of {RUNS} "

@@ -12,8 +12,7 @@ from bench.run import REQUESTS, machine, stores, table, warm_cost, warm_shop
 
 def main() -> None:
     with stores() as settings:
-        mix = catalog.product_mix(catalog.seed_products(settings["MONGODB_URL"], settings["MONGODB_DATABASE"],
-                                                        catalog.MIX_PRODUCTS), REQUESTS)
+        mix = catalog.seeded_product_mix(settings, REQUESTS)
         with warm_shop(settings) as (shop, hello, fixtures):
             rows, extra = warm_cost(settings, shop, hello, fixtures, mix)
     print(f"load average at the end: {os.getloadavg()}, {machine()}")
