@@ -120,4 +120,4 @@ simulate: $(STAMP)  ## a day through Knative's KPA, Cloud Run and always-on: mak
 	$(PY) -m bench.sim $(if $(TRACE),--trace '$(TRACE)') $(if $(SCALE),--scale '$(SCALE)') $(SIMULATE_ARGS)
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache
+	rm -rf $(VENV) .venv-runtime .local .pytest_cache

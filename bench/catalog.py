@@ -366,6 +366,9 @@ def driver_options(url: str, database: str, product_id: str, count: int = 2000) 
 
 def main() -> None:
     from bench.run import table
+    from bench.runtime import use_image_environment
+
+    print(use_image_environment(), flush=True)
 
     port = free_port()
     server = start_mongo(port, ":memory:")

@@ -33,6 +33,7 @@ import httpx
 from bench import catalog
 from bench.probes import Fixtures, Probe, probe
 from bench.proc import tree_cpu_seconds
+from bench.runtime import use_image_environment
 from local.config import local_setting
 from local.migrate import run_step
 from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
@@ -363,6 +364,7 @@ def commit() -> str:
 
 def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    print(use_image_environment(), flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(), "machine": machine(),
               "runs": RUNS, "requests": REQUESTS, "concurrency": CONCURRENCY}
     with stores() as settings:

@@ -8,9 +8,11 @@ import os
 
 from bench import catalog
 from bench.run import REQUESTS, machine, stores, table, warm_cost, warm_shop
+from bench.runtime import use_image_environment
 
 
 def main() -> None:
+    print(use_image_environment(), flush=True)
     with stores() as settings:
         mix = catalog.seeded_product_mix(settings, REQUESTS)
         with warm_shop(settings) as (shop, hello, fixtures):

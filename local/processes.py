@@ -94,9 +94,14 @@ def spawn(command: list[str], env: dict[str, str] | None = None, log_file=None, 
         start_new_session=True, preexec_fn=guard))
 
 
+# Another environment's bin directory to start functions from (bench/runtime.py: one holding only what the image
+# installs); by default this Python's.
+FUNCTION_BIN_DIR = "SHOP_FUNCTION_BIN_DIR"
+
+
 def function_command() -> list[str]:
     """The command line the container image runs; it reads FUNCTION_TARGET/SOURCE/SIGNATURE_TYPE from the env."""
-    return [str(Path(sys.executable).parent / "functions-framework")]
+    return [str(Path(os.environ.get(FUNCTION_BIN_DIR) or Path(sys.executable).parent) / "functions-framework")]
 
 
 def function_env(route: Route, port: int, metrics_port: int | None, settings: dict[str, str],
@@ -104,7 +109,7 @@ def function_env(route: Route, port: int, metrics_port: int | None, settings: di
     """The function's variables (local.environment decides them, for every platform) and the process's own."""
     env = {**local_environment(route, settings, dict(os.environ)),
            "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers), "THREADS": str(threads),
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}  # the sources, as the image's PYTHONPATH=/app
     if metrics_port:
         env["METRICS_PORT"] = str(metrics_port)
         env["METRICS_ADDR"] = "127.0.0.1"
