@@ -5,12 +5,13 @@
    same way; each function starts while the rest of the shop runs warm, so peers answer.
 2. Warm cost: CPU-microseconds per request (the function's whole process tree, from /proc) for
    GET /products/{id}, GET /cart/{user} and POST /orders, against the floor: the hello-world's CPU per request
-   plus the raw store round trips the endpoint needs, done directly with the driver.
+   plus the raw store round trips the endpoint needs, done directly with the driver; in BENCH_WARM_ROUNDS rounds
+   (hello, then each endpoint), each ratio against its own round's hello, the median printed with the range.
    The hello-world is also compared with a bare Starlette app on uvicorn (uvloop, httptools): the server's floor.
 3. Latency: p50 and p99 at BENCH_CONCURRENCY requests in flight, straight to each function, for the same endpoints.
 4. Versus the seed design: GET /products/{id} as our function and as FastAPI + uvicorn on the same MongoDB.
 
-BENCH_RUNS (5), BENCH_REQUESTS (1000) and BENCH_CONCURRENCY (8) tune it. Results: bench/results/bench.json, and one
+BENCH_RUNS (5), BENCH_REQUESTS (1000), BENCH_WARM_ROUNDS (3) and BENCH_CONCURRENCY (8) tune it. Results: bench/results/bench.json, and one
 line per run appended to bench/results/history.jsonl (date, commit, machine) so regressions show.
 """
 
@@ -27,6 +28,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -36,7 +38,7 @@ from bench.proc import tree_cpu_seconds
 from bench.runtime import use_image_environment
 from local.config import local_setting
 from local.migrate import run_step
-from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
+from local.processes import ROOT, free_port, function_command, spawn, start_function, stop, wait_for_port
 from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from local.token import hs256_settings, issue_token
@@ -46,6 +48,7 @@ from shared.routes import ROUTES, Route
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+WARM_ROUNDS = int(os.environ.get("BENCH_WARM_ROUNDS", "3"))
 RESULTS = ROOT / "bench" / "results"
 HELLO = Route("bench-hello", "GET", "/", "bench/hello.py", "hello", "hello world")
 TOKENS = hs256_settings({"bench-1": "bench-secret-" + uuid.uuid4().hex})
@@ -233,8 +236,8 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures, mix: l
         clients.append(client)
         for send in (say_hello, *senders.values()):
             send(20)  # warm up clients, pools and indexes
-        hello_cpu = cpu_per_request(hello.process.pid, say_hello, REQUESTS)
-        bare_cpu = hello_cpu_under(settings, [sys.executable, "-m", "uvicorn", "bench.hello_bare:app", "--host",
+        python = str(Path(function_command()[0]).parent / "python")  # the functions' environment (bench/runtime.py)
+        bare_cpu = hello_cpu_under(settings, [python, "-m", "uvicorn", "bench.hello_bare:app", "--host",
                                               "127.0.0.1", "--port", "{port}", "--loop", "uvloop", "--http",
                                               "httptools", "--log-level", "warning", "--no-access-log"])
         floors = driver_floor(settings, fixtures.product_id, f"{settings['REDIS_KEY_PREFIX']}cart:{{{fixtures.user}}}",
@@ -243,16 +246,26 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures, mix: l
                         + HTTP_CALLS_PER_CART * floors["http call"],
                         "orders-create-order": POSTGRES_TRIPS_PER_ORDER * floors["postgres round trip"]
                         + HTTP_CALLS_PER_ORDER * floors["http call"]}
+        # Rounds: hello, then each endpoint, again and again; each endpoint's ratio is to the hello of its own
+        # round, so a change in the machine's load between the two measurements does not pass for a cost.
+        hellos, used = [], {name: [] for _, name, _ in cases}
+        for _ in range(WARM_ROUNDS):
+            hellos.append(cpu_per_request(hello.process.pid, say_hello, REQUESTS))
+            for _, name, count in cases:
+                used[name].append(cpu_per_request(shop.functions[name].process.pid, senders[name], count))
+        hello_cpu = statistics.median(hellos)
         rows = [{"endpoint": "bare Starlette on uvicorn (uvloop, httptools)", "requests": REQUESTS,
                  "cpu_us": round(bare_cpu * 1e6), "floor_us": round(bare_cpu * 1e6), "ratio": 1.0},
-                {"endpoint": "hello world (functions-framework)", "requests": REQUESTS,
+                {"endpoint": "hello world (functions-framework)", "requests": REQUESTS * WARM_ROUNDS,
                  "cpu_us": round(hello_cpu * 1e6), "floor_us": round(bare_cpu * 1e6),
                  "ratio": round(hello_cpu / bare_cpu, 2)}]
         for label, name, count in cases:
-            used = cpu_per_request(shop.functions[name].process.pid, senders[name], count)
-            floor = hello_cpu + store_floors[name]
-            rows.append({"endpoint": label, "requests": count, "cpu_us": round(used * 1e6),
-                         "floor_us": round(floor * 1e6), "ratio": round(used / floor, 2)})
+            ratios = sorted(cpu / (hello_round + store_floors[name]) for cpu, hello_round in zip(used[name], hellos))
+            rows.append({"endpoint": label, "requests": count * WARM_ROUNDS,
+                         "cpu_us": round(statistics.median(used[name]) * 1e6),
+                         "floor_us": round((hello_cpu + store_floors[name]) * 1e6),
+                         "ratio": round(statistics.median(ratios), 2),
+                         "ratio_range": f"{ratios[0]:.2f}-{ratios[-1]:.2f}"})
         rows += catalog.list_and_search_cost(settings, hello_cpu, REQUESTS)
     finally:
         for client in clients:
@@ -341,10 +354,10 @@ def versus_seed(settings: dict, mix: list[str]) -> list[dict]:
 
 
 def table(title: str, rows: list[dict]) -> str:
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
     lines = [title, "  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    lines += ["  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows]
     return "\n".join(lines)
 
 
