@@ -8,15 +8,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from functions.notify.templates import TEMPLATES
-from shared.fields import QueryFlag, text, trimmed
+from shared.fields import Email, QueryFlag, text, trimmed
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 Channel = Literal["email", "sms", "log"]
 Status = Literal["pending", "sending", "sent", "failed", "rejected"]
-_email = TypeAdapter(EmailStr)
+_email = TypeAdapter(Email)
 _phone = TypeAdapter(E164)
 
 
@@ -55,7 +55,7 @@ class OrderLine(BaseModel):
 
 
 class OrderContact(BaseModel):
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: E164 | None = None
 
 
@@ -187,4 +187,4 @@ class AlertRecipient(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: EmailStr
+    to: Email

@@ -6,14 +6,14 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints, WithJsonSchema,
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, WithJsonSchema,
                       field_validator)
 
 from functions.orders.payment import expiry_in_future, luhn_valid
 from shared.catalog_contract import Sku
 from shared.ids import USER_ID_PATTERN
 from shared.money import Currency, DecimalString
-from shared.fields import trimmed, trimmed_pattern, whole_number
+from shared.fields import Email, trimmed, trimmed_pattern, whole_number
 
 Status = Literal["pending", "paid", "confirmed", "payment_failed", "cancelled"]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$"), Field(examples=["+33612345678"])]
@@ -85,7 +85,7 @@ class Payment(BaseModel):
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: E164 | None = None
 
 

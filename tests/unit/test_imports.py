@@ -36,8 +36,10 @@ MAX_RATIO_TO_HELLO = 1.6
 NEVER = {"boto3", "botocore", "moto", "numpy", "yaml", "locust", "fastapi", "pytest", "secantusdb", "bench", "local"}
 # Loaded on first use, never by the import: tokens are verified and signed on the request that carries or needs
 # one (a public route's anonymous caller never loads them); settings are plain pydantic models; httpx's CLI and
-# what it drags in (dev only) are blocked. (redis imports the bare `cryptography` package, to read its version.)
-NOT_AT_IMPORT = ("jwt", "cryptography.hazmat", "cryptography.x509", "pydantic_settings", "dotenv", "rich", "pygments")
+# what it drags in (dev only) are blocked; email-validator loads on the first address checked (shared.fields.Email).
+# (redis imports the bare `cryptography` package, to read its version.)
+NOT_AT_IMPORT = ("jwt", "cryptography.hazmat", "cryptography.x509", "pydantic_settings", "dotenv", "rich", "pygments",
+                 "email_validator")
 DRIVERS = {"catalog": "pymongo", "cart": "redis", "orders": "pg8000", "notify": "pg8000"}
 
 

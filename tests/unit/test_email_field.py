@@ -1,0 +1,51 @@
+"""shared.fields.Email is pydantic's EmailStr, checked and documented alike; only email-validator loads later."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict, EmailStr, ValidationError
+
+from shared.fields import Email
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Ours(BaseModel):
+    model_config = ConfigDict(strict=True)
+    email: Email
+
+
+class Theirs(BaseModel):
+    model_config = ConfigDict(strict=True)
+    email: EmailStr
+
+
+@pytest.mark.parametrize("value", ["ada@example.com", "  Ada@Example.COM ", "Ada Lovelace <ada@example.com>",
+                                   "ada@münchen.de", "not-an-address", "ada@", "@example.com", "a" * 2050 + "@x.io",
+                                   "ada@example.com\r\nBcc: eve@example.com", "ada@[127.0.0.1]", "", 42, None])
+def test_an_address_is_taken_or_refused_exactly_as_emailstr_does(value):
+    try:
+        expected = Theirs(email=value).email
+    except ValidationError as refused:
+        with pytest.raises(ValidationError) as ours:
+            Ours(email=value)
+        strip = lambda errors: [{k: e[k] for k in ("type", "msg", "loc")} for e in errors]  # noqa: E731
+        assert strip(ours.value.errors()) == strip(refused.errors())
+    else:
+        assert Ours(email=value).email == expected
+
+
+def test_documented_as_emailstr_is():
+    assert Ours.model_json_schema()["properties"]["email"] == {
+        k: v for k, v in Theirs.model_json_schema()["properties"]["email"].items()}
+
+
+def test_email_validator_loads_on_the_first_address_checked_not_when_a_model_is_built():
+    code = ("import sys\nfrom pydantic import BaseModel\nfrom shared.fields import Email\n"
+            "class Contact(BaseModel):\n    email: Email | None = None\n"
+            "Contact(); print('email_validator' in sys.modules)\n"
+            "Contact(email='ada@example.com'); print('email_validator' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "True"], result.stderr
