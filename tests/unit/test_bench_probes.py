@@ -73,7 +73,7 @@ def test_the_probe_and_what_it_needs_are_made_once_before_the_clock_starts(monke
     monkeypatch.setattr(run.time, "perf_counter", lambda: happened.append("clock started") or 0.0)
     monkeypatch.setattr(run, "start_function", lambda *args: SimpleNamespace(process=None))
     monkeypatch.setattr(run, "stop", lambda processes: None)
-    monkeypatch.setattr(run.httpx, "request", lambda *args, **kwargs: httpx.Response(200))
+    monkeypatch.setattr(run.httpx.Client, "request", lambda *args, **kwargs: httpx.Response(200))
 
     _, probed = run.first_success_seconds(route("catalog-release-stock"), {}, FIXTURES)
 
