@@ -11,8 +11,8 @@ JSON spliced into `items`: the same bytes as ProductPage(...).model_dump_json(),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import bson
 from bson.codec_options import CodecOptions
