@@ -9,17 +9,17 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from bson import Decimal128, ObjectId
+from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout
 
-from functions.catalog import cursor, product_cache
+from functions.catalog import cursor, product_cache, rendered
 from functions.catalog.models import (
     MAX_COUNTED,
     MAX_STOCK,
     SEARCH_CANDIDATES,
     ProductCreate,
-    ProductPage,
     ProductPublic,
     ProductQuery,
     ProductUpdate,
@@ -86,6 +86,28 @@ async def products() -> AsyncCollection:
     return collection("products")
 
 
+_raw: dict[int, tuple[AsyncCollection, AsyncCollection]] = {}  # by id(products collection): it, read raw
+
+
+async def _raw_products() -> tuple[AsyncCollection, CodecOptions]:
+    """`products()` answering RawBSONDocument (built once per client), for reads that `_rendered` renders, and
+    the options that decode a document as `products()` would have."""
+    plain = await products()
+    known = _raw.get(id(plain))
+    if known is None or known[0] is not plain:
+        known = _raw[id(plain)] = (plain, plain.with_options(codec_options=rendered.raw_options(plain.codec_options)))
+    return known[1], plain.codec_options
+
+
+def _public_json(document: dict) -> bytes:
+    return to_public(document).model_dump_json().encode()
+
+
+def _rendered(raw, options: CodecOptions) -> rendered.Rendered:
+    """A product read raw, as a response shows it: rendered once per exact stored content."""
+    return rendered.rendered(raw, options, _public_json)
+
+
 def _now() -> datetime:
     """Now, at the millisecond precision BSON stores, so a created product equals the one read back."""
     now = datetime.now(timezone.utc)
@@ -130,6 +152,23 @@ def stored_price(stored: dict) -> Money:
 def to_public(document: dict) -> ProductPublic:
     return ProductPublic.model_validate({**document, "id": str(document["_id"]), "price": stored_price(document["price"])},
                                         strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundPage:
+    """A listing's or search's page: each product's public JSON and the rest of ProductPage, its response model."""
+
+    items: list[bytes]
+    total: int
+    total_exact: bool
+    limit: int
+    offset: int
+    next: str | None = None
+
+    def body(self) -> bytes:
+        """Byte for byte ProductPage(...).model_dump_json() of this page."""
+        return rendered.page_body(self.items, total=self.total, total_exact=self.total_exact, limit=self.limit,
+                                  offset=self.offset, next=self.next)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,12 +259,12 @@ async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduc
     cached = product is not None
     if product is None:
         writes_before, read_at = product_cache.writes(), time.monotonic()
-        document = await (await products()).find_one({"_id": object_id}, _PUBLIC_FIELDS)
+        raw_products, options = await _raw_products()
+        document = await raw_products.find_one({"_id": object_id}, _PUBLIC_FIELDS)
         if document is None:
             raise NotFound(f"No product with id '{product_id}'")
-        stored = StoredProduct(document)
-        product = CachedProduct(stored.public().model_dump_json().encode(), stored.version, document["is_active"],
-                                read_at)
+        found = _rendered(document, options)
+        product = CachedProduct(found.body, found.version, found.is_active, read_at)
         product_cache.products.put(key, product, writes_before)
     if not (product.is_active or include_inactive):
         raise NotFound(f"No product with id '{product_id}'")
@@ -239,7 +278,7 @@ async def _page(key: tuple, produce) -> tuple[CachedPage, bool]:
     if page is not None:
         return page, True
     writes_before, read_at = product_cache.writes(), time.monotonic()
-    body = (await produce()).model_dump_json().encode()
+    body = (await produce()).body()
     page = CachedPage(body, body_etag(body), read_at)
     product_cache.pages.put(key, page, writes_before)
     return page, False
@@ -281,23 +320,23 @@ def _filters(query: ProductQuery, include_inactive: bool) -> dict:
     return conditions
 
 
-async def find(query: ProductQuery, *, include_inactive: bool) -> ProductPage:
+async def find(query: ProductQuery, *, include_inactive: bool) -> FoundPage:
     """A page in a listing index's order (sort, skip, limit: never the whole matching set sorted in memory) and
     a count that stops at MAX_COUNTED; `after` pages by keyset, skipping nothing."""
     conditions = _filters(query, include_inactive)
     page = conditions if query.after is None else \
         {"$and": [conditions, cursor.after(query.sort, *cursor.decode(query.after, query.sort))]}
-    collection = await products()
+    collection, options = await _raw_products()
     documents = await collection.find(page, _PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset) \
         .limit(query.limit + 1).to_list()
     items = documents[:query.limit]
     if query.after is None and len(documents) <= query.limit and (items or not query.offset):
         counted = query.offset + len(items)  # the last page by offset: it ends the selection, no count needed
     else:
-        counted = await collection.count_documents(conditions, limit=MAX_COUNTED + 1)
-    return ProductPage(items=[to_public(d) for d in items], total=min(counted, MAX_COUNTED),
-                       total_exact=counted <= MAX_COUNTED, limit=query.limit, offset=query.offset,
-                       next=cursor.encode(query.sort, items[-1]) if len(documents) > query.limit else None)
+        counted = await (await products()).count_documents(conditions, limit=MAX_COUNTED + 1)
+    return FoundPage(items=[_rendered(d, options).body for d in items], total=min(counted, MAX_COUNTED),
+                     total_exact=counted <= MAX_COUNTED, limit=query.limit, offset=query.offset,
+                     next=cursor.encode(query.sort, items[-1]) if len(documents) > query.limit else None)
 
 
 def _matches(field: str, pattern: str) -> dict:
@@ -311,7 +350,7 @@ class SearchTimedOut(ServiceUnavailable):
     slug, title = "search-timeout", "Search Timed Out"
 
 
-async def search(query: SearchQuery, *, include_inactive: bool) -> ProductPage:
+async def search(query: SearchQuery, *, include_inactive: bool) -> FoundPage:
     """Relevance-ordered search; the one place to switch to a text index on a real MongoDB deployment.
 
     Its cost: the store tests every product's text fields (no index serves a substring match), stopped by the
@@ -328,14 +367,16 @@ async def search(query: SearchQuery, *, include_inactive: bool) -> ProductPage:
         "total": [{"$count": "n"}],
     }}]
     budget = settings(CatalogSettings).search_max_time_ms
+    raw_products, options = await _raw_products()
     try:
-        [result] = await (await (await products()).aggregate(pipeline, maxTimeMS=budget)).to_list()
+        [result] = await (await raw_products.aggregate(pipeline, maxTimeMS=budget)).to_list()
     except ExecutionTimeout:
         raise SearchTimedOut(f"The search took longer than its limit ({budget} ms); try a more specific term") \
             from None
     counted = result["total"][0]["n"] if result["total"] else 0
-    return ProductPage(items=[to_public(d) for d in result["items"]], total=min(counted, SEARCH_CANDIDATES),
-                       total_exact=counted <= SEARCH_CANDIDATES, limit=query.limit, offset=query.offset)
+    return FoundPage(items=[_rendered(d, options).body for d in result["items"]],
+                     total=min(counted, SEARCH_CANDIDATES), total_exact=counted <= SEARCH_CANDIDATES,
+                     limit=query.limit, offset=query.offset)
 
 
 async def lookup(skus: list[str]) -> list[CatalogItem]:
