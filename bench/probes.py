@@ -114,8 +114,10 @@ def order_created_event(event_id: str) -> dict:
 
 
 def order_created_data() -> dict:
-    """A new order's order.created data, without contact: notified through the log backend, sent nowhere."""
+    """A new order's order.created data with an email contact (checked, as a confirmation's is), notified through
+    the log backend: sent nowhere."""
     return {"order_id": str(uuid.uuid4()), "user_id": "bench-user", "status": "paid", "currency": "EUR",
+            "contact": {"email": "bench@example.com"},
             "total_price": "9.90", "items": [{"product_sku": "BENCH-1", "product_name": "Bench Mug", "quantity": 1,
                                               "price_at_purchase": "9.90", "line_total": "9.90", "currency": "EUR"}]}
 

@@ -43,7 +43,7 @@ from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from local.token import hs256_settings, issue_token
 from shared.postgres import connect
-from shared.routes import ROUTES, Route
+from shared.routes import ROUTES, Route, route
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
@@ -203,7 +203,8 @@ def make_fixtures(shop: LocalShop) -> Fixtures:
         order_body = {"user_id": user, "items": [{"product_sku": "BENCH-1", "quantity": 1}],
                       "shipping_address": {"street": "1 Bench St", "city": "Lyon", "postal_code": "69001",
                                            "country": "FR"},
-                      "payment": {"card_number": "4242424242424242", "expiry": "12/39", "cvv": "123"}}
+                      "payment": {"card_number": "4242424242424242", "expiry": "12/39", "cvv": "123"},
+                      "contact": {"email": "bench@example.com"}}  # checked on every order, as most orders carry one
         order = client.post("/orders", json=order_body, headers={**customer, "Idempotency-Key": uuid.uuid4().hex})
         assert order.status_code == 201, order.text
     return Fixtures(shop, admin, customer, user, "BENCH-1", product["id"], order.json()["id"], order_body, TOKENS)
@@ -281,11 +282,28 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures, mix: l
                          "floor_us": round((hello_cpu + store_floors[name]) * 1e6),
                          "ratio": round(statistics.median(ratios), 2),
                          "ratio_range": f"{ratios[0]:.2f}-{ratios[-1]:.2f}"})
+        rows.insert(3, product_cache_off(settings, mix, hello_cpu, store_floors["catalog-get-product"]))
         rows += catalog.list_and_search_cost(settings, hello_cpu, REQUESTS)
     finally:
         for client in clients:
             client.close()
     return rows, {"driver_floor_us": {k: round(v * 1e6, 1) for k, v in floors.items()}}
+
+
+def product_cache_off(settings: dict, mix: list[str], hello_cpu: float, find_one: float) -> dict:
+    """GET /products/{id} over the same mix from an instance whose cache is off: every read pays its round trip,
+    as the floor does."""
+    port = free_port()
+    function = start_function(route("catalog-get-product"), port, None,
+                              {**settings, "PRODUCT_CACHE_TTL_SECONDS": "0"}, subprocess.DEVNULL)
+    try:
+        result = catalog.measure(function.process, port, mix[:REQUESTS], 1)
+    finally:
+        stop([function.process])
+    floor = hello_cpu + find_one
+    return {"endpoint": "GET /products/{id} (same mix; cache off)", "requests": REQUESTS,
+            "cpu_us": result["cpu_us_per_request"], "floor_us": round(floor * 1e6),
+            "ratio": round(result["cpu_us_per_request"] / (floor * 1e6), 2)}
 
 
 def hello_cpu_under(settings: dict, command: list[str]) -> float:

@@ -29,13 +29,18 @@ def runtime_dependencies() -> list[str]:
 
 
 def ensure_runtime() -> Path:
-    """The image's environment, built or brought up to date; its bin directory."""
+    """The image's environment, built or brought up to date; its bin directory. Its packages are pinned to the
+    versions of the environment running the benchmark (the one the tests ran in), so both run the same code."""
     stamp = RUNTIME / ".installed"
-    wanted = "\n".join(runtime_dependencies())
+    pinned = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
+                            capture_output=True, text=True).stdout
+    wanted = "\n".join(runtime_dependencies()) + "\n--\n" + pinned
     if not stamp.exists() or stamp.read_text() != wanted:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(RUNTIME)], check=True)
-        subprocess.run([str(RUNTIME / "bin" / "python"), "-m", "pip", "install", "--quiet", *runtime_dependencies()],
-                       check=True)
+        constraints = RUNTIME / "constraints.txt"
+        constraints.write_text(pinned)
+        subprocess.run([str(RUNTIME / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c", str(constraints),
+                        *runtime_dependencies()], check=True)
         stamp.write_text(wanted)
     return RUNTIME / "bin"
 

@@ -9,11 +9,16 @@ only moves bytes. Plain TCP only: https:// peers go through httpx's default tran
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
+from collections import deque
 
 import httpcore
 
 _TIMED_OUT = object()
+# Past this many unread bytes the transport stops reading the socket until httpcore has taken some: the kernel's
+# buffers and TCP's window hold back the peer instead of this process's memory.
+_READ_AHEAD = 256 * 1024
 
 
 class _Connection(asyncio.Protocol):
@@ -21,7 +26,9 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.received: list[bytes] = []
+        self.received: deque[bytes] = deque()
+        self.buffered = 0
+        self.reading_paused = False
         self.closed = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future | None = None
@@ -35,7 +42,23 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received.append(data)
+        self.buffered += len(data)
+        if self.buffered > _READ_AHEAD and not self.reading_paused:
+            self.transport.pause_reading()
+            self.reading_paused = True
         self._wake()
+
+    def take(self, max_bytes: int) -> bytes:
+        """At most `max_bytes` of what was received, in order (the caller knows something is there)."""
+        data = self.received.popleft()
+        if len(data) > max_bytes:
+            self.received.appendleft(data[max_bytes:])
+            data = data[:max_bytes]
+        self.buffered -= len(data)
+        if self.reading_paused and self.buffered <= _READ_AHEAD // 2 and not self.closed:
+            self.transport.resume_reading()
+            self.reading_paused = False
+        return data
 
     def eof_received(self) -> None:
         self.closed = True
@@ -79,6 +102,7 @@ class _Stream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         connection = self._connection
         if not connection.received and not connection.closed:
+            assert connection.waiter is None  # httpcore's HTTP/1.1 reads a connection from one task at a time
             connection.waiter = asyncio.get_running_loop().create_future()
             try:
                 if not await _wait(connection.waiter, timeout):
@@ -89,12 +113,7 @@ class _Stream(httpcore.AsyncNetworkStream):
             if connection.error is not None:
                 raise httpcore.ReadError(str(connection.error) or type(connection.error).__name__)
             return b""  # the peer closed the connection
-        data = connection.received[0] if len(connection.received) == 1 else b"".join(connection.received)
-        connection.received.clear()
-        if len(data) > max_bytes:
-            connection.received.append(data[max_bytes:])
-            data = data[:max_bytes]
-        return data
+        return connection.take(max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         connection = self._connection
@@ -107,12 +126,16 @@ class _Stream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteTimeout("The peer took nothing in time")
 
     async def aclose(self) -> None:
-        self._connection.transport.close()
+        transport = self._connection.transport
+        if transport.get_write_buffer_size():
+            transport.abort()  # close() would wait, unbounded, for a peer that reads nothing
+        else:
+            transport.close()
 
     def get_extra_info(self, info: str):
         connection = self._connection
         if info == "is_readable":  # httpcore asks before reusing an idle connection: data or EOF means drop it
-            return bool(connection.received) or connection.closed
+            return bool(connection.received) or connection.closed or _readable(connection.transport)
         if info == "socket":
             return connection.transport.get_extra_info("socket")
         if info == "client_addr":
@@ -120,6 +143,15 @@ class _Stream(httpcore.AsyncNetworkStream):
         if info == "server_addr":
             return connection.transport.get_extra_info("peername")
         return None
+
+
+def _readable(transport: asyncio.Transport) -> bool:
+    """Whether the socket holds data or an EOF the event loop has not delivered yet (the peer closed an idle
+    connection while this task ran without yielding): such a connection must not carry the next request."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 class PlainTCP(httpcore.AsyncNetworkBackend):
@@ -131,7 +163,8 @@ class PlainTCP(httpcore.AsyncNetworkBackend):
             raise httpcore.UnsupportedProtocol("local_address and socket_options are not supported here")
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await asyncio.wait_for(loop.create_connection(_Connection, host, port), timeout)
+            async with asyncio.timeout(timeout):
+                _, connection = await loop.create_connection(_Connection, host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"No connection to {host}:{port} in time") from None
         except OSError as error:

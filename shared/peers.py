@@ -72,6 +72,8 @@ def _on_asyncio_sockets(transport: httpx.AsyncHTTPTransport, options: dict) -> h
 
     from shared.peer_network import PlainTCP
 
+    if set(options) != {"limits", "retries"}:  # anything else given to the transport would be lost here
+        raise ValueError(f"the pool is rebuilt from limits and retries only, not {sorted(options)}")
     limits = options["limits"]
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),  # trusts no certificate, as the transport's own

@@ -42,7 +42,9 @@ def raw_options(options: CodecOptions) -> CodecOptions:
 
 
 def rendered(raw: RawBSONDocument, decoded_options: CodecOptions, render: Callable[[dict], bytes]) -> Rendered:
-    """The product `raw` holds as rendered before, else `render(document)` of it decoded with `decoded_options`."""
+    """The product `raw` holds as rendered before, else `render(document)` of it decoded with `decoded_options`.
+
+    The key is the bytes alone: every caller passes the options of the process's one client (store.products)."""
     global _bytes
     key = raw.raw
     found = _rendered.get(key)
@@ -70,5 +72,6 @@ _ITEMS = b'{"items":['
 def page_body(items: list[bytes], **envelope) -> bytes:
     """ProductPage(items=…, **envelope).model_dump_json() from each item's rendered JSON."""
     rest = ProductPage.model_construct(items=[], **envelope).model_dump_json().encode()
-    assert rest.startswith(_ITEMS + b"]")  # items is ProductPage's first field
+    if not rest.startswith(_ITEMS + b"]"):
+        raise RuntimeError("ProductPage's first field is no longer items: page_body must change with it")
     return _ITEMS + b",".join(items) + rest[len(_ITEMS):]

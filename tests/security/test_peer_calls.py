@@ -216,3 +216,62 @@ def test_a_caller_cancelled_while_waiting_is_cancelled_not_timed_out_and_the_nex
         return (await peers.call(PEER, "GET", "/internal/products/lookup?skus=A")).json()
 
     assert serving(monkeypatch, handle, scenario) == {}
+
+
+def test_a_connection_the_peer_closed_while_this_process_was_busy_is_not_reused(monkeypatch):
+    """The peer's FIN reached the socket while the caller's loop did not run (CPU work between two calls): the
+    event loop has not seen it, the socket has, and the next call must take a new connection, not a 502."""
+    import socketserver
+    import threading
+    import time
+
+    class Answer(socketserver.BaseRequestHandler):
+        def handle(self):
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += self.request.recv(65536)
+            self.request.sendall(answer("200 OK", b"{}"))
+            time.sleep(0.005)  # keep-alive was not refused: the peer just closes a little later
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(peers.url_variable(PEER), f"http://127.0.0.1:{server.server_address[1]}")
+
+    async def scenario():
+        for _ in range(10):
+            assert (await peers.call(PEER, "GET", "/internal/products/lookup?skus=A")).json() == {}
+            time.sleep(0.03)  # blocking: the loop does not run while the peer closes
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_the_peer_never_reads_ends_in_time_and_its_connection_is_dropped(monkeypatch):
+    from shared.peer_network import PlainTCP
+
+    opened = []
+    connect = PlainTCP.connect_tcp
+
+    async def kept(self, *args, **kwargs):
+        opened.append(await connect(self, *args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(PlainTCP, "connect_tcp", kept)
+
+    async def never_reads(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")  # the head; the body is never read
+        await asyncio.sleep(5)
+
+    async def scenario():
+        with pytest.raises(ServiceUnavailable, match="did not answer in time"):
+            await peers.call(PEER, "POST", "/internal/x", json={"blob": "x" * 20_000_000})
+        await asyncio.sleep(0.05)
+        # Aborted, not closed: close() would keep the socket and megabytes of unsent body until a peer that reads
+        # nothing took them.
+        assert opened[0]._connection.closed
+
+    serving(monkeypatch, never_reads, scenario)
