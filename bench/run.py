@@ -43,7 +43,8 @@ from local.run import LocalShop
 from local.stores import delete_keys, drop_database, ensure_postgres, ensure_redis, start_mongo
 from local.token import hs256_settings, issue_token
 from shared.postgres import connect
-from shared.routes import ROUTES, Route, route
+from shared.routes import ROUTES, Route
+from shared.routes import route as named_route
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
@@ -294,7 +295,7 @@ def product_cache_off(settings: dict, mix: list[str], hello_cpu: float, find_one
     """GET /products/{id} over the same mix from an instance whose cache is off: every read pays its round trip,
     as the floor does."""
     port = free_port()
-    function = start_function(route("catalog-get-product"), port, None,
+    function = start_function(named_route("catalog-get-product"), port, None,
                               {**settings, "PRODUCT_CACHE_TTL_SECONDS": "0"}, subprocess.DEVNULL)
     try:
         result = catalog.measure(function.process, port, mix[:REQUESTS], 1)

@@ -13,8 +13,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from shared.errors import BadGateway, RecordedProblem, ServiceUnavailable
-from shared.loop_local import per_event_loop
 from shared.logs import request_id
+from shared.loop_local import per_event_loop
 from shared.service_tokens import service_headers
 from shared.settings import PeerSettings, settings
 

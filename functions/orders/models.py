@@ -11,9 +11,9 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from functions.orders.payment import expiry_in_future, luhn_valid
 from shared.catalog_contract import Sku
+from shared.fields import Email, trimmed, trimmed_pattern, whole_number
 from shared.ids import USER_ID_PATTERN
 from shared.money import Currency, DecimalString
-from shared.fields import Email, trimmed, trimmed_pattern, whole_number
 
 Status = Literal["pending", "paid", "confirmed", "payment_failed", "cancelled"]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$"), Field(examples=["+33612345678"])]

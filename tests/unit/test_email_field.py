@@ -31,7 +31,7 @@ def test_an_address_is_taken_or_refused_exactly_as_emailstr_does(value):
     except ValidationError as refused:
         with pytest.raises(ValidationError) as ours:
             Ours(email=value)
-        strip = lambda errors: [{k: e[k] for k in ("type", "msg", "loc")} for e in errors]  # noqa: E731
+        strip = lambda errors: [{k: e[k] for k in ("type", "msg", "loc")} for e in errors]
         assert strip(ours.value.errors()) == strip(refused.errors())
     else:
         assert Ours(email=value).email == expected
