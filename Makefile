@@ -111,6 +111,11 @@ profile: $(BENCH_STAMP)  ## flame graph of one function under load: make profile
 	@test -n "$(FUNCTION)" || { echo "usage: make profile FUNCTION=catalog-get-product [PROFILE_SECONDS=20]"; exit 2; }
 	$(PY) -m bench.profile "$(FUNCTION)"
 
+.PHONY: startup
+startup: $(BENCH_STAMP)  ## where one function's cold start goes, phase by phase, next to hello: make startup FUNCTION=…
+	@test -n "$(FUNCTION)" || { echo "usage: make startup FUNCTION=catalog-get-product [STARTUP_RUNS=5]"; exit 2; }
+	$(PY) -m bench.startup "$(FUNCTION)"
+
 .PHONY: bench-catalog
 bench-catalog: $(BENCH_STAMP)  ## a category page at 1k and 100k products: the function's CPU less its client's waiting, the server's
 	$(PY) -m bench.catalog
