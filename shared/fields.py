@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StringConstraints, WithJsonSchema
+from pydantic import (AfterValidator, BeforeValidator, Field, PlainValidator, StringConstraints, ValidationInfo,
+                      WithJsonSchema)
 from pydantic.networks import validate_email
 
 # What pydantic-core's strip removes: Unicode White_Space (Rust's char::is_whitespace), written out so that every
@@ -78,11 +79,18 @@ def whole_number(minimum: int, maximum: int, **field: Any):
     return Annotated[int, Field(ge=minimum, le=maximum, **field), BeforeValidator(_whole)]
 
 
-def _email(value: str) -> str:
+# The validation context of a record read back from the shop's own store: what it holds was checked when written.
+STORED = {"stored": True}
+
+
+def _email(value: str, info: ValidationInfo) -> str:
+    if info.context is not None and info.context.get("stored"):
+        return value  # checked (and normalised) when the record was written
     return validate_email(value)[1]
 
 
 # pydantic's EmailStr, checked and documented alike (its own validate_email), except that email-validator (~14 ms
 # of import: it compiles its grammar's regular expressions) loads on the first address checked, not when a model
-# naming the type is built: every orders and notify function names one, few check one.
+# naming the type is built: every orders and notify function names one, few check one. A record read back from our
+# own store (validated with the STORED context) is not checked again.
 Email = Annotated[str, AfterValidator(_email), WithJsonSchema({"type": "string", "format": "email"})]

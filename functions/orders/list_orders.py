@@ -6,6 +6,7 @@ from functions.orders import store
 from functions.orders.models import HistoryQuery, OrderPage, OrderPublic
 from shared import ids
 from shared.auth import require_owner
+from shared.fields import STORED
 from shared.http import endpoint, json_response, parse_query
 from shared.postgres import in_transaction
 
@@ -17,5 +18,5 @@ async def list_orders(request, user_id):
     query = parse_query(HistoryQuery, request)
     rows, total = await in_transaction(lambda db: store.list_orders(db, user_id, query.limit, query.offset, query.status))
     page = OrderPage.model_validate({"items": [OrderPublic.from_row(row) for row in rows], "total": total,
-                                     "limit": query.limit, "offset": query.offset})
+                                     "limit": query.limit, "offset": query.offset}, context=STORED)
     return json_response(page)

@@ -11,7 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from functions.orders.payment import expiry_in_future, luhn_valid
 from shared.catalog_contract import Sku
-from shared.fields import Email, trimmed, trimmed_pattern, whole_number
+from shared.fields import STORED, Email, trimmed, trimmed_pattern, whole_number
 from shared.ids import USER_ID_PATTERN
 from shared.money import Currency, DecimalString
 
@@ -148,7 +148,7 @@ class OrderPublic(BaseModel):
     def from_row(cls, row: dict) -> dict:
         """A stored order (with its lines) as the JSON the API answers."""
         return cls.model_validate({**row, "id": str(row["id"]), "total_price": row["total_amount"]},
-                                  strict=False).model_dump(mode="json")
+                                  strict=False, context=STORED).model_dump(mode="json")
 
 
 class OrderPage(BaseModel):

@@ -49,3 +49,31 @@ def test_email_validator_loads_on_the_first_address_checked_not_when_a_model_is_
             "Contact(email='ada@example.com'); print('email_validator' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+def test_an_address_read_back_from_the_store_is_not_checked_again_nor_loads_email_validator():
+    code = ("import sys\nfrom pydantic import BaseModel\nfrom shared.fields import STORED, Email\n"
+            "class Contact(BaseModel):\n    email: Email | None = None\n"
+            "print(Contact.model_validate({'email': 'ada@example.com'}, context=STORED).email)\n"
+            "print('email_validator' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["ada@example.com", "False"], result.stderr
+    with pytest.raises(ValidationError):  # without the context, the same model checks it
+        Ours.model_validate({"email": "not-an-address"})
+
+
+def test_an_order_read_back_from_the_store_answers_its_contact_without_loading_email_validator():
+    code = """
+import sys, uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from functions.orders.models import OrderPublic
+now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+row = {"id": uuid.uuid4(), "user_id": "ada", "status": "paid", "items": [], "total_amount": Decimal("9.90"),
+       "currency": "EUR", "card_last4": "4242", "failure_reason": None, "created_at": now, "updated_at": now,
+       "shipping_address": {"street": "1 Rue", "city": "Lyon", "postal_code": "69001", "country": "FR"},
+       "contact": {"email": "ada@example.com"}}
+print(OrderPublic.from_row(row)["contact"]["email"], "email_validator" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["ada@example.com", "False"], result.stderr
