@@ -42,22 +42,26 @@ def test_documented_as_emailstr_is():
         k: v for k, v in Theirs.model_json_schema()["properties"]["email"].items()}
 
 
-def test_email_validator_loads_on_the_first_address_checked_not_when_a_model_is_built():
-    code = ("import sys\nfrom pydantic import BaseModel\nfrom shared.fields import Email\n"
-            "class Contact(BaseModel):\n    email: Email | None = None\n"
-            "Contact(); print('email_validator' in sys.modules)\n"
-            "Contact(email='ada@example.com'); print('email_validator' in sys.modules)")
+CONTACT = ("import sys\nfrom pydantic import BaseModel\nfrom shared.fields import STORED, Email\n"
+           "class Contact(BaseModel):\n    email: Email | None = None\n")
+
+
+def printed(code: str) -> list[str]:
+    """What `code` prints, run in a fresh interpreter (what it imported is its own)."""
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.stdout.split() == ["False", "True"], result.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_email_validator_loads_on_the_first_address_checked_not_when_a_model_is_built():
+    assert printed(CONTACT + "Contact(); print('email_validator' in sys.modules)\n"
+                             "Contact(email='ada@example.com'); print('email_validator' in sys.modules)") == \
+        ["False", "True"]
 
 
 def test_an_address_read_back_from_the_store_is_not_checked_again_nor_loads_email_validator():
-    code = ("import sys\nfrom pydantic import BaseModel\nfrom shared.fields import STORED, Email\n"
-            "class Contact(BaseModel):\n    email: Email | None = None\n"
-            "print(Contact.model_validate({'email': 'ada@example.com'}, context=STORED).email)\n"
-            "print('email_validator' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.stdout.split() == ["ada@example.com", "False"], result.stderr
+    assert printed(CONTACT + "print(Contact.model_validate({'email': 'ada@example.com'}, context=STORED).email)\n"
+                             "print('email_validator' in sys.modules)") == ["ada@example.com", "False"]
     with pytest.raises(ValidationError):  # without the context, the same model checks it
         Ours.model_validate({"email": "not-an-address"})
 
@@ -75,5 +79,4 @@ row = {"id": uuid.uuid4(), "user_id": "ada", "status": "paid", "items": [], "tot
        "contact": {"email": "ada@example.com"}}
 print(OrderPublic.from_row(row)["contact"]["email"], "email_validator" in sys.modules)
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.stdout.split() == ["ada@example.com", "False"], result.stderr
+    assert printed(code) == ["ada@example.com", "False"]
