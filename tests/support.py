@@ -91,6 +91,18 @@ def caching_function(name: str, settings: dict[str, str], ttl: float):
         yield client
 
 
+def caching_fixture(name: str, ttl: float):
+    """A module-scoped fixture: `caching_function(name, …, ttl)`'s client, on the session's shop settings."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def fixture(shop_settings, shop):
+        with caching_function(name, shop_settings, ttl) as client:
+            yield client
+
+    return fixture
+
+
 @contextmanager
 def running_shop(settings: dict[str, str], log_dir: Path, **options):
     """A whole LocalShop on free ports with these settings, stopped (every process) however the block ends."""

@@ -16,7 +16,7 @@ from pymongo import monitoring
 
 from functions.catalog import store
 from functions.catalog.models import ProductQuery, ProductUpdate
-from tests.support import ADMIN, bearer, caching_function, unique
+from tests.support import ADMIN, bearer, caching_fixture, unique
 
 LONG_TTL, SHORT_TTL = 60, 1
 
@@ -33,22 +33,9 @@ def new_category(gateway, count: int = 3, **overrides) -> tuple[str, list[str]]:
     return category, ids
 
 
-@pytest.fixture(scope="module")
-def lists(shop_settings, shop):
-    with caching_function("catalog-list-products", shop_settings, LONG_TTL) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def briefly_lists(shop_settings, shop):
-    with caching_function("catalog-list-products", shop_settings, SHORT_TTL) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def searches(shop_settings, shop):
-    with caching_function("catalog-search-products", shop_settings, LONG_TTL) as client:
-        yield client
+lists = caching_fixture("catalog-list-products", LONG_TTL)
+briefly_lists = caching_fixture("catalog-list-products", SHORT_TTL)
+searches = caching_fixture("catalog-search-products", LONG_TTL)
 
 
 def test_a_second_listing_is_answered_from_memory_with_its_age(gateway, lists):

@@ -10,11 +10,9 @@ import asyncio
 import json
 import time
 
-import pytest
-
 from functions.catalog import store
 from functions.catalog.models import ProductUpdate
-from tests.support import ADMIN, bearer, caching_function, unique
+from tests.support import ADMIN, bearer, caching_fixture, unique
 
 LONG_TTL, SHORT_TTL = 60, 1
 
@@ -27,17 +25,9 @@ def new_product(gateway, **overrides) -> str:
     return response.json()["id"]
 
 
-@pytest.fixture(scope="module")
-def cached(shop_settings, shop):
-    """get-product with a TTL longer than any test: what it read once, it answers from memory."""
-    with caching_function("catalog-get-product", shop_settings, LONG_TTL) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def briefly_cached(shop_settings, shop):
-    with caching_function("catalog-get-product", shop_settings, SHORT_TTL) as client:
-        yield client
+# get-product with a TTL longer than any test: what it read once, it answers from memory.
+cached = caching_fixture("catalog-get-product", LONG_TTL)
+briefly_cached = caching_fixture("catalog-get-product", SHORT_TTL)
 
 
 def test_a_second_read_is_answered_from_memory_with_its_age(gateway, cached):
