@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pymongo
+from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient, network_layer
 from pymongo.asynchronous import pool
 from pymongo.asynchronous.collection import AsyncCollection
@@ -71,15 +72,19 @@ def _new_client() -> AsyncMongoClient:
 
 _client = per_event_loop(_new_client)
 # Collections are cached too: building pymongo's Database/Collection objects costs about a find_one's CPU.
-_collections: dict[tuple[int, str], AsyncCollection] = {}
+_collections: dict[tuple[int, str, bool], AsyncCollection] = {}
 
 
-def collection(name: str) -> AsyncCollection:
-    """A collection of the shop database; operations fail fast (503) when the server cannot be reached."""
+def collection(name: str, *, raw: bool = False) -> AsyncCollection:
+    """A collection of the shop database; operations fail fast (503) when the server cannot be reached. `raw`:
+    its reads answer undecoded BSON (RawBSONDocument), to decode later with the client's `codec_options`."""
     client = _client()
-    found = _collections.get((id(client), name))
+    found = _collections.get((id(client), name, raw))
     if found is None:
-        found = _collections[(id(client), name)] = client[settings(MongoSettings).mongodb_database][name]
+        found = client[settings(MongoSettings).mongodb_database][name]
+        if raw:
+            found = found.with_options(codec_options=found.codec_options.with_options(document_class=RawBSONDocument))
+        _collections[(id(client), name, raw)] = found
     return found
 
 

@@ -36,11 +36,6 @@ _rendered: dict[bytes, Rendered] = {}
 _bytes = 0
 
 
-def raw_options(options: CodecOptions) -> CodecOptions:
-    """`options` (the client's: tz_aware, …) reading documents as undecoded BSON."""
-    return options.with_options(document_class=RawBSONDocument)
-
-
 def rendered(raw: RawBSONDocument, decoded_options: CodecOptions, render: Callable[[dict], bytes]) -> Rendered:
     """The product `raw` holds as rendered before, else `render(document)` of it decoded with `decoded_options`.
 

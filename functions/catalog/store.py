@@ -86,17 +86,11 @@ async def products() -> AsyncCollection:
     return collection("products")
 
 
-_raw: dict[int, tuple[AsyncCollection, AsyncCollection]] = {}  # by id(products collection): it, read raw
-
-
 async def _raw_products() -> tuple[AsyncCollection, CodecOptions]:
-    """`products()` answering RawBSONDocument (built once per client), for reads that `_rendered` renders, and
-    the options that decode a document as `products()` would have."""
+    """`products()` answering RawBSONDocument, for reads that `_rendered` renders, and the options that decode a
+    document as `products()` would have."""
     plain = await products()
-    known = _raw.get(id(plain))
-    if known is None or known[0] is not plain:
-        known = _raw[id(plain)] = (plain, plain.with_options(codec_options=rendered.raw_options(plain.codec_options)))
-    return known[1], plain.codec_options
+    return collection("products", raw=True), plain.codec_options
 
 
 def _public_json(document: dict) -> bytes:

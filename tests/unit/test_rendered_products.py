@@ -34,7 +34,7 @@ def stored(number: int = 1, **changes) -> dict:
 
 def read_raw(document: dict) -> RawBSONDocument:
     """The document as a raw read answers it: a new object (and new bytes) on every read."""
-    return RawBSONDocument(bytes(bson.encode(document)), rendered.raw_options(OPTIONS))
+    return RawBSONDocument(bytes(bson.encode(document)), OPTIONS.with_options(document_class=RawBSONDocument))
 
 
 def public_json(document: dict) -> bytes:
