@@ -236,18 +236,17 @@ def warm_cost(settings: dict, shop: LocalShop, hello, fixtures: Fixtures, mix: l
     try:
         hello_client, say_hello = sender(hello_url, lambda: Probe("GET", "/"))
         clients.append(hello_client)
+        # Products: the Zipf mix of catalog.product_mix, so cache hits and misses are both counted; the others
+        # repeat their probe.
+        paths = itertools.cycle(mix)
+        requests = {"catalog-get-product": lambda: Probe("GET", next(paths))}
         senders = {}
         for _, name, _ in cases:
             # Straight to the function, as the latency table: the local gateway (not deployed: Knative's ingress
             # is) slows a one-at-a-time client ~3x, and with it the rate that keeps the product cache warm.
-            client, send = sender(shop.functions[name].url, lambda name=name: probe(name, fixtures))
+            client, senders[name] = sender(shop.functions[name].url,
+                                           requests.get(name, lambda name=name: probe(name, fixtures)))
             clients.append(client)
-            senders[name] = send
-        # Products: the Zipf mix of catalog.product_mix, so cache hits and misses are both counted.
-        paths = itertools.cycle(mix)
-        client, senders["catalog-get-product"] = sender(shop.functions["catalog-get-product"].url,
-                                                        lambda: Probe("GET", next(paths)))
-        clients.append(client)
         for send in (say_hello, *senders.values()):
             send(20)  # warm up clients, pools and indexes
         python = str(Path(function_command()[0]).parent / "python")  # the functions' environment (bench/runtime.py)
