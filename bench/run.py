@@ -92,21 +92,26 @@ def first_success_seconds(route: Route, settings: dict, fixtures: Fixtures | Non
     started = time.perf_counter()
     running = start_function(route, port, None, settings, subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                response = client.request(request.method, f"http://127.0.0.1:{port}{request.path}",
-                                          headers=request.headers, json=request.json)
-            except httpx.TransportError:
-                if running.process.poll() is not None:
-                    raise RuntimeError(f"{route.name} exited while starting") from None
-                time.sleep(0.005)
-                continue
-            if probed and not response.is_success:
-                raise RuntimeError(f"{route.name}'s cold-start probe answered {response.status_code}: {response.text}")
-            return time.perf_counter() - started, probed
+        response = first_answer(route.name, running.process, client, port, request)
+        if probed and not response.is_success:
+            raise RuntimeError(f"{route.name}'s cold-start probe answered {response.status_code}: {response.text}")
+        return time.perf_counter() - started, probed
     finally:
         stop([running.process])
         client.close()
+
+
+def first_answer(name: str, process: subprocess.Popen, client: httpx.Client, port: int,
+                 request: Probe) -> httpx.Response:
+    """The first answer of a starting function to `request`, asked again every 5 ms until something listens."""
+    while True:
+        try:
+            return client.request(request.method, f"http://127.0.0.1:{port}{request.path}",
+                                  headers=request.headers, json=request.json)
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited while starting") from None
+            time.sleep(0.005)
 
 
 def cold_start(settings: dict, fixtures: Fixtures) -> list[dict]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.probes import Probe, probe
-from bench.run import HELLO, stores, table, warm_shop
+from bench.run import HELLO, first_answer, stores, table, warm_shop
 from bench.runtime import use_image_environment
 from local.processes import ROOT, free_port, function_command, function_env, spawn, stop
 from shared.routes import ROUTES
@@ -66,20 +66,12 @@ def one_start(route, settings: dict, request: Probe, marker_dir: str) -> dict[st
     marks.write_text("")
     port = free_port()
     client = httpx.Client(timeout=30)
-    spawned = time.time()
     env = {**function_env(route, port, None, settings), "PYTHONPATH": f"{marker_dir}:{ROOT}",
-           "STARTUP_MARKS": str(marks), "STARTUP_SPAWNED": repr(spawned)}
-    process = spawn(function_command(), env, subprocess.DEVNULL)
+           "STARTUP_MARKS": str(marks)}
+    spawned = time.time()
+    process = spawn(function_command(), {**env, "STARTUP_SPAWNED": repr(spawned)}, subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                response = client.request(request.method, f"http://127.0.0.1:{port}{request.path}",
-                                          headers=request.headers, json=request.json)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{route.name} exited while starting") from None
-                time.sleep(0.002)
+        response = first_answer(route.name, process, client, port, request)
         answered = (time.time() - spawned) * 1000
         if route is not HELLO and not response.is_success:
             raise RuntimeError(f"{route.name}'s probe answered {response.status_code}: {response.text}")
