@@ -16,7 +16,7 @@ from typing import Callable
 
 import httpx
 
-from local.ping import PING_SOURCE
+from local.ping import ping_headers
 from local.service_keys import allowed_caller_headers
 from local.token import issue_token
 from shared.event_types import ORDER_CREATED
@@ -102,8 +102,6 @@ class Fixtures:
         return next(entry["id"] for entry in listed.json()["items"] if entry["event_id"] == event_id)
 
 
-PING = {"ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-source": PING_SOURCE,
-        "content-type": "application/json"}
 
 
 def order_created_event(event_id: str) -> dict:
@@ -168,7 +166,7 @@ PROBES: dict[str, Callable[[Fixtures, str], Probe]] = {
     "catalog-release-stock": lambda f, unique: Probe("DELETE", f"/internal/stock/reservations/{f.reservation()}"),
     "catalog-confirm-stock": lambda f, unique: Probe("POST",
                                                      f"/internal/stock/reservations/{f.reservation()}/confirm"),
-    "catalog-expire-reservations": lambda f, unique: Probe("POST", "/", {**PING, "ce-id": unique}, {}),
+    "catalog-expire-reservations": lambda f, unique: Probe("POST", "/", ping_headers(unique), {}),
     "cart-get-cart": lambda f, unique: Probe("GET", f"/cart/{f.user}", f.customer),
     "cart-clear-cart": lambda f, unique: _clear_cart(f),
     "cart-add-item": lambda f, unique: Probe("POST", f"/cart/{f.user}/items", f.customer,
@@ -181,7 +179,7 @@ PROBES: dict[str, Callable[[Fixtures, str], Probe]] = {
                                                    f.order_body),
     "orders-get-order": lambda f, unique: Probe("GET", f"/orders/details/{f.order_id}", f.customer),
     "orders-list-orders": lambda f, unique: Probe("GET", f"/orders/{f.user}", f.customer),
-    "orders-outbox-relay": lambda f, unique: Probe("POST", "/", {**PING, "ce-id": unique}, {}),
+    "orders-outbox-relay": lambda f, unique: Probe("POST", "/", ping_headers(unique), {}),
     "orders-list-outbox": lambda f, unique: Probe("GET", "/admin/outbox?state=sent", f.admin),
     "orders-requeue-outbox": lambda f, unique: Probe("POST", f"/admin/outbox/{f.dead_outbox_row()}/requeue",
                                                      f.admin),

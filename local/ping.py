@@ -20,11 +20,15 @@ from shared.routes import ROUTES_BY_NAME
 PING_SOURCE = "/apis/v1/namespaces/local/pingsources/orders-outbox-relay"
 
 
+def ping_headers(event_id: str) -> dict[str, str]:
+    """A ping event's CloudEvent headers in binary mode, as a PingSource sends them (its body is `{}`)."""
+    return {"ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-id": event_id,
+            "ce-source": PING_SOURCE, "content-type": "application/json"}
+
+
 def ping(url: str, token: str | None = None, timeout: float = 60) -> int:
     """Send one ping event in binary mode, as a PingSource does, with its sender `token`; returns the status."""
-    headers = {"ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-id": uuid.uuid4().hex,
-               "ce-source": PING_SOURCE, "content-type": "application/json",
-               **({"Authorization": f"Bearer {token}"} if token else {})}
+    headers = {**ping_headers(uuid.uuid4().hex), **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.post(url, headers=headers, content=b"{}", timeout=timeout).status_code
 
 
