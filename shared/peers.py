@@ -19,6 +19,8 @@ from shared.service_tokens import service_headers
 from shared.settings import PeerSettings, settings
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 # httpx's command line (httpx/_main.py), imported by `import httpx`, loads rich and pygments wherever they are
@@ -54,20 +56,19 @@ def _new_client() -> httpx.AsyncClient:
     # Peers are cluster-local http:// URLs, so the verifying TLS context (the certifi bundle: ~40 ms of a cold
     # start) is built on the first https:// call only. The http:// transport is given a context that trusts no
     # certificate instead of the default one: it never dials TLS, and would refuse any server if it did.
-    plain = _on_asyncio_sockets(httpx.AsyncHTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), **options),
-                                options)
+    trusting_none = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    plain = _on_asyncio_sockets(httpx.AsyncHTTPTransport(verify=trusting_none, **options), options, trusting_none)
     return PeerClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)), transport=plain,
                       mounts={"https://": _verifying_on_first_use(options)})
 
 
-def _on_asyncio_sockets(transport: httpx.AsyncHTTPTransport, options: dict) -> httpx.AsyncHTTPTransport:
+def _on_asyncio_sockets(transport: httpx.AsyncHTTPTransport, options: dict,
+                        ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
     """`transport` with its connection pool on asyncio's own sockets (shared.peer_network) instead of anyio's
     streams, which cost ~80 µs of CPU per call. httpx keeps everything else: the request and response models,
     exception mapping, timeouts. It builds the pool privately (`_pool`) and takes no network backend, so the pool
     is built again here with the same limits and retries (plain TCP: this transport serves http:// only);
     tests/security/test_peer_calls.py fails if an httpx release stops calling through `_pool`."""
-    import ssl
-
     import httpcore
 
     from shared.peer_network import PlainTCP
@@ -76,7 +77,7 @@ def _on_asyncio_sockets(transport: httpx.AsyncHTTPTransport, options: dict) -> h
         raise ValueError(f"the pool is rebuilt from limits and retries only, not {sorted(options)}")
     limits = options["limits"]
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),  # trusts no certificate, as the transport's own
+        ssl_context=ssl_context,  # the transport's own: it trusts no certificate
         max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, retries=options["retries"], network_backend=PlainTCP())
     return transport
