@@ -9,7 +9,7 @@ import httpx
 
 from shared.postgres import connect
 from tests.functions.test_orders import *  # noqa: F403 - every orders test, collected again through PgBouncer
-from tests.functions.test_orders import order_body, place, product
+from tests.functions.test_orders import order_body, product
 from tests.stores.conftest import POOL_SIZE
 from tests.stores.through_pgbouncer import gateway, shop  # noqa: F401 - the pooled shop for every test here
 from tests.support import bearer, unique
