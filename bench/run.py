@@ -78,11 +78,13 @@ def stores():
         delete_keys(local_setting("REDIS_URL"), f"bench:{run_id}:*")
 
 
-def first_success_seconds(route: Route, settings: dict, fixtures: Fixtures | None) -> tuple[float, bool]:
+def first_success_seconds(route: Route, settings: dict, fixtures: Fixtures | None,
+                          store_variables: dict | None = None) -> tuple[float, bool]:
     """Seconds from spawn to the first 2xx answer of the route's probe (True), or to its first answer of any status
-    when it has no probe (False). The probe is built (and what it needs made) before the clock starts."""
+    when it has no probe (False). The probe is built (and what it needs made) before the clock starts.
+    `store_variables`: given to a library floor (bench/floors), which names no settings of ours."""
     request = probe(route.name, fixtures) if fixtures else None
-    probed = request is not None
+    probed = request is not None or store_variables is not None
     if request is None:
         request = Probe("GET", (route.path or "/").replace("{", "").replace("}", ""))
     port = free_port()
@@ -90,7 +92,7 @@ def first_success_seconds(route: Route, settings: dict, fixtures: Fixtures | Non
     # CPU), taking the second core from the store that a starting function talks to while hello talks to none.
     client = httpx.Client(timeout=30)
     started = time.perf_counter()
-    running = start_function(route, port, None, settings, subprocess.DEVNULL)
+    running = start_function(route, port, None, settings, subprocess.DEVNULL, store_variables)
     try:
         response = first_answer(route.name, running.process, client, port, request)
         if probed and not response.is_success:
@@ -114,14 +116,38 @@ def first_answer(name: str, process: subprocess.Popen, client: httpx.Client, por
             time.sleep(0.005)
 
 
+# The library floor of each store (bench/floors): what the fixed choices cost a function of that store at start.
+FLOORS = {package: Route(f"floor-{package}", "GET", "/", f"bench/floors/{package}.py", "floor", "library floor")
+          for package in ("catalog", "cart", "orders")}
+FLOOR_OF = {"catalog": "catalog", "cart": "cart", "orders": "orders", "notify": "orders"}
+
+
+def floor_variables(settings: dict) -> dict:
+    return {name: settings[name] for name in ("MONGODB_URL", "MONGODB_DATABASE", "REDIS_URL", "DATABASE_URL")}
+
+
+def paired_with_hello(route: Route, settings: dict, fixtures: Fixtures | None, floor: bool = False) -> dict:
+    """RUNS starts of `route`, each right after a start of hello: a ratio of medians measured side by side, so a
+    machine whose speed drifts during the run (a shared one does) moves both alike."""
+    hellos, starts, probed = [], [], False
+    for _ in range(RUNS):
+        hellos.append(first_success_seconds(HELLO, settings, None)[0])
+        seconds, probed = first_success_seconds(route, settings, fixtures, floor_variables(settings) if floor else None)
+        starts.append(seconds)
+    hello, median = statistics.median(hellos), statistics.median(starts)
+    return {"function": route.name, "median_ms": round(median * 1000), "hello_ms": round(hello * 1000),
+            "ratio": round(median / hello, 2),
+            "probe": "2xx from its store" if probed else "first answer (no probe)"}
+
+
 def cold_start(settings: dict, fixtures: Fixtures) -> list[dict]:
-    hello = statistics.median(first_success_seconds(HELLO, settings, None)[0] for _ in range(RUNS))
-    rows = [{"function": HELLO.name, "median_ms": round(hello * 1000), "ratio": 1.0, "probe": "first answer"}]
+    """The library floors first, then every function, each with its own hellos, and its ratio to its floor's."""
+    floors = {name: paired_with_hello(route, settings, None, floor=True) for name, route in FLOORS.items()}
+    rows = list(floors.values())
     for route in ROUTES:
-        timings = [first_success_seconds(route, settings, fixtures) for _ in range(RUNS)]
-        median = statistics.median(seconds for seconds, _ in timings)
-        rows.append({"function": route.name, "median_ms": round(median * 1000), "ratio": round(median / hello, 2),
-                     "probe": "2xx from its store" if timings[0][1] else "first answer (no probe)"})
+        row = paired_with_hello(route, settings, fixtures)
+        floor = floors[FLOOR_OF[route.source.split("/")[1]]]
+        rows.append({**row, "floor": floor["function"], "to_floor": round(row["ratio"] / floor["ratio"], 2)})
     return rows
 
 
@@ -422,8 +448,9 @@ def main() -> None:
         mix = catalog.seeded_product_mix(settings, REQUESTS)
         with warm_shop(settings) as (shop, hello, fixtures):
             result["cold_start"] = cold_start(shop.settings, fixtures)
-            print(table(f"\nCold start: spawn -> first successful answer from its store, median of {RUNS} "
-                        "(ratio to hello world)", result["cold_start"]), flush=True)
+            print(table(f"\nCold start: spawn -> first successful answer from its store, median of {RUNS}, each start "
+                        "after one of hello's (ratio: to those; to_floor: to its store's library floor, bench/floors)",
+                        result["cold_start"]), flush=True)
             result["warm_cost"], extra = warm_cost(settings, shop, hello, fixtures, mix)
             result["warm_cost_floors"] = extra["driver_floor_us"]
             print(table("\nWarm cost: CPU microseconds per request (ratio to hello + raw store round trips; hello's "

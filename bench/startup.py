@@ -1,12 +1,13 @@
-"""`make startup FUNCTION=catalog-get-product`: where a cold start's time goes, next to the hello-world's.
+"""`make startup FUNCTION=catalog-get-product`: where a cold start's time goes, next to the hello-world's and its
+store's library floor's (bench/floors: the fixed libraries alone, no code of ours).
 
-Both start as `make bench` starts them (the image's environment, bench/runtime.py) while the warm shop answers
+All three start as `make bench` starts them (the image's environment, bench/runtime.py) while the warm shop answers
 their peers, and are timed to the first 2xx of the function's cold-start probe (bench/probes.py). A
 `sitecustomize` put first on their PYTHONPATH marks, in wall-clock time from the spawn and in CPU time of the
 process, the moments the phases begin: the interpreter is up; functions-framework (Flask included) is imported and
 the function's own import begins; the function is loaded and gunicorn starts; the worker is forked. The last phase
 runs to the first successful answer: the worker's boot and the first request (client creation, connection,
-schema check). Median of STARTUP_RUNS (5) starts each.
+schema check). Median of STARTUP_RUNS (5) starts each, the three alternated.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.probes import Probe, probe
-from bench.run import HELLO, first_answer, stores, table, warm_shop
+from bench.run import FLOOR_OF, FLOORS, HELLO, first_answer, floor_variables, stores, table, warm_shop
 from bench.runtime import use_image_environment
 from local.processes import ROOT, free_port, function_command, function_env, spawn, stop
 from shared.routes import ROUTES
@@ -60,13 +61,14 @@ PHASES = [("interpreter start", "interpreter up"), ("functions-framework and Fla
           ("worker boot and first request", "first 2xx")]
 
 
-def one_start(route, settings: dict, request: Probe, marker_dir: str) -> dict[str, tuple[float, float]]:
-    """Wall and CPU milliseconds at each mark of one start."""
+def one_start(route, settings: dict, request: Probe, marker_dir: str,
+              extra: dict | None = None) -> dict[str, tuple[float, float]]:
+    """Wall and CPU milliseconds at each mark of one start (`extra`: a library floor's store variables)."""
     marks = Path(marker_dir) / "marks.tsv"
     marks.write_text("")
     port = free_port()
     client = httpx.Client(timeout=30)
-    env = {**function_env(route, port, None, settings), "PYTHONPATH": f"{marker_dir}:{ROOT}",
+    env = {**function_env(route, port, None, settings), **(extra or {}), "PYTHONPATH": f"{marker_dir}:{ROOT}",
            "STARTUP_MARKS": str(marks)}
     spawned = time.time()
     process = spawn(function_command(), {**env, "STARTUP_SPAWNED": repr(spawned)}, subprocess.DEVNULL)
@@ -105,15 +107,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as marker_dir, stores() as settings:
         (Path(marker_dir) / "sitecustomize.py").write_text(MARKER)
         with warm_shop(settings) as (shop, _, fixtures):
-            timed = {HELLO.name: [], name: []}
-            for _ in range(RUNS):  # alternated, so a change in the machine's load falls on both
+            floor = FLOORS[FLOOR_OF[routes[name].source.split("/")[1]]]
+            timed = {HELLO.name: [], floor.name: [], name: []}
+            for _ in range(RUNS):  # alternated, so a change in the machine's load falls on all three
                 timed[HELLO.name].append(one_start(HELLO, shop.settings, Probe("GET", "/"), marker_dir))
+                timed[floor.name].append(one_start(floor, shop.settings, Probe("GET", "/"), marker_dir,
+                                                   floor_variables(shop.settings)))
                 timed[name].append(one_start(routes[name], shop.settings, probe(name, fixtures), marker_dir))
-    hello, function = phases(timed[HELLO.name]), phases(timed[name])
-    rows = [{"phase": label, "hello ms": round(h), f"{name} ms": round(f), "difference ms": round(f - h)}
-            for (label, _), h, f in zip(PHASES, hello, function)]
-    rows.append({"phase": "spawn to first 2xx", "hello ms": round(sum(hello)), f"{name} ms": round(sum(function)),
-                 "difference ms": round(sum(function) - sum(hello))})
+    hello, floored, function = (phases(timed[key]) for key in timed)
+    rows = [{"phase": label, "hello ms": round(h), f"{floor.name} ms": round(f), f"{name} ms": round(n),
+             "over its floor ms": round(n - f)} for (label, _), h, f, n in zip(PHASES, hello, floored, function)]
+    rows.append({"phase": "spawn to first 2xx", "hello ms": round(sum(hello)), f"{floor.name} ms": round(sum(floored)),
+                 f"{name} ms": round(sum(function)), "over its floor ms": round(sum(function) - sum(floored))})
     print(table(f"\nWhere a cold start goes (median of {RUNS} starts each, wall-clock ms)", rows))
 
 

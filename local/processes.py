@@ -117,8 +117,10 @@ def function_env(route: Route, port: int, metrics_port: int | None, settings: di
 
 
 def start_function(route: Route, port: int, metrics_port: int | None, settings: dict[str, str],
-                   log_file=None) -> Running:
-    process = spawn(function_command(), function_env(route, port, metrics_port, settings), log_file)
+                   log_file=None, extra: dict[str, str] | None = None) -> Running:
+    """`extra`: variables given as they are, past local.environment's choice (the bench's library floors)."""
+    process = spawn(function_command(), {**function_env(route, port, metrics_port, settings), **(extra or {})},
+                    log_file)
     return Running(route.name, process, port, metrics_port)
 
 

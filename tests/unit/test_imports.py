@@ -101,3 +101,18 @@ def test_a_test_or_tool_importing_a_function_keeps_collecting_and_freezes_nothin
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})  # no FUNCTION_TARGET
     assert result.stdout.split() == ["True", "0"], result.stderr
+
+
+FLOOR_OF = {"catalog": "bench/floors/catalog.py", "cart": "bench/floors/cart.py", "orders": "bench/floors/orders.py",
+            "notify": "bench/floors/orders.py"}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
+def test_a_library_floor_loads_no_code_of_ours_and_nothing_its_functions_do_not(route):
+    """make bench divides each cold start by its store's floor (bench/floors): that is only what our code adds if
+    everything the floor loads, the function loads too."""
+    floor = imported(FLOOR_OF[domain(route)])
+    own_module = FLOOR_OF[domain(route)].rsplit("/", 1)[1].removesuffix(".py")  # loaded under its file's stem
+    assert not floor.packages & {"shared", "functions", "local"}
+    assert not floor.modules - {own_module} - imported(route.source).modules
+    assert floor.collecting and floor.frozen > 50_000

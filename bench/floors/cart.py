@@ -1,0 +1,33 @@
+"""The cart's floor: redis-py's asyncio client, one GET, one pydantic model (see bench/floors)."""
+
+import gc
+
+gc.disable()
+
+import os  # noqa: E402
+
+import functions_framework.aio  # noqa: E402
+from prometheus_client import Counter  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+from redis.asyncio import Redis  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+
+ANSWERED = Counter("floor_cart_requests", "requests answered")
+_client = []
+
+
+class Found(BaseModel):
+    found: bool
+
+
+@functions_framework.aio.http
+async def floor(request):
+    if not _client:
+        _client.append(Redis.from_url(os.environ["REDIS_URL"]))
+    value = await _client[0].get("floor:cart")
+    ANSWERED.inc()
+    return Response(Found(found=value is not None).model_dump_json(), media_type="application/json")
+
+
+gc.freeze()
+gc.enable()

@@ -1,0 +1,33 @@
+"""The catalog's floor: pymongo's async client, one find_one, one pydantic model (see bench/floors)."""
+
+import gc
+
+gc.disable()
+
+import os  # noqa: E402
+
+import functions_framework.aio  # noqa: E402
+from prometheus_client import Counter  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+from pymongo import AsyncMongoClient  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+
+ANSWERED = Counter("floor_catalog_requests", "requests answered")
+_client = []
+
+
+class Found(BaseModel):
+    found: bool
+
+
+@functions_framework.aio.http
+async def floor(request):
+    if not _client:
+        _client.append(AsyncMongoClient(os.environ["MONGODB_URL"]))
+    document = await _client[0][os.environ["MONGODB_DATABASE"]]["products"].find_one({})
+    ANSWERED.inc()
+    return Response(Found(found=document is not None).model_dump_json(), media_type="application/json")
+
+
+gc.freeze()
+gc.enable()

@@ -1,0 +1,36 @@
+"""The orders' and notifications' floor: a pg8000 connection, one SELECT, one pydantic model (see bench/floors)."""
+
+import gc
+
+gc.disable()
+
+import os  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+import functions_framework.aio  # noqa: E402
+from pg8000.native import Connection  # noqa: E402
+from prometheus_client import Counter  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+
+ANSWERED = Counter("floor_orders_requests", "requests answered")
+_connection = []
+
+
+class Found(BaseModel):
+    found: bool
+
+
+@functions_framework.aio.http
+async def floor(request):
+    if not _connection:
+        url = urlsplit(os.environ["DATABASE_URL"])
+        _connection.append(Connection(url.username or "postgres", host=url.hostname, port=url.port or 5432,
+                                      database=url.path.lstrip("/"), ssl_context=False))
+    rows = _connection[0].run("SELECT 1")
+    ANSWERED.inc()
+    return Response(Found(found=bool(rows)).model_dump_json(), media_type="application/json")
+
+
+gc.freeze()
+gc.enable()
