@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
+from shared.model import Model
 from shared.money import Money
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -14,7 +15,7 @@ Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN),
 MAX_LOOKUP = 100
 
 
-class CatalogItem(BaseModel):
+class CatalogItem(Model):
     sku: str
     id: str
     name: str
@@ -23,18 +24,18 @@ class CatalogItem(BaseModel):
     is_active: bool
 
 
-class LookupResult(BaseModel):
+class LookupResult(Model):
     items: list[CatalogItem]
 
 
-class StockLine(BaseModel):
+class StockLine(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     sku: Sku
     quantity: Annotated[int, Field(ge=1, le=1000)]
 
 
-class ReservationRequest(BaseModel):
+class ReservationRequest(Model):
     """Take stock for an order, all lines or none; the same id again answers the same reservation."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -50,14 +51,14 @@ class ReservationRequest(BaseModel):
         return lines
 
 
-class ReservedLine(BaseModel):
+class ReservedLine(Model):
     sku: str
     quantity: int
     name: str
     price: Money
 
 
-class Reservation(BaseModel):
+class Reservation(Model):
     """reserving → reserved → confirmed (kept for a paid order), or → released (given back, or refused)."""
 
     reservation_id: str

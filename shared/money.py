@@ -10,7 +10,16 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
+
+from shared.model import Model
 
 # Active ISO 4217 codes (2024 list), kept as data: a dependency for one lookup table costs more cold start.
 ISO_4217 = frozenset("""
@@ -69,7 +78,7 @@ PriceBound = Annotated[Decimal, PlainValidator(_decimal(
                     "description": 'A decimal string from "0" to "9999999999.99", at most two decimals'})]
 
 
-class Money(BaseModel):
+class Money(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     amount: Amount

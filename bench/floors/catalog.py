@@ -8,7 +8,7 @@ import os  # noqa: E402
 
 import functions_framework.aio  # noqa: E402
 from prometheus_client import Counter  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel, ConfigDict  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
@@ -17,6 +17,8 @@ _client = []
 
 
 class Found(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on the first request, as ours (shared.model)
+
     found: bool
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit  # noqa: E402
 import functions_framework.aio  # noqa: E402
 from pg8000.native import Connection  # noqa: E402
 from prometheus_client import Counter  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel, ConfigDict  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 ANSWERED = Counter("floor_orders_requests", "requests answered")
@@ -18,6 +18,8 @@ _connection = []
 
 
 class Found(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on the first request, as ours (shared.model)
+
     found: bool
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from shared.catalog_contract import Sku
-from shared.money import Currency, DecimalString
 from shared.fields import QueryFlag, whole_number
+from shared.model import Model
+from shared.money import Currency, DecimalString
 
 MAX_QUANTITY_PER_LINE = 100
 MAX_LINES = 50
@@ -19,7 +20,7 @@ MAX_ORDERED_QUANTITY = 1000  # an order line's quantity, as the catalog reserves
 Quantity = whole_number(1, MAX_QUANTITY_PER_LINE)
 
 
-class AddItem(BaseModel):
+class AddItem(Model):
     """Quantities add up with the line already in the cart: past 100 per line or 50 lines is refused (422)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -28,13 +29,13 @@ class AddItem(BaseModel):
     quantity: Quantity = 1
 
 
-class SetQuantity(BaseModel):
+class SetQuantity(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     quantity: Quantity
 
 
-class CartQuery(BaseModel):
+class CartQuery(Model):
     """`?priced=false` answers the stored lines without asking the catalog (the orders function's read)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,14 +43,14 @@ class CartQuery(BaseModel):
     priced: QueryFlag = True
 
 
-class OrderedLine(BaseModel):
+class OrderedLine(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     product_sku: Sku
     quantity: whole_number(1, MAX_ORDERED_QUANTITY)
 
 
-class OrderedLines(BaseModel):
+class OrderedLines(Model):
     """What an order took from the cart: each ordered line comes out of the cart once per order id."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -64,12 +65,12 @@ class OrderedLines(BaseModel):
         return lines
 
 
-class StoredLine(BaseModel):
+class StoredLine(Model):
     product_sku: str
     quantity: int
 
 
-class CartLines(BaseModel):
+class CartLines(Model):
     """The cart's lines as stored, after an order's removal."""
 
     user_id: str
@@ -82,7 +83,7 @@ class CartLines(BaseModel):
                    items=[StoredLine(product_sku=sku, quantity=quantity) for sku, quantity in sorted(lines.items())])
 
 
-class CartLine(BaseModel):
+class CartLine(Model):
     product_sku: str
     quantity: int
     name: str | None
@@ -93,7 +94,7 @@ class CartLine(BaseModel):
                                                "null when the catalog could not be asked")
 
 
-class CartPublic(BaseModel):
+class CartPublic(Model):
     user_id: str
     items: list[CartLine]
     total_items: int

@@ -6,13 +6,22 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from functions.catalog import cursor
 from shared.catalog_contract import MAX_LOOKUP, Sku
-from shared.money import Money, PriceBound
 from shared.fields import QueryFlag, trimmed, whole_number
 from shared.http_cache import entity_tags
+from shared.model import Model
+from shared.money import Money, PriceBound
 
 Text = trimmed(1, 200)
 Label = trimmed(1, 50, lower=True)
@@ -38,14 +47,14 @@ MAX_STOCK = 1_000_000
 StockQuantity = whole_number(0, MAX_STOCK)
 
 
-class Attribute(BaseModel):
+class Attribute(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     key: trimmed(1, 50)
     value: Annotated[str, StringConstraints(max_length=200)]
 
 
-class _ProductFields(BaseModel):
+class _ProductFields(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Text
@@ -77,7 +86,7 @@ def _sent_fields_only(schema: dict) -> None:
     schema["not"] = {"required": ["stock_quantity", "stock_adjustment"]}
 
 
-class ProductUpdate(BaseModel):
+class ProductUpdate(Model):
     """A partial update: only the fields sent change, each validated as on create. The SKU never changes.
 
     Stock changes either by `stock_adjustment` (added atomically, so it never loses a concurrent reservation) or
@@ -137,7 +146,7 @@ MIN_SEARCH_LENGTH = 2  # one character matches nearly every product: nothing wor
 SEARCH_CANDIDATES = 1000  # a search scores and sorts at most this many matches
 
 
-class ProductPage(BaseModel):
+class ProductPage(Model):
     items: list[ProductPublic]
     total: int = Field(description=f"The matching products, counted up to {MAX_COUNTED} (a listing) or "
                                    f"{SEARCH_CANDIDATES} (a search)")
@@ -152,7 +161,7 @@ class ProductPage(BaseModel):
 SortKey = Literal["price", "-price", "name", "-created_at"]
 
 
-class _Paging(BaseModel):
+class _Paging(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
@@ -192,7 +201,7 @@ class SearchQuery(_Paging):
         f"Search ranks the first {SEARCH_CANDIDATES} matches: a narrower term finds what lies beyond"))] = 0
 
 
-class LookupQuery(BaseModel):
+class LookupQuery(Model):
     """`skus=A,B,C`: at most 100 distinct SKUs, each well-formed."""
 
     model_config = ConfigDict(extra="forbid")

@@ -6,13 +6,20 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, WithJsonSchema,
-                      field_validator)
+from pydantic import (
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from functions.orders.payment import expiry_in_future, luhn_valid
 from shared.catalog_contract import Sku
 from shared.fields import STORED, Email, trimmed, trimmed_pattern, whole_number
 from shared.ids import USER_ID_PATTERN
+from shared.model import Model
 from shared.money import Currency, DecimalString
 
 Status = Literal["pending", "paid", "confirmed", "payment_failed", "cancelled"]
@@ -30,7 +37,7 @@ PostalCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^
     "examples": ["69001"]})]
 
 
-class Address(BaseModel):
+class Address(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     street: trimmed(1, 200)
@@ -40,7 +47,7 @@ class Address(BaseModel):
     details: trimmed(0, 200) | None = None
 
 
-class Payment(BaseModel):
+class Payment(Model):
     """Card details: validated, charged, then reduced to the last four digits — never stored or logged whole."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -82,21 +89,21 @@ class Payment(BaseModel):
         return self.card_number.get_secret_value()[-4:]
 
 
-class Contact(BaseModel):
+class Contact(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     email: Email | None = None
     phone: E164 | None = None
 
 
-class OrderItem(BaseModel):
+class OrderItem(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     product_sku: Sku
     quantity: whole_number(1, 100)
 
 
-class CreateOrder(BaseModel):
+class CreateOrder(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN), Field(
@@ -105,7 +112,8 @@ class CreateOrder(BaseModel):
     payment: Payment
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ORDER_LINES)] | None = Field(
         default=None, description="Without items, the user's cart is ordered; one line per product_sku (422 otherwise)")
-    contact: Contact = Contact()
+    # A factory, not Contact(): no model is built at import (shared.model); the schema still shows the default.
+    contact: Contact = Field(default_factory=Contact, json_schema_extra={"default": {"email": None, "phone": None}})
 
     @field_validator("items")
     @classmethod
@@ -120,7 +128,7 @@ class CreateOrder(BaseModel):
         return f"{body}|{self.payment.card_number.get_secret_value()}|{self.payment.expiry}"
 
 
-class OrderLinePublic(BaseModel):
+class OrderLinePublic(Model):
     product_sku: str
     product_name: str
     quantity: int
@@ -129,7 +137,7 @@ class OrderLinePublic(BaseModel):
     currency: Currency
 
 
-class OrderPublic(BaseModel):
+class OrderPublic(Model):
     id: str
     user_id: str
     status: Status
@@ -151,14 +159,14 @@ class OrderPublic(BaseModel):
                                   strict=False, context=STORED).model_dump(mode="json")
 
 
-class OrderPage(BaseModel):
+class OrderPage(Model):
     items: list[OrderPublic]
     total: int
     limit: int
     offset: int
 
 
-class HistoryQuery(BaseModel):
+class HistoryQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
@@ -166,7 +174,7 @@ class HistoryQuery(BaseModel):
     status: Status | None = None
 
 
-class OutboxQuery(BaseModel):
+class OutboxQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["dead", "pending", "sent"] = "dead"
@@ -174,7 +182,7 @@ class OutboxQuery(BaseModel):
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
 
 
-class OutboxEntry(BaseModel):
+class OutboxEntry(Model):
     id: str
     destination: Literal["sink", "release-stock", "cart"]
     event_type: str
@@ -191,7 +199,7 @@ class OutboxEntry(BaseModel):
         return cls.model_validate({**row, "id": str(row["id"])}, strict=False).model_dump(mode="json")
 
 
-class OutboxPage(BaseModel):
+class OutboxPage(Model):
     items: list[OutboxEntry]
     total: int
     limit: int

@@ -28,6 +28,11 @@ spec.loader.exec_module(module)
 loaded = [name for name, found in sys.modules.items() if found is not None]  # None: an import blocked on purpose
 print(json.dumps(sorted(loaded)))
 print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))
+model = sys.modules.get("shared.model")
+def built(kind):
+    return [sub.__name__ for sub in kind.__subclasses__() if sub.__pydantic_complete__] + \
+        [name for sub in kind.__subclasses__() for name in built(sub)]
+print(json.dumps(built(model.Model) if model else []))
 """
 # Whole modules per function: about 410 for hello (functions-framework, Flask, Starlette, cloudevents), 570-650
 # for a function with its store driver, pydantic and the shared wrapper (740 before pydantic-settings, PyJWT and
@@ -50,6 +55,7 @@ class Imported:
     count: int
     collecting: bool  # garbage collection is on again once the function is imported
     frozen: int  # objects gc.freeze moved out of every later collection
+    built_models: tuple[str, ...]  # shared.model.Model subclasses whose validator the import built
 
 
 @lru_cache(maxsize=None)
@@ -59,10 +65,11 @@ def imported(source: str) -> Imported:
                             timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
                                               "FUNCTION_TARGET": "serving"})
     assert result.returncode == 0, result.stderr
-    names, state = result.stdout.splitlines()[-2:]
+    names, state, built = result.stdout.splitlines()[-3:]
     modules = frozenset(json.loads(names))
     collecting, frozen = json.loads(state)
-    return Imported(modules, frozenset(name.split(".")[0] for name in modules), len(modules), collecting, frozen)
+    return Imported(modules, frozenset(name.split(".")[0] for name in modules), len(modules), collecting, frozen,
+                    tuple(json.loads(built)))
 
 
 def domain(route: Route) -> str:
@@ -94,6 +101,11 @@ def test_a_serving_function_collects_garbage_again_once_imported_and_never_resca
     found = imported(route.source)
     assert found.collecting
     assert found.frozen > 50_000, f"{route.name}: {found.frozen} objects frozen"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
+def test_a_function_builds_no_model_while_it_imports_only_those_its_requests_use(route):
+    assert imported(route.source).built_models == ()
 
 
 def test_a_test_or_tool_importing_a_function_keeps_collecting_and_freezes_nothing():
