@@ -24,7 +24,10 @@ RUN pip install . \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin shop
 
 USER 10001
-ENV PYTHONPATH=/app \
+# FUNCTION_USE_ASGI: every function is async (functions_framework.aio); without it functions-framework builds a Flask
+# app it never uses before handing over to Starlette (its PR #387). Flask is imported either way (see README).
+ENV FUNCTION_USE_ASGI=true \
+    PYTHONPATH=/app \
     PORT=8080 \
     METRICS_PORT=9464 \
     WORKERS=1 \

@@ -109,7 +109,8 @@ def function_env(route: Route, port: int, metrics_port: int | None, settings: di
     """The function's variables (local.environment decides them, for every platform) and the process's own."""
     env = {**local_environment(route, settings, dict(os.environ)),
            "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers), "THREADS": str(threads),
-           "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}  # the sources, as the image's PYTHONPATH=/app
+           "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT),  # the sources, as the image's PYTHONPATH=/app
+           "FUNCTION_USE_ASGI": "true"}  # as the image: no unused Flask app (Dockerfile)
     if metrics_port:
         env["METRICS_PORT"] = str(metrics_port)
         env["METRICS_ADDR"] = "127.0.0.1"

@@ -65,3 +65,12 @@ def test_the_image_compiles_its_sources_before_dropping_to_a_user_that_cannot_wr
     user = [i for i, (name, _, _) in enumerate(instructions) if name == "USER"]
     copies = [i for i, (name, _, _) in enumerate(instructions) if name == "COPY"]
     assert compiled and user and compiled[0] < user[0] and compiled[0] > max(copies)
+
+
+def test_the_image_and_the_local_runner_start_every_function_in_asgi_mode_with_no_unused_flask_app():
+    from local.processes import function_env
+    from shared.routes import ROUTES
+
+    image_env, _, _ = dockerfile()
+    assert image_env["FUNCTION_USE_ASGI"] == "true"
+    assert {function_env(route, 8080, None, {})["FUNCTION_USE_ASGI"] for route in ROUTES} == {"true"}
