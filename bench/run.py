@@ -1,8 +1,9 @@
 """`make bench`: three benchmarks, each printed as ratios measured in this same run (never asserted in tests).
 
 1. Cold start: spawn -> first successful answer that used the function's store (bench/probes.py: client creation,
-   connection and schema check included), median of RUNS, against a functions-framework hello-world started the
-   same way; each function starts while the rest of the shop runs warm, so peers answer.
+   connection and schema check included), median of RUNS, against a functions-framework hello-world and the
+   store's library floor (bench/floors: the fixed libraries alone) started the same way, side by side with it;
+   each function starts while the rest of the shop runs warm, so peers answer.
 2. Warm cost: CPU-microseconds per request (the function's whole process tree, from /proc) for
    GET /products/{id}, GET /cart/{user} and POST /orders, against the floor: the hello-world's CPU per request
    plus the raw store round trips the endpoint needs, done directly with the driver; in BENCH_WARM_ROUNDS rounds
@@ -126,29 +127,40 @@ def floor_variables(settings: dict) -> dict:
     return {name: settings[name] for name in ("MONGODB_URL", "MONGODB_DATABASE", "REDIS_URL", "DATABASE_URL")}
 
 
-def paired_with_hello(route: Route, settings: dict, fixtures: Fixtures | None, floor: bool = False) -> dict:
-    """RUNS starts of `route`, each right after a start of hello: a ratio of medians measured side by side, so a
-    machine whose speed drifts during the run (a shared one does) moves both alike."""
-    hellos, starts, probed = [], [], False
+def started_beside(route: Route, settings: dict, fixtures: Fixtures) -> tuple[dict[str, list[float]], bool]:
+    """RUNS rounds of three starts side by side: hello, the route's library floor, the route. A shared machine's
+    speed drifts during a run (hello's median moved 290 -> 510 ms within one here); all three move alike."""
+    floor = FLOORS[FLOOR_OF[route.source.split("/")[1]]]
+    times: dict[str, list[float]] = {"hello": [], "floor": [], "function": []}
+    probed = False
     for _ in range(RUNS):
-        hellos.append(first_success_seconds(HELLO, settings, None)[0])
-        seconds, probed = first_success_seconds(route, settings, fixtures, floor_variables(settings) if floor else None)
-        starts.append(seconds)
-    hello, median = statistics.median(hellos), statistics.median(starts)
-    return {"function": route.name, "median_ms": round(median * 1000), "hello_ms": round(hello * 1000),
-            "ratio": round(median / hello, 2),
-            "probe": "2xx from its store" if probed else "first answer (no probe)"}
+        times["hello"].append(first_success_seconds(HELLO, settings, None)[0])
+        times["floor"].append(first_success_seconds(floor, settings, None, floor_variables(settings))[0])
+        seconds, probed = first_success_seconds(route, settings, fixtures)
+        times["function"].append(seconds)
+    return times, probed
 
 
 def cold_start(settings: dict, fixtures: Fixtures) -> list[dict]:
-    """The library floors first, then every function, each with its own hellos, and its ratio to its floor's."""
-    floors = {name: paired_with_hello(route, settings, None, floor=True) for name, route in FLOORS.items()}
-    rows = list(floors.values())
+    """Each function's start against the hellos and floors started beside it (ratio, to_floor); each floor's
+    against all the hellos started beside it."""
+    rows, beside = [], {name: {"hello": [], "floor": []} for name in FLOORS}
     for route in ROUTES:
-        row = paired_with_hello(route, settings, fixtures)
-        floor = floors[FLOOR_OF[route.source.split("/")[1]]]
-        rows.append({**row, "floor": floor["function"], "to_floor": round(row["ratio"] / floor["ratio"], 2)})
-    return rows
+        times, probed = started_beside(route, settings, fixtures)
+        hello, floor, median = (statistics.median(times[key]) for key in ("hello", "floor", "function"))
+        store = FLOOR_OF[route.source.split("/")[1]]
+        beside[store]["hello"] += times["hello"]
+        beside[store]["floor"] += times["floor"]
+        rows.append({"function": route.name, "median_ms": round(median * 1000), "hello_ms": round(hello * 1000),
+                     "ratio": round(median / hello, 2), "floor": FLOORS[store].name, "floor_ms": round(floor * 1000),
+                     "to_floor": round(median / floor, 2),
+                     "probe": "2xx from its store" if probed else "first answer (no probe)"})
+    floors = []
+    for store, times in beside.items():
+        hello, floor = statistics.median(times["hello"]), statistics.median(times["floor"])
+        floors.append({"function": FLOORS[store].name, "median_ms": round(floor * 1000), "hello_ms": round(hello * 1000),
+                       "ratio": round(floor / hello, 2), "probe": "2xx from its store"})
+    return floors + rows
 
 
 def cpu_per_request(pid: int, send, count: int) -> float:

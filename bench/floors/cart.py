@@ -4,13 +4,13 @@ import gc
 
 gc.disable()
 
-import os  # noqa: E402
+import os
 
-import functions_framework.aio  # noqa: E402
-from prometheus_client import Counter  # noqa: E402
-from pydantic import BaseModel, ConfigDict  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
-from starlette.responses import Response  # noqa: E402
+import functions_framework.aio
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict
+from redis.asyncio import Redis
+from starlette.responses import Response
 
 ANSWERED = Counter("floor_cart_requests", "requests answered")
 _client = []

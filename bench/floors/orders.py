@@ -4,14 +4,14 @@ import gc
 
 gc.disable()
 
-import os  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
+import os
+from urllib.parse import urlsplit
 
-import functions_framework.aio  # noqa: E402
-from pg8000.native import Connection  # noqa: E402
-from prometheus_client import Counter  # noqa: E402
-from pydantic import BaseModel, ConfigDict  # noqa: E402
-from starlette.responses import Response  # noqa: E402
+import functions_framework.aio
+from pg8000.native import Connection
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
 ANSWERED = Counter("floor_orders_requests", "requests answered")
 _connection = []
