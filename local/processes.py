@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -156,15 +157,45 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: all held open until every one is chosen, so none is handed out twice."""
-    probes = [socket.socket() for _ in range(count)]
+# Ports are chosen below the kernel's range for outgoing connections' local ports: a port from that range (what
+# binding to port 0 gives) can be taken by any outgoing connection between choosing it and the server binding it,
+# or while a server restarts on it. Seen: a warm shop's function restarted for 7 minutes, its port held by a
+# long-lived store connection of another process.
+LOWEST_PORT = 10000
+
+
+def ephemeral_ports() -> range:
     try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports outside the ephemeral range, all held open until every one is chosen, so none
+    is handed out twice."""
+    ephemeral = ephemeral_ports()
+    probes: dict[int, socket.socket] = {}
+    try:
+        attempts = 100 * count
+        while len(probes) < count and attempts:
+            attempts -= 1
+            port = random.randrange(LOWEST_PORT, 65536)
+            if port in ephemeral or port in probes:
+                continue
+            probe = socket.socket()
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                probe.close()
+                continue
+            probes[port] = probe
+        if len(probes) == count:
+            return list(probes)
+        raise RuntimeError(f"found {len(probes)} of {count} free ports outside the ephemeral range {ephemeral}")
     finally:
-        for probe in probes:
+        for probe in probes.values():
             probe.close()
 
 

@@ -21,3 +21,19 @@ def test_a_process_started_from_a_thread_that_ends_keeps_running():
         assert started[0].poll() is None
     finally:
         stop(started)
+
+
+def test_ports_are_chosen_outside_the_range_outgoing_connections_take_theirs_from():
+    # A port from the ephemeral range can become an outgoing connection's local port between being chosen and a
+    # server binding it, or while a server restarts on it: a warm shop's function once could not bind for minutes.
+    import socket
+
+    from local.processes import LOWEST_PORT, ephemeral_ports, free_ports
+
+    ephemeral = ephemeral_ports()
+    ports = free_ports(50)
+    assert len(set(ports)) == 50
+    assert all(LOWEST_PORT <= port < 65536 and port not in ephemeral for port in ports)
+    for port in ports[:5]:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))  # free: a server can take it
