@@ -168,7 +168,7 @@ def ephemeral_ports() -> range:
     try:
         low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     except (OSError, ValueError):
-        low, high = 32768, 60999  # Linux's default
+        low, high = 32768, 65535  # Linux's default starts here, BSD's and macOS's higher
     return range(low, high + 1)
 
 
@@ -176,6 +176,9 @@ def free_ports(count: int) -> list[int]:
     """`count` distinct free ports outside the ephemeral range, all held open until every one is chosen, so none
     is handed out twice."""
     ephemeral = ephemeral_ports()
+    outside = 65536 - LOWEST_PORT - len(range(max(ephemeral.start, LOWEST_PORT), min(ephemeral.stop, 65536)))
+    if outside < 1000:  # a host that gives nearly every port to outgoing connections
+        return _kernel_chosen_ports(count)
     probes: dict[int, socket.socket] = {}
     try:
         attempts = 100 * count
@@ -196,6 +199,17 @@ def free_ports(count: int) -> list[int]:
         raise RuntimeError(f"found {len(probes)} of {count} free ports outside the ephemeral range {ephemeral}")
     finally:
         for probe in probes.values():
+            probe.close()
+
+
+def _kernel_chosen_ports(count: int) -> list[int]:
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
             probe.close()
 
 

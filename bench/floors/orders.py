@@ -5,7 +5,7 @@ import gc
 gc.disable()
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import functions_framework.aio
 from pg8000.native import Connection
@@ -27,8 +27,10 @@ class Found(BaseModel):
 async def floor(request):
     if not _connection:
         url = urlsplit(os.environ["DATABASE_URL"])
-        _connection.append(Connection(url.username or "postgres", host=url.hostname, port=url.port or 5432,
-                                      database=url.path.lstrip("/"), ssl_context=False))
+        # sslmode is not read: the bench's PostgreSQL is local (shared.postgres.connect reads it for the shop)
+        _connection.append(Connection(unquote(url.username or "postgres"), host=url.hostname or "127.0.0.1",
+                                      port=url.port or 5432, database=url.path.lstrip("/") or None,
+                                      password=unquote(url.password) if url.password else None, ssl_context=False))
     rows = _connection[0].run("SELECT 1")
     ANSWERED.inc()
     return Response(Found(found=bool(rows)).model_dump_json(), media_type="application/json")

@@ -37,3 +37,11 @@ def test_ports_are_chosen_outside_the_range_outgoing_connections_take_theirs_fro
     for port in ports[:5]:
         with socket.socket() as server:
             server.bind(("127.0.0.1", port))  # free: a server can take it
+
+
+def test_a_host_that_gives_nearly_every_port_to_outgoing_connections_still_gets_free_ports(monkeypatch):
+    from local import processes
+
+    monkeypatch.setattr(processes, "ephemeral_ports", lambda: range(1024, 65536))
+    ports = processes.free_ports(6)
+    assert len(set(ports)) == 6
