@@ -94,6 +94,7 @@ def endpoint(route_name: str) -> Callable[[Handler], Callable[[Request], Awaitab
             if _log.isEnabledFor(logging.INFO) and (status >= 400 or elapsed >= SLOW_SECONDS or _sampled()):
                 _log.info("request", extra={"request_id": current_id, "method": method, "path": request_path(request),
                                             "status": status, "duration_ms": round(elapsed * 1000, 2)})
+            startup.answered()
             return response
 
         return serve
@@ -182,6 +183,7 @@ def event_endpoint(route_name: str):
                 _log.info("event", extra={"event_type": event["type"], "source": event["source"], "status": str(outcome),
                                           "duration_ms": round(elapsed * 1000, 2)})
                 request_id.reset(token)
+                startup.answered()
 
         return serve
 

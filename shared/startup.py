@@ -32,3 +32,16 @@ def imported() -> None:
         gc.freeze()
         gc.enable()
         _held = False
+
+
+_answered = False
+
+
+def answered() -> None:
+    """A request was answered: the first time, freeze what it loaded on first use too (token libraries, the HTTP
+    client, its models' validators), which lives as long as the process, as `imported` froze the import."""
+    global _answered
+    if not _answered:
+        _answered = True
+        if os.environ.get("FUNCTION_TARGET"):
+            gc.freeze()

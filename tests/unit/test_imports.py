@@ -128,3 +128,21 @@ def test_a_library_floor_loads_no_code_of_ours_and_nothing_its_functions_do_not(
     assert not floor.packages & {"shared", "functions", "local"}
     assert not floor.modules - {own_module} - imported(route.source).modules
     assert floor.collecting and floor.frozen > 50_000
+
+
+def test_a_serving_function_freezes_what_its_first_request_loaded_once(monkeypatch):
+    import gc
+
+    from shared import startup
+
+    monkeypatch.setenv("FUNCTION_TARGET", "serving")
+    monkeypatch.setattr(startup, "_answered", False)
+    before = gc.get_freeze_count()
+    loaded_on_first_use = [{"kept": index} for index in range(1000)]  # noqa: F841 - alive while answered() runs
+    try:
+        startup.answered()
+        frozen = gc.get_freeze_count()
+        startup.answered()  # only the first answer freezes
+        assert frozen >= before + 1000 and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
