@@ -1,26 +1,14 @@
-"""The orders' and notifications' floor: a pg8000 connection, one SELECT, one pydantic model (see bench/floors)."""
+"""The orders' and notifications' floor: a pg8000 connection, one SELECT (see bench/floors)."""
 
-import gc
-
-gc.disable()
+from bench.floors.answer import answer, imported  # noqa: I001 - first: gc held while the floor imports
 
 import os
 from urllib.parse import unquote, urlsplit
 
 import functions_framework.aio
 from pg8000.native import Connection
-from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict
-from starlette.responses import Response
 
-ANSWERED = Counter("floor_orders_requests", "requests answered")
 _connection = []
-
-
-class Found(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # built on the first request, as ours (shared.model)
-
-    found: bool
 
 
 @functions_framework.aio.http
@@ -31,10 +19,7 @@ async def floor(request):
         _connection.append(Connection(unquote(url.username or "postgres"), host=url.hostname or "127.0.0.1",
                                       port=url.port or 5432, database=url.path.lstrip("/") or None,
                                       password=unquote(url.password) if url.password else None, ssl_context=False))
-    rows = _connection[0].run("SELECT 1")
-    ANSWERED.inc()
-    return Response(Found(found=bool(rows)).model_dump_json(), media_type="application/json")
+    return answer(bool(_connection[0].run("SELECT 1")))
 
 
-gc.freeze()
-gc.enable()
+imported()
