@@ -133,18 +133,17 @@ def test_a_library_floor_loads_no_code_of_ours_and_nothing_its_functions_do_not(
 
 
 def test_a_serving_function_freezes_what_its_first_request_loaded_once(monkeypatch):
-    import gc
-
     from shared import startup
+
+    freezes = []
+    monkeypatch.setattr(startup.gc, "freeze", lambda: freezes.append("freeze"))
+    monkeypatch.setattr(startup, "_answered", False)
+    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+    startup.answered()  # a test or tool answering in-process never freezes
+    assert freezes == []
 
     monkeypatch.setenv("FUNCTION_TARGET", "serving")
     monkeypatch.setattr(startup, "_answered", False)
-    before = gc.get_freeze_count()
-    loaded_on_first_use = [{"kept": index} for index in range(1000)]  # noqa: F841 - alive while answered() runs
-    try:
-        startup.answered()
-        frozen = gc.get_freeze_count()
-        startup.answered()  # only the first answer freezes
-        assert frozen >= before + 1000 and gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
+    startup.answered()
+    startup.answered()  # only the first answer freezes
+    assert freezes == ["freeze"]
