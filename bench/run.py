@@ -120,7 +120,12 @@ def first_answer(name: str, process: subprocess.Popen, client: httpx.Client, por
 # The library floor of each store (bench/floors): what the fixed choices cost a function of that store at start.
 FLOORS = {package: Route(f"floor-{package}", "GET", "/", f"bench/floors/{package}.py", "floor", "library floor")
           for package in ("catalog", "cart", "orders")}
-FLOOR_OF = {"catalog": "catalog", "cart": "cart", "orders": "orders", "notify": "orders"}
+FLOOR_OF = {"catalog": "catalog", "cart": "cart", "orders": "orders", "notify": "orders"}  # a package's store's
+
+
+def floor_of(route: Route) -> Route:
+    """The library floor of the store `route`'s function uses (its package under functions/)."""
+    return FLOORS[FLOOR_OF[route.source.split("/")[1]]]
 
 
 def floor_variables(settings: dict) -> dict:
@@ -130,7 +135,7 @@ def floor_variables(settings: dict) -> dict:
 def started_beside(route: Route, settings: dict, fixtures: Fixtures) -> tuple[dict[str, list[float]], bool]:
     """RUNS rounds of three starts side by side: hello, the route's library floor, the route. A shared machine's
     speed drifts during a run (hello's median moved 290 -> 510 ms within one here); all three move alike."""
-    floor = FLOORS[FLOOR_OF[route.source.split("/")[1]]]
+    floor = floor_of(route)
     times: dict[str, list[float]] = {"hello": [], "floor": [], "function": []}
     probed = False
     for _ in range(RUNS):
@@ -144,21 +149,21 @@ def started_beside(route: Route, settings: dict, fixtures: Fixtures) -> tuple[di
 def cold_start(settings: dict, fixtures: Fixtures) -> list[dict]:
     """Each function's start against the hellos and floors started beside it (ratio, to_floor); each floor's
     against all the hellos started beside it."""
-    rows, beside = [], {name: {"hello": [], "floor": []} for name in FLOORS}
+    rows, beside = [], {floor.name: {"hello": [], "floor": []} for floor in FLOORS.values()}
     for route in ROUTES:
         times, probed = started_beside(route, settings, fixtures)
         hello, floor, median = (statistics.median(times[key]) for key in ("hello", "floor", "function"))
-        store = FLOOR_OF[route.source.split("/")[1]]
-        beside[store]["hello"] += times["hello"]
-        beside[store]["floor"] += times["floor"]
+        floor_name = floor_of(route).name
+        beside[floor_name]["hello"] += times["hello"]
+        beside[floor_name]["floor"] += times["floor"]
         rows.append({"function": route.name, "median_ms": round(median * 1000), "hello_ms": round(hello * 1000),
-                     "ratio": round(median / hello, 2), "floor": FLOORS[store].name, "floor_ms": round(floor * 1000),
+                     "ratio": round(median / hello, 2), "floor": floor_name, "floor_ms": round(floor * 1000),
                      "to_floor": round(median / floor, 2),
                      "probe": "2xx from its store" if probed else "first answer (no probe)"})
     floors = []
-    for store, times in beside.items():
+    for floor_name, times in beside.items():
         hello, floor = statistics.median(times["hello"]), statistics.median(times["floor"])
-        floors.append({"function": FLOORS[store].name, "median_ms": round(floor * 1000), "hello_ms": round(hello * 1000),
+        floors.append({"function": floor_name, "median_ms": round(floor * 1000), "hello_ms": round(hello * 1000),
                        "ratio": round(floor / hello, 2), "probe": "2xx from its store"})
     return floors + rows
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.probes import Probe, probe
-from bench.run import FLOOR_OF, FLOORS, HELLO, first_answer, floor_variables, stores, table, warm_shop
+from bench.run import HELLO, first_answer, floor_of, floor_variables, stores, table, warm_shop
 from bench.runtime import use_image_environment
 from local.processes import ROOT, free_port, function_command, function_env, spawn, stop
 from shared.routes import ROUTES
@@ -107,7 +107,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as marker_dir, stores() as settings:
         (Path(marker_dir) / "sitecustomize.py").write_text(MARKER)
         with warm_shop(settings) as (shop, _, fixtures):
-            floor = FLOORS[FLOOR_OF[routes[name].source.split("/")[1]]]
+            floor = floor_of(routes[name])
             timed = {HELLO.name: [], floor.name: [], name: []}
             for _ in range(RUNS):  # alternated, so a change in the machine's load falls on all three
                 timed[HELLO.name].append(one_start(HELLO, shop.settings, Probe("GET", "/"), marker_dir))

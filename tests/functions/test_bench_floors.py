@@ -13,4 +13,4 @@ def test_a_library_floor_answers_its_first_request_from_its_store(name, shop_set
 
 
 def test_every_function_has_a_floor_for_its_store():
-    assert {run.FLOOR_OF[route.source.split("/")[1]] for route in run.ROUTES} == set(run.FLOORS)
+    assert {run.floor_of(route).name for route in run.ROUTES} == {floor.name for floor in run.FLOORS.values()}

@@ -115,16 +115,15 @@ def test_a_test_or_tool_importing_a_function_keeps_collecting_and_freezes_nothin
     assert result.stdout.split() == ["True", "0"], result.stderr
 
 
-FLOOR_OF = {"catalog": "bench/floors/catalog.py", "cart": "bench/floors/cart.py", "orders": "bench/floors/orders.py",
-            "notify": "bench/floors/orders.py"}
-
-
 @pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
 def test_a_library_floor_loads_no_code_of_ours_and_nothing_its_functions_do_not(route):
     """make bench divides each cold start by its store's floor (bench/floors): that is only what our code adds if
     everything the floor loads, the function loads too."""
-    floor = imported(FLOOR_OF[domain(route)])
-    own_module = FLOOR_OF[domain(route)].rsplit("/", 1)[1].removesuffix(".py")  # loaded under its file's stem
+    from bench.run import floor_of
+
+    source = floor_of(route).source
+    floor = imported(source)
+    own_module = source.rsplit("/", 1)[1].removesuffix(".py")  # loaded under its file's stem
     libraries = {name for name in floor.modules - {own_module} if name.split(".")[0] != "bench"}
     assert not floor.packages & {"shared", "functions", "local"}
     assert floor.modules - libraries - {own_module} <= {"bench", "bench.floors", "bench.floors.answer"}
