@@ -146,3 +146,21 @@ def test_a_serving_function_freezes_what_its_first_request_loaded_once(monkeypat
     startup.answered()
     startup.answered()  # only the first answer freezes
     assert freezes == ["freeze"]
+
+
+def test_every_answer_of_an_endpoint_reaches_startup_answered(monkeypatch):
+    import asyncio
+
+    from starlette.requests import Request
+
+    from functions.catalog.get_product import get_product
+    from shared import startup
+
+    answers = []
+    monkeypatch.setattr(startup, "answered", lambda: answers.append("answered"))
+    request = Request({"type": "http", "method": "GET", "path": "/no-such-path", "raw_path": b"/no-such-path",
+                       "headers": [], "query_string": b""})
+
+    response = asyncio.run(get_product(request))
+
+    assert response.status_code == 404 and answers == ["answered"]
