@@ -1,4 +1,4 @@
-"""Redis storage of carts: one hash per cart (field = SKU, value = quantity, plus `@updated_at`).
+"""Redis storage of carts: one hash per cart (field = SKU, value = quantity, plus `@updated_at` and `@indexed`).
 
 Every write is one Lua script, so checks and changes are atomic (no read-modify-write races), and refreshes the
 cart's TTL. Taking an order's lines out also sets the marker `cart-order:{<user>}:<order>` in the same script, so
@@ -12,6 +12,11 @@ best-effort command that runs *before* the cart changes (the bucket is on anothe
 an instance killed between the two leaves an extra entry, never a cart missing from the index. The index may drop
 a cart up to TTL / INDEX_REFRESH_FRACTION before the cart itself expires, and keeps an entry a crash left behind,
 or a cart emptied by a crash before its entry was dropped, until the TTL prunes it.
+
+An entry's score rises with every write of it (never below the last one, whatever the writers' clocks say), and
+the cart records the score it was indexed at (`@indexed`). Emptying a cart drops the entry only if its score is
+still that one: a write that re-indexed the user meanwhile (the entry first, then the cart) keeps its entry, so
+a clear racing an add cannot leave the new cart out of the index.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ ACTIVE_CARTS = Gauge("shop_cart_active_carts", "Carts written within their TTL, 
                                                "has written (each as last seen)")
 CART_WRITES = Counter("shop_cart_writes", "Cart changes, by operation and outcome", ["operation", "outcome"])
 UPDATED_AT = "@updated_at"  # '@' can never start a SKU
+INDEXED = "@indexed"  # the score of the user's index entry when this cart last wrote it
 ACTIVE_BUCKETS = 16
 INDEX_REFRESH_FRACTION = 100  # a cart's index entry is refreshed at most once per TTL / this
 ADDED, UNCHANGED, REMOVED = 1, 0, -1  # what a write does to the cart's index entry
@@ -41,64 +47,73 @@ ADDED, UNCHANGED, REMOVED = 1, 0, -1  # what a write does to the cart's index en
 _log = logger("cart")
 
 # Every write script takes KEYS: cart, index marker (then its own). ARGV: now_ms, ttl, index refresh seconds, index
-# mode, then its own. Index mode `check`: a change that leaves a cart is made only while the marker says the user's
-# index entry is fresh, else the script changes nothing and answers `index_first`; the caller writes the entry and
-# runs the script again with `indexed` (which sets the marker) or, when the index could not be written, `unindexed`
-# (a marker for a minute: while a bucket's node is out, the user's writes do not each wait for it).
+# mode, index score, then its own. Index mode `check`: a change that leaves a cart is made only while the marker says
+# the user's index entry is fresh, else the script changes nothing and answers `index_first`; the caller writes the
+# entry and runs the script again with `indexed` and the entry's score (sets the marker and `@indexed`) or, when the
+# index could not be written, `unindexed` (a marker for a minute: while a bucket's node is out, the user's writes do
+# not each wait for it).
+_LINES = """
+local function lines()
+  return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at')
+         - redis.call('HEXISTS', KEYS[1], '@indexed')
+end
+"""
 _INDEX_FIRST = """
 if ARGV[4] == 'check' and redis.call('EXISTS', KEYS[2]) == 0 then return {'index_first', 0} end
 """
 _TOUCH = """
 redis.call('HSET', KEYS[1], '@updated_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-if ARGV[4] == 'indexed' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[3]) end
+if ARGV[4] == 'indexed' then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+  redis.call('HSET', KEYS[1], '@indexed', ARGV[5])
+end
 if ARGV[4] == 'unindexed' then redis.call('SET', KEYS[2], '0', 'EX', math.min(tonumber(ARGV[3]), 60)) end
 return {'ok', 0, redis.call('HGETALL', KEYS[1])}
 """
+# An emptied cart is deleted; it answers the score its index entry had, for the caller to drop that entry.
 _EMPTIED = """
-if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') == 0 then
+if lines() == 0 then
+  local indexed = redis.call('HGET', KEYS[1], '@indexed') or ''
   redis.call('DEL', KEYS[1], KEYS[2])
-  return {'ok', -1, {}}
+  return {'ok', -1, {}, indexed}
 end
 """
-# ARGV 5..: sku, quantity, max per line, max lines, stock
-_ADD = """
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[5]) or '0')
-if current == 0 then
-  local lines = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at')
-  if lines >= tonumber(ARGV[8]) then return {'too_many_lines', current} end
-end
-local wanted = current + tonumber(ARGV[6])
-if wanted > tonumber(ARGV[7]) then return {'over_line_limit', current} end
-if wanted > tonumber(ARGV[9]) then return {'over_stock', current} end
+# ARGV 6..: sku, quantity, max per line, max lines, stock
+_ADD = _LINES + """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[6]) or '0')
+if current == 0 and lines() >= tonumber(ARGV[9]) then return {'too_many_lines', current} end
+local wanted = current + tonumber(ARGV[7])
+if wanted > tonumber(ARGV[8]) then return {'over_line_limit', current} end
+if wanted > tonumber(ARGV[10]) then return {'over_stock', current} end
 """ + _INDEX_FIRST + """
-redis.call('HSET', KEYS[1], ARGV[5], wanted)
+redis.call('HSET', KEYS[1], ARGV[6], wanted)
 """ + _TOUCH
-# ARGV 5..: sku, quantity, stock
+# ARGV 6..: sku, quantity, stock
 _SET = """
-if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then return {'missing', 0} end
-if tonumber(ARGV[6]) > tonumber(ARGV[7]) then return {'over_stock', 0} end
+if redis.call('HEXISTS', KEYS[1], ARGV[6]) == 0 then return {'missing', 0} end
+if tonumber(ARGV[7]) > tonumber(ARGV[8]) then return {'over_stock', 0} end
 """ + _INDEX_FIRST + """
-redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
 """ + _TOUCH
-# ARGV 5: sku. Removing the last line deletes the cart: no index entry needed first.
-_REMOVE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then return {'missing', 0} end
-if redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') > 1 then
+# ARGV 6: sku. Removing the last line deletes the cart: no index entry needed first.
+_REMOVE = _LINES + """
+if redis.call('HEXISTS', KEYS[1], ARGV[6]) == 0 then return {'missing', 0} end
+if lines() > 1 then
 """ + _INDEX_FIRST + """
 end
-redis.call('HDEL', KEYS[1], ARGV[5])
+redis.call('HDEL', KEYS[1], ARGV[6])
 """ + _EMPTIED + _TOUCH
-# KEYS 3: order marker. ARGV 5..: sku and ordered quantity for each line.
+# KEYS 3: order marker. ARGV 6..: sku and ordered quantity for each line.
 # A line gone meanwhile stays gone; lines of other SKUs are untouched; the marker makes a repeat change nothing.
-_REMOVE_ORDERED = """
+_REMOVE_ORDERED = _LINES + """
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return {'already_applied', 0, redis.call('HGETALL', KEYS[1])}
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
 """ + _INDEX_FIRST + """
 end
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
   if current > 0 then
     local left = current - tonumber(ARGV[i + 1])
@@ -107,16 +122,26 @@ for i = 5, #ARGV, 2 do
 end
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
 """ + _EMPTIED + _TOUCH
-# KEYS: cart, index marker. Answers REMOVED when there was a cart to clear.
+# KEYS: cart, index marker. Answers REMOVED and the cart's index score when there was a cart to clear.
 _CLEAR = """
-if redis.call('DEL', KEYS[1], KEYS[2]) > 0 then return -1 end
-return 0
+local indexed = redis.call('HGET', KEYS[1], '@indexed') or ''
+if redis.call('DEL', KEYS[1], KEYS[2]) > 0 then return {-1, indexed} end
+return {0, ''}
 """
-# KEYS: one index bucket. ARGV: now_ms, user, ADDED or REMOVED, ttl. Prunes entries older than the TTL.
+# KEYS: one index bucket. ARGV: now_ms, user, ADDED or REMOVED, ttl, (REMOVED) the score the cart was indexed at.
+# ADDED scores the entry above its last score; REMOVED drops it only at that score or below (not re-indexed since).
+# Prunes entries older than the TTL. Answers the entry's score (0 when none) and the bucket's size.
 _INDEX = """
-if ARGV[3] == '1' then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) else redis.call('ZREM', KEYS[1], ARGV[2]) end
+local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]) or '0')
+if ARGV[3] == '1' then
+  score = math.max(tonumber(ARGV[1]), score + 1)
+  redis.call('ZADD', KEYS[1], score, ARGV[2])
+elseif score > 0 and score <= tonumber(ARGV[5]) then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  score = 0
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[4]) * 1000)
-return redis.call('ZCARD', KEYS[1])
+return {score, redis.call('ZCARD', KEYS[1])}
 """
 
 
@@ -143,6 +168,7 @@ def active_bucket(user_id: str) -> int:
 def _parse(flat: list[str] | dict[str, str]) -> StoredCart:
     fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2]))
     stamp = fields.pop(UPDATED_AT, None)
+    fields.pop(INDEXED, None)
     updated_at = datetime.fromtimestamp(int(stamp) / 1000, timezone.utc) if stamp else None
     return StoredCart({sku: int(quantity) for sku, quantity in fields.items()}, updated_at)
 
@@ -165,21 +191,23 @@ async def _run(operation: str, script: str, user_id: str, *args, keys: tuple[str
     Crash-safe order: when the script asks for it, the user's index entry is written before the cart changes, so an
     instance killed in between leaves an extra index entry (pruned after the TTL), never a cart left out.
     """
-    result = await _attempt(operation, script, user_id, "check", args, keys)
+    result = await _attempt(operation, script, user_id, ("check", ""), args, keys)
     if result[0] == "index_first":
-        indexed = await _index(user_id, ADDED)
+        score = await _index(user_id, ADDED)
         await fault_point("cart.after-index")
-        result = await _attempt(operation, script, user_id, "indexed" if indexed else "unindexed", args, keys)
+        mode = ("indexed", score) if score is not None else ("unindexed", "")
+        result = await _attempt(operation, script, user_id, mode, args, keys)
     await fault_point("cart.after-write")
     CART_WRITES.labels(operation, result[0]).inc()
     return result
 
 
-async def _attempt(operation: str, script: str, user_id: str, mode: str, args: tuple, keys: tuple[str, ...]) -> list:
+async def _attempt(operation: str, script: str, user_id: str, mode: tuple[str, int | str], args: tuple,
+                   keys: tuple[str, ...]) -> list:
     ttl = settings(RedisSettings).cart_ttl_seconds
     with timed(operation):
         return await _script(script)(keys=[*_cart_keys(user_id), *keys],
-                                     args=[_now_ms(), ttl, max(1, ttl // INDEX_REFRESH_FRACTION), mode, *args])
+                                     args=[_now_ms(), ttl, max(1, ttl // INDEX_REFRESH_FRACTION), *mode, *args])
 
 
 def _now_ms() -> int:
@@ -187,33 +215,35 @@ def _now_ms() -> int:
 
 
 async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart:
-    outcome, *result = await _run(operation, script, user_id, *args)
+    outcome, change, *result = await _run(operation, script, user_id, *args)
     if outcome != "ok":
-        raise _refusal(outcome, args[0] if args else "", int(result[0]))
-    if int(result[0]) == REMOVED:
-        await _index(user_id, REMOVED)
-    return _parse(result[1])
+        raise _refusal(outcome, args[0] if args else "", int(change))
+    if int(change) == REMOVED:
+        await _index(user_id, REMOVED, indexed_at=result[1])
+    return _parse(result[0])
 
 
 _bucket_sizes: dict[int, int] = {}
 
 
-async def _index(user_id: str, change: int) -> bool:
-    """Add the user to (or drop them from) their index bucket; False when Redis could not be asked. Best effort:
+async def _index(user_id: str, change: int, indexed_at: str = "") -> int | None:
+    """Add the user to their index bucket (answers the entry's score), or drop the entry a cart was indexed at
+    (`indexed_at`; none: there is nothing of this cart's to drop). None when Redis could not be asked. Best effort:
     a failure is logged and never fails the cart's write (a write a minute later adds the entry again)."""
-    if change == UNCHANGED:
-        return True
+    if change == UNCHANGED or (change == REMOVED and not indexed_at):
+        return None
     bucket = active_bucket(user_id)
     try:
         with timed("index"):
-            size = await _script(_INDEX)(keys=[key("carts", "active", str(bucket))],
-                                         args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds])
+            score, size = await _script(_INDEX)(
+                keys=[key("carts", "active", str(bucket))],
+                args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds, indexed_at])
     except UNAVAILABLE as error:
         _log.warning("active-cart index not updated", extra={"bucket": bucket, "error": type(error).__name__})
-        return False
+        return None
     _bucket_sizes[bucket] = int(size)
     ACTIVE_CARTS.set(sum(_bucket_sizes.values()))
-    return True
+    return int(score)
 
 
 def _refusal(outcome: str, sku: str, current: int) -> Exception:
@@ -244,20 +274,20 @@ async def remove(user_id: str, sku: str) -> StoredCart:
 
 async def remove_ordered(user_id: str, order_id: str, lines: list[tuple[str, int]]) -> tuple[StoredCart, bool]:
     """Take an order's quantities out of the cart once: the remaining cart, and False when already done before."""
-    outcome, change, remaining = await _run("remove_ordered", _REMOVE_ORDERED, user_id,
-                                            *(part for line in lines for part in line),
-                                            keys=(_user_key("cart-order", user_id, order_id),))
+    outcome, change, remaining, *indexed_at = await _run("remove_ordered", _REMOVE_ORDERED, user_id,
+                                                         *(part for line in lines for part in line),
+                                                         keys=(_user_key("cart-order", user_id, order_id),))
     if int(change) == REMOVED:
-        await _index(user_id, REMOVED)
+        await _index(user_id, REMOVED, *indexed_at)
     return _parse(remaining), outcome == "ok"
 
 
 async def clear(user_id: str) -> None:
     with timed("clear"):
-        change = await _script(_CLEAR)(keys=_cart_keys(user_id))
+        change, indexed_at = await _script(_CLEAR)(keys=_cart_keys(user_id))
     await fault_point("cart.after-write")
     CART_WRITES.labels("clear", "ok").inc()
-    await _index(user_id, int(change))
+    await _index(user_id, int(change), indexed_at)
 
 
 async def get(user_id: str) -> StoredCart:
@@ -267,4 +297,4 @@ async def get(user_id: str) -> StoredCart:
 
 async def skus(user_id: str) -> set[str]:
     with timed("skus"):
-        return set(await redis().hkeys(_user_key("cart", user_id))) - {UPDATED_AT}
+        return set(await redis().hkeys(_user_key("cart", user_id))) - {UPDATED_AT, INDEXED}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import time
 import uuid
@@ -523,3 +524,25 @@ def test_an_instance_killed_after_clearing_a_cart_leaves_an_extra_index_entry_th
     add(gateway, user, mug)
     assert gateway.delete(f"/cart/{user}", headers=bearer(user)).status_code == 204
     assert redis_client.zscore(index, user) is None
+
+
+def test_a_clear_racing_an_add_that_re_indexes_the_cart_leaves_the_added_cart_in_the_index(
+        gateway, shop, shop_settings, redis_client, user):
+    mug = new_product(gateway)["sku"]
+    index = active_index(shop_settings, user)
+    add(gateway, user, mug)
+    first = redis_client.zscore(index, user)
+    redis_client.delete(f"{shop_settings['REDIS_KEY_PREFIX']}cart-indexed:{{{user}}}")  # its refresh period is over
+    with function_alone("cart-add-item", {**shop.settings, "SHOP_TEST_FAULTS": "cart.after-index=sleep:2"}) as slow, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        adding = pool.submit(httpx.post, f"{slow.url}/cart/{user}/items", json={"product_sku": mug, "quantity": 1},
+                             headers=bearer(user), timeout=10)
+        deadline = time.monotonic() + 5
+        while redis_client.zscore(index, user) == first and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the add has re-indexed the user and sleeps before writing the cart
+        assert redis_client.zscore(index, user) > first
+        assert gateway.delete(f"/cart/{user}", headers=bearer(user)).status_code == 204  # drops only an entry still at `first`
+        assert adding.result().status_code == 200
+
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 1}
+    assert redis_client.zscore(index, user) is not None  # the add's entry stayed
