@@ -106,10 +106,7 @@ def verify_service_token(token: str | None, audience: str, allowed: tuple[str, .
             raise Unauthorized("The service token has expired") from None
         except jwt.InvalidTokenError as error:
             raise Unauthorized(f"The service token is invalid: {error}") from None
-        if not all(isinstance(claims[name], int | float) for name in ("exp", "iat")):
-            raise Unauthorized("The service token's exp and iat must be numbers")
-        if claims["exp"] - claims["iat"] > SERVICE_TOKEN_SECONDS + LEEWAY_SECONDS:
-            raise Unauthorized(f"A service token may live at most {SERVICE_TOKEN_SECONDS} s")
+        _check_lifetime(claims, "service", SERVICE_TOKEN_SECONDS)
         _service_tokens.remember(token, audience, caller, claims["exp"])
         return caller
     raise Unauthorized(f"The service token is not signed by {caller}'s key")
@@ -133,15 +130,24 @@ def check_sender(route: Route, headers) -> str:
             raise jwt.InvalidTokenError("no key of the issuer has this token's kid")
         claims = jwt.decode(token, key, algorithms=SENDER_ALGORITHMS, audience=config.event_audience,
                             issuer=config.event_sender_issuer, leeway=LEEWAY_SECONDS,
-                            options={"require": ["iss", "sub", "aud", "exp"]})
+                            options={"require": ["iss", "sub", "aud", "exp", "iat"]})
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The sender token has expired") from None
     except jwt.InvalidTokenError as error:
         raise Unauthorized(f"The sender token is invalid: {error}") from None
+    _check_lifetime(claims, "sender", config.event_sender_max_token_seconds)
     if claims["sub"] not in _subjects(config.event_sender_subjects):
         raise Forbidden(f"{claims['sub']!r} may not deliver events to {route.name}")
     _sender_tokens.remember(token, route.name, claims["sub"], claims["exp"])
     return claims["sub"]
+
+
+def _check_lifetime(claims: dict, kind: str, most_seconds: int) -> None:
+    """Refuse a token issued to live longer than `most_seconds`: a stolen one would be good for that long."""
+    if not all(isinstance(claims[name], int | float) for name in ("exp", "iat")):
+        raise Unauthorized(f"The {kind} token's exp and iat must be numbers")
+    if claims["exp"] - claims["iat"] > most_seconds + LEEWAY_SECONDS:
+        raise Unauthorized(f"A {kind} token may live at most {most_seconds} s")
 
 
 @lru_cache(maxsize=None)

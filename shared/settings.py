@@ -163,6 +163,9 @@ class EventSenderSettings(Settings):
     event_sender_jwks: str = Field(min_length=2)  # a JSON Web Key Set: public keys only
     event_sender_subjects: str = Field(min_length=1)  # comma-separated `sub`s: the senders' ServiceAccounts
     event_audience: str = Field(min_length=1)
+    # A stolen sender token is good until its `exp`: refuse ones issued to live longer than this. Knative asks the
+    # TokenRequest API with no expirationSeconds, i.e. Kubernetes' default of an hour.
+    event_sender_max_token_seconds: int = Field(default=86400, ge=600)
 
 
 class PeerSettings(Settings):

@@ -127,3 +127,18 @@ def test_the_local_broker_takes_events_only_from_publishing_functions(shop, gate
     for refused in (unsigned, stranger):
         assert gateway.get("/notifications", params={"order_id": refused}, headers=ADMIN).json()["items"] == []
     assert len(gateway.get("/notifications", params={"order_id": publisher}, headers=ADMIN).json()["items"]) == 1
+
+
+@pytest.mark.parametrize("route", CONSUMERS, ids=lambda route: route.name)
+def test_a_sender_token_issued_to_live_over_a_day_or_without_iat_is_401(shop, route):
+    sender, audience = event_senders(route)[0], event_audience(route.name)
+    now = int(time.time())
+    lasting = issued(sender, audience, expires_in=86400 + 60)
+    undated = jwt.encode({"iss": LOCAL_EVENTING_ISSUER, "sub": sender, "aud": audience, "exp": now + 300},
+                         process_keys().private_key("eventing"), algorithm="ES256", headers={"kid": EVENTING_KEY_ID})
+    stringly = issued(sender, audience, iat=str(now))
+
+    assert "at most 86400 s" in assert_problem(deliver(url_of(shop, route), route, lasting), 401)["detail"]
+    assert_problem(deliver(url_of(shop, route), route, undated), 401)
+    assert_problem(deliver(url_of(shop, route), route, stringly), 401)
+    assert deliver(url_of(shop, route), route, issued(sender, audience, expires_in=86400)).status_code == 200
