@@ -223,7 +223,7 @@ def listing_at_sizes() -> list[dict]:
             database = f"listing_{size}"
             # Only the index this query walks: the other nine take minutes to build on 100k documents.
             seed_products(url, database, size, {listing_index}, fixed=FIXED_CATEGORY)
-            os.environ.update(MONGODB_URL=url, MONGODB_DATABASE=database, MONGODB_TIMEOUT_MS="2000")
+            os.environ.update(MONGODB_URL=url, MONGODB_DATABASE=database, MONGODB_TIMEOUT_MS="10000")
             typed_settings.cache_clear()
             for label, category in (("fixed", FIXED), ("a tenth", "cat-3")):
                 samples = asyncio.run(_pages(category, server.pid))

@@ -15,13 +15,18 @@ import sys
 from local.config import local_setting
 from local.processes import ROOT
 
+INDEX_BUILD_SECONDS = 600
+
 
 async def index_catalog() -> int:
     """Create the catalog's indexes, then record their version (never lowering one a newer image recorded)."""
+    import pymongo
+
     from functions.catalog import store
 
-    await store.create_indexes()
-    return await record_catalog_version()
+    with pymongo.timeout(INDEX_BUILD_SECONDS):  # a big catalog's index builds outlast a request's MONGODB_TIMEOUT_MS
+        await store.create_indexes()
+        return await record_catalog_version()
 
 
 async def record_catalog_version() -> int:

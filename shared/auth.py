@@ -181,7 +181,7 @@ def _kid(token: str) -> str:
     segment = token.partition(".")[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except ValueError:  # binascii.Error and JSONDecodeError included
+    except (ValueError, RecursionError):  # binascii.Error and JSONDecodeError are ValueErrors; nesting is not
         raise Unauthorized("The token is malformed") from None
     kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(kid, str) or not kid:

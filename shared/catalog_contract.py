@@ -6,13 +6,23 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
+from shared.ids import SKU_PATTERN
 from shared.model import Model
 from shared.money import Money
 
-SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN),
                 Field(description="Stock keeping unit: letters, digits, '.', '_' or '-', at most 64 characters")]
 MAX_LOOKUP = 100
+# Why the catalog refuses a reservation (the `type` of its problem's error): the only refusals an order takes as
+# final. Any other 4xx (a caller the catalog does not know yet, a route missing) says nothing about the stock.
+UNKNOWN_SKU, PRODUCT_INACTIVE, OUT_OF_STOCK = "unknown_sku", "product_inactive", "out_of_stock"
+RESERVATION_RELEASED = "reservation-released"  # the slug of a reservation given back meanwhile
+
+
+def is_stock_refusal(problem) -> bool:
+    """Whether the catalog's refusal of a reservation is about the stock asked for (final for that order)."""
+    types = {error.get("type") for error in problem.errors or [] if isinstance(error, dict)}
+    return problem.slug == RESERVATION_RELEASED or bool(types & {UNKNOWN_SKU, PRODUCT_INACTIVE, OUT_OF_STOCK})
 
 
 class CatalogItem(Model):

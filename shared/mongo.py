@@ -28,8 +28,8 @@ async def _receive_message(conn, request_id: int | None, max_message_size: int =
     (the read and a poll of the connection's cancel flag) and waits on both, ~60-110 µs of CPU per round trip;
     this awaits the read under the same deadline. What is lost: a pool reset no longer interrupts a read in
     flight; that read ends with the server's reply, the connection's error, or the socket timeout
-    (MONGODB_TIMEOUT_MS x 5); and Monitor.cancel_check() after an application network error no longer interrupts
-    a streaming monitor's hello in flight (on Knative pymongo polls instead: it sees K_SERVICE). Any failure still
+    (MONGODB_TIMEOUT_MS, or an operation's own `pymongo.timeout`); and Monitor.cancel_check() after an
+    application network error no longer interrupts a streaming monitor's hello in flight (on Knative pymongo polls instead: it sees K_SERVICE). Any failure still
     closes the connection (pool.AsyncConnection.receive_message)."""
     if network_layer._csot.get_timeout():
         deadline = network_layer._csot.get_deadline()
@@ -64,7 +64,9 @@ def _new_client() -> AsyncMongoClient:
         config.mongodb_url,
         serverSelectionTimeoutMS=config.mongodb_timeout_ms,
         connectTimeoutMS=config.mongodb_timeout_ms,
-        socketTimeoutMS=5 * config.mongodb_timeout_ms,
+        # A server that stops answering (paused, partitioned) costs a request this long, then 503: a longer
+        # operation (search, index builds) sets its own deadline with pymongo.timeout.
+        socketTimeoutMS=config.mongodb_timeout_ms,
         tz_aware=True,
         appname="shop",
     )

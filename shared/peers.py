@@ -128,6 +128,17 @@ async def call(name: str, method: str, path: str, *, params=None, json=None, hea
     raise PeerRefused(response)
 
 
+def parsed(model, response, name: str):
+    """`response`'s body as `model`; a body outside the contract (another version mid-rollout, a proxy's page) is
+    the peer's failure, 502, not ours."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        raise BadGateway(f"The {name} service answered a body this function cannot read") from None
+
+
 class PeerRefused(RecordedProblem):
     """A peer's 4xx answer, carried through with its status and detail unless the caller handles it."""
 

@@ -190,6 +190,9 @@ class Pool:
             except InterfaceError:
                 healthy = False
                 raise
+            except OSError as error:  # pg8000 lets a read past DATABASE_TIMEOUT_SECONDS out as the socket's own error
+                healthy = False
+                raise ServiceUnavailable("The database did not answer in time; retry shortly") from error
             except DatabaseError as error:
                 if _sqlstate(error) in _BUSY_SERVER:
                     healthy = False
@@ -244,7 +247,7 @@ def _close_quietly(connection: Connection) -> None:
 def _rollback_quietly(connection: Connection) -> None:
     try:
         connection.run("ROLLBACK")
-    except InterfaceError:
+    except (InterfaceError, OSError):  # broken, or timed out: the pool closes it
         pass
 
 

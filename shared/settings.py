@@ -49,7 +49,7 @@ SECRET = {"secret": True}
 class MongoSettings(Settings):
     mongodb_url: str = Field(pattern=r"^mongodb(\+srv)?://", json_schema_extra=SECRET)
     mongodb_database: str = "shop"
-    mongodb_timeout_ms: int = Field(default=1500, ge=100, le=2000)
+    mongodb_timeout_ms: int = Field(default=1500, ge=100, le=10_000)
 
 
 class RedisSettings(Settings):

@@ -12,5 +12,5 @@ from shared.http import endpoint, json_response
 @endpoint("cart-remove-item")
 async def remove_item(request, user_id, sku):
     await require_owner(request.headers, ids.user_id(user_id), "cart")
-    cart = await service.remove_item(user_id, sku, carts=store, lookup=catalog_client.lookup)
+    cart = await service.remove_item(user_id, ids.cart_line_sku(sku), carts=store, lookup=catalog_client.lookup)
     return json_response(cart)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from functions.cart.models import CartLine, CartPublic
 from shared.catalog_contract import CatalogItem
-from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from shared.errors import BadGateway, Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 
 def product_to_add(sku: str, catalog: dict[str, CatalogItem]) -> CatalogItem:
@@ -94,7 +94,7 @@ async def show(user_id: str, stored, *, lookup) -> CartPublic:
         return view(user_id, {}, {}, stored.updated_at)
     try:
         catalog = await lookup(stored.lines.keys())
-    except ServiceUnavailable:
+    except (ServiceUnavailable, BadGateway):
         catalog = None
     return view(user_id, stored.lines, catalog, stored.updated_at)
 

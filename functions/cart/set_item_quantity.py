@@ -13,6 +13,7 @@ from shared.http import endpoint, json_response, parse_body
 @endpoint("cart-set-item-quantity")
 async def set_item_quantity(request, user_id, sku):
     await require_owner(request.headers, ids.user_id(user_id), "cart")
+    sku = ids.cart_line_sku(sku)
     change = await parse_body(SetQuantity, request)
     cart = await service.set_quantity(user_id, sku, change.quantity, carts=store, lookup=catalog_client.lookup)
     return json_response(cart)

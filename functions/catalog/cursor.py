@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
 
 from bson import Decimal128, ObjectId
 from bson.errors import InvalidId
+
+from shared.money import BOUND_PATTERN
 
 # The sort of each listing order, its last key always `_id` in the same direction, so one index serves it
 # both ways (and the order is total: no two products tie).
@@ -41,20 +44,29 @@ def decode(token: str, sort: str) -> tuple[object, ObjectId]:
         made_for, plain, object_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         value = _typed(SORTS[made_for][0][0], plain)
         object_id = ObjectId(object_id)
-    except (ValueError, TypeError, KeyError, InvalidId, InvalidOperation, binascii.Error):
+    except (ValueError, TypeError, KeyError, InvalidId, binascii.Error, ArithmeticError, RecursionError):
         raise ValueError("not a cursor this API made: pass the `next` of a page unchanged") from None
     if made_for != sort:
         raise ValueError(f"this cursor continues sort={made_for}; send that sort with it")
     return value, object_id
 
 
+_PRICE = re.compile(BOUND_PATTERN)
+
+
 def _typed(field: str, plain: object) -> object:
-    if field == "price.amount":
-        return Decimal128(Decimal(str(plain)))
-    if field == "created_at":
-        return datetime.fromisoformat(str(plain))
+    """The sort value, held to what our store can hold: a crafted one must be refused here, not by the driver."""
     if not isinstance(plain, str):
         raise TypeError(plain)
+    if field == "price.amount":
+        if not _PRICE.fullmatch(plain):
+            raise ValueError(plain)
+        return Decimal128(Decimal(plain))
+    if field == "created_at":
+        stamp = datetime.fromisoformat(plain)
+        if stamp.tzinfo is None:
+            raise ValueError(plain)
+        return stamp.astimezone(timezone.utc)  # OverflowError (an ArithmeticError) at the ends of the calendar
     return plain
 
 

@@ -20,7 +20,15 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from functions.catalog.store import SCHEMA_VERSION, products, stored_price
-from shared.catalog_contract import Reservation, ReservationRequest, ReservedLine
+from shared.catalog_contract import (
+    OUT_OF_STOCK,
+    PRODUCT_INACTIVE,
+    RESERVATION_RELEASED,
+    UNKNOWN_SKU,
+    Reservation,
+    ReservationRequest,
+    ReservedLine,
+)
 from shared.errors import Conflict, NotFound, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
@@ -37,7 +45,7 @@ class OutOfStock(Conflict):
 class ReservationReleased(Conflict):
     """The reservation was given back (expired, released, or never made): its stock is not held any more."""
 
-    slug, title = "reservation-released", "Reservation Released"
+    slug, title = RESERVATION_RELEASED, "Reservation Released"
 
 
 async def _reservations():
@@ -233,9 +241,9 @@ async def _refusal(sku: str) -> Problem:
     product = await (await products()).find_one({"sku": sku}, {"is_active": 1, "stock_quantity": 1})
     if product is None:
         return NotFound(f"No product with sku '{sku}'",
-                        errors=[{"field": "lines", "type": "unknown_sku", "message": sku}])
+                        errors=[{"field": "lines", "type": UNKNOWN_SKU, "message": sku}])
     if not product["is_active"]:
         return Unprocessable(f"The product '{sku}' is not for sale",
-                             errors=[{"field": "lines", "type": "product_inactive", "message": sku}])
+                             errors=[{"field": "lines", "type": PRODUCT_INACTIVE, "message": sku}])
     return OutOfStock(f"Not enough stock of '{sku}' ({product['stock_quantity']} left)",
-                      errors=[{"field": "lines", "type": "out_of_stock", "message": sku}])
+                      errors=[{"field": "lines", "type": OUT_OF_STOCK, "message": sku}])

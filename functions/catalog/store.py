@@ -10,9 +10,10 @@ from decimal import Decimal
 
 from bson import Decimal128, ObjectId
 from bson.codec_options import CodecOptions
+import pymongo
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, ExecutionTimeout
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from functions.catalog import cursor, product_cache, rendered
 from functions.catalog.models import (
@@ -363,8 +364,12 @@ async def search(query: SearchQuery, *, include_inactive: bool) -> FoundPage:
     budget = settings(CatalogSettings).search_max_time_ms
     raw_products, options = await _raw_products()
     try:
-        [result] = await (await raw_products.aggregate(pipeline, maxTimeMS=budget)).to_list()
-    except ExecutionTimeout:
+        # The budget is the search's deadline: pymongo sends what is left of it as maxTimeMS and waits no longer.
+        with pymongo.timeout(budget / 1000):
+            [result] = await (await raw_products.aggregate(pipeline)).to_list()
+    except PyMongoError as error:
+        if not error.timeout:
+            raise
         raise SearchTimedOut(f"The search took longer than its limit ({budget} ms); try a more specific term") \
             from None
     counted = result["total"][0]["n"] if result["total"] else 0
@@ -385,11 +390,15 @@ async def count() -> int:
     return await (await products()).estimated_document_count()
 
 
+BULK_SECONDS = 120
+
+
 async def insert_many(items: list[ProductCreate]) -> int:
     now = _now()
     documents = [new_document(item, now) for item in items]
     try:
-        result = await (await products()).insert_many(documents, ordered=False)
+        with pymongo.timeout(BULK_SECONDS):  # a seed's thousands of documents outlast a request's MONGODB_TIMEOUT_MS
+            result = await (await products()).insert_many(documents, ordered=False)
     finally:
         product_cache.forget()
     return len(result.inserted_ids)

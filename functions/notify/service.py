@@ -98,17 +98,19 @@ async def send_requested(request: NotificationRequest) -> uuid.UUID:
 async def send_alert_group(group: AlertGroup, recipient: str) -> uuid.UUID:
     """E-mail one Alertmanager notification group, once: Alertmanager retrying or repeating the same group (same
     status, same alerts since the same moments) finds it in the ledger and sends nothing."""
-    subject, body = templates.alert_group(group)
-    notification_id, _ = await deliver(ALERTS_SOURCE, alert_delivery_key(group), None, "email", recipient, subject,
-                                       body)
+    # PostgreSQL text cannot hold NUL, and refusing the group would lose the alert (Alertmanager drops a 4xx).
+    subject, body = (text.replace("\x00", "\ufffd") for text in templates.alert_group(group))
+    notification_id, _ = await deliver(ALERTS_SOURCE, alert_delivery_key(group, recipient), None, "email", recipient,
+                                       subject, body)
     return notification_id
 
 
-def alert_delivery_key(group: AlertGroup) -> str:
-    """The ledger key of a group's e-mail: its group key, status, and each alert's fingerprint, status and start."""
+def alert_delivery_key(group: AlertGroup, recipient: str) -> str:
+    """The ledger key of a group's e-mail to `recipient` (another recipient gets the same group too): its group key,
+    status, and each alert's fingerprint, status and start."""
     alerts = sorted((alert.fingerprint or json.dumps(alert.labels, sort_keys=True), alert.status,
                      alert.starts_at.isoformat()) for alert in group.alerts)
-    identity = json.dumps([group.group_key, group.status, alerts])
+    identity = json.dumps([recipient, group.group_key, group.status, alerts])
     return "alertmanager:" + hashlib.sha256(identity.encode()).hexdigest()
 
 

@@ -16,7 +16,7 @@ from functions.orders.ports import Attempt, Lines, Paid, Ports, Priced
 from functions.orders.store import Claim, Finished, Unfinished
 from shared import catalog_client, peers
 from shared.catalog_contract import Reservation
-from shared.errors import Conflict, Problem, ServiceUnavailable
+from shared.errors import BadGateway, Conflict, Problem, ServiceUnavailable
 from shared.postgres import Connection, in_connection, in_transaction
 from shared.settings import CheckoutSettings, settings
 
@@ -33,7 +33,9 @@ class PostgresLedger:
         return await in_connection(lambda db: store.set_requested(db, order_id, lines))
 
     async def release_lease(self, attempt: Attempt) -> None:
-        await in_connection(lambda db: store.release_lease(db, attempt.user_id, attempt.key, attempt.lease_token))
+        grace = settings(CheckoutSettings).order_lease_seconds
+        await in_connection(lambda db: store.release_lease(db, attempt.user_id, attempt.key, attempt.lease_token,
+                                                           grace))
 
     async def refuse_unreserved(self, attempt: Attempt, refusal: Problem) -> list[OutboxRow] | Finished:
         def work(db: Connection) -> list[OutboxRow] | Finished:
@@ -145,7 +147,13 @@ class HttpCart:
     async def lines(self, user_id: str, authorization: str) -> Lines:
         response = await peers.call("cart-get-cart", "GET", f"/cart/{user_id}", params={"priced": "false"},
                                     headers={"Authorization": authorization})
-        return [(line["product_sku"], line["quantity"]) for line in response.json()["items"]]
+        try:
+            lines = [(line["product_sku"], line["quantity"]) for line in response.json()["items"]]
+        except (ValueError, KeyError, TypeError):
+            lines = None
+        if lines is None or not all(isinstance(sku, str) and type(quantity) is int for sku, quantity in lines):
+            raise BadGateway("The cart-get-cart service answered a body this function cannot read")
+        return lines
 
 
 class PostgresProcessor:

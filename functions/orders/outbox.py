@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from shared.errors import Problem
 from shared.event_types import ORDER_CREATED
 from shared.logs import logger
 from shared.postgres import Connection, in_connection
-from shared.settings import CheckoutSettings, settings
+from shared.settings import CheckoutSettings, PeerSettings, settings
 
 DELIVERIES = Counter("shop_outbox_deliveries", "Outbox rows handed to their destination, by outcome",
                      ["destination", "outcome"])
@@ -112,12 +113,27 @@ async def deliver(row: OutboxRow) -> bool:
     return True
 
 
+async def deliver_while_leased(rows: list[OutboxRow], deliver_one=deliver, clock=time.monotonic) -> int:
+    """Deliver claimed rows one by one while their lease has room for one more delivery (the slowest a peer may
+    take); the rest stay leased until it ends and a later tick takes them, so no two relays deliver a row at once.
+    How many were attempted."""
+    # A peer call: its timeout, and up to two retries of a failed connection; publishing is one such call.
+    slowest = 3 * settings(PeerSettings).peer_timeout_seconds + 1
+    last_start = clock() + LEASE_SECONDS - slowest
+    for attempted, row in enumerate(rows):
+        if clock() > last_start:
+            return attempted
+        await deliver_one(row)
+    return len(rows)
+
+
 async def _send(row: OutboxRow) -> None:
     if row.destination == "sink":
         await events.publish(str(row.id), row.event_type, row.source, row.subject, row.data, row.created_at)
     elif row.destination == "release-stock":
-        await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{row.subject}",
-                         expected=(200, 404))
+        # Only 200: the release answers every id (an unknown one gets a tombstone), so a 404 means the call never
+        # reached it, and the row must be tried again rather than count as released.
+        await peers.call("catalog-release-stock", "DELETE", f"/internal/stock/reservations/{row.subject}")
     else:
         await peers.call("cart-remove-ordered", "POST",
                          f"/internal/cart/{row.data['user_id']}/orders/{row.subject}",
@@ -136,11 +152,11 @@ def _delivered(db: Connection, row: OutboxRow) -> None:
 def _failed(db: Connection, row: OutboxRow, error: str) -> bool:
     """Reschedule with capped exponential backoff (± 20 %); past the maximum attempts the row is dead."""
     config = settings(CheckoutSettings)
-    attempts = row.attempts + 1
-    delay = min(config.outbox_max_backoff_seconds, 2 ** attempts) * random.uniform(0.8, 1.2)
-    rows = db.run("UPDATE outbox SET attempts = CAST(:attempts AS int), last_error = :error, "
+    delay = min(config.outbox_max_backoff_seconds, 2 ** (row.attempts + 1)) * random.uniform(0.8, 1.2)
+    # attempts + 1 in the statement, not from `row`: a relay that took the row over meanwhile counted too.
+    rows = db.run("UPDATE outbox SET attempts = attempts + 1, last_error = :error, "
                   "next_attempt_at = now() + make_interval(secs => :delay), "
-                  "dead_at = CASE WHEN CAST(:attempts AS int) >= CAST(:max AS int) THEN now() END "
+                  "dead_at = CASE WHEN attempts + 1 >= CAST(:max AS int) THEN now() END "
                   "WHERE id = :id AND sent_at IS NULL RETURNING dead_at IS NOT NULL",
-                  attempts=attempts, error=error[:500], delay=delay, id=row.id, max=config.outbox_max_attempts)
+                  error=error[:500], delay=delay, id=row.id, max=config.outbox_max_attempts)
     return bool(rows and rows[0][0])

@@ -21,8 +21,7 @@ DEAD = Gauge("shop_outbox_dead", "Outbox rows given up after the maximum attempt
 async def outbox_relay(event):
     await service.resolve_unfinished(real_ports())
     due = await in_transaction(lambda db: outbox.claim_due(db, BATCH))
-    for row in due:
-        await outbox.deliver(row)
+    await outbox.deliver_while_leased(due)
     pending, oldest, dead = await in_connection(outbox.backlog)
     PENDING.set(pending)
     OLDEST.set(oldest)

@@ -25,6 +25,9 @@ def check_transition(current: str, new: str) -> None:
         raise IllegalTransition(f"an order cannot go from {current} to {new}")
 
 
+MAX_ORDER_TOTAL = Decimal("999999999999.99")  # what the ledger keeps exactly: numeric(14, 2)
+
+
 def order_total(lines: list[ReservedLine]) -> tuple[str, Decimal] | None:
     """The order's currency and total; None when the lines are priced in several (one order, one currency)."""
     currencies = {line.price.currency for line in lines}

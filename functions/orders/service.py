@@ -124,6 +124,9 @@ async def _advance(attempt: Attempt, claim: Claimed, cmd: CreateOrder, authoriza
         currencies = sorted({line.price.currency for line in reservation.lines})
         refusal = Unprocessable(f"An order is paid in one currency; these products are priced in {currencies}")
         return await _fail(attempt, "cancelled", "mixed_currencies", refusal, None, None, ports)
+    if priced.total > rules.MAX_ORDER_TOTAL:  # each price is within bounds; many of the dearest are not
+        refusal = Unprocessable(f"An order's total may be at most {rules.MAX_ORDER_TOTAL}; this one is {priced.total}")
+        return await _fail(attempt, "cancelled", "total_too_large", refusal, None, None, ports)
     charge = await ports.processor.charge(attempt.order_id, cmd.payment.card_number.get_secret_value(),
                                           priced.total, priced.currency)
     PAYMENTS.labels(charge.outcome).inc()

@@ -61,6 +61,11 @@ class Unfinished:
     card_last4: str
 
 
+# The lease token of a key whose request gave up without an answer: the client's retry may take it over at once,
+# while the sweep waits for the lease to run out (a retry of a 503 usually comes within seconds).
+RELEASED = uuid.UUID(int=0)
+
+
 def claim(db: Connection, user_id: str, key: str, request_hash: str, order_id: uuid.UUID, lease: float,
           requested: list[tuple[str, int]] | None, address: dict, contact: dict, card_last4: str) -> Claim:
     """Claim the key and record the pending order in one statement, or take over a key whose lease expired."""
@@ -81,9 +86,9 @@ def claim(db: Connection, user_id: str, key: str, request_hash: str, order_id: u
         "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => :lease), lease_token = :token "
         "FROM orders o "
         "WHERE k.user_id = :user_id AND k.idempotency_key = :key AND k.request_hash = :hash "
-        "AND k.recovery_point = 'started' AND k.locked_until < now() AND o.id = k.order_id "
-        "RETURNING k.order_id, o.requested_lines", user_id=user_id, key=key, hash=request_hash, lease=lease,
-        token=token)
+        "AND k.recovery_point = 'started' AND (k.locked_until < now() OR k.lease_token = :released) "
+        "AND o.id = k.order_id RETURNING k.order_id, o.requested_lines", user_id=user_id, key=key,
+        hash=request_hash, lease=lease, token=token, released=RELEASED)
     if taken:
         return Claimed(taken[0][0], _lines_from_json(taken[0][1]), resumed=True, lease_token=token)
     rows = db.run("SELECT order_id, request_hash, response_status, response_body, "
@@ -107,11 +112,13 @@ def set_requested(db: Connection, order_id: uuid.UUID, lines: list[tuple[str, in
     return _lines_from_json(rows[0][0]) if rows and rows[0][0] else []
 
 
-def release_lease(db: Connection, user_id: str, key: str, token: uuid.UUID) -> None:
-    """This request stops working on the key (it failed without an answer): a retry may resume it at once.
-    Only the lease this request holds: one taken over meanwhile belongs to another request."""
-    db.run("UPDATE idempotency_keys SET locked_until = now() WHERE user_id = :user_id AND idempotency_key = :key "
-           "AND recovery_point = 'started' AND lease_token = :token", user_id=user_id, key=key, token=token)
+def release_lease(db: Connection, user_id: str, key: str, token: uuid.UUID, grace: float) -> None:
+    """This request stops working on the key (it failed without an answer): a retry may resume it at once, and
+    the sweep leaves it to that retry for `grace` seconds more. Only the lease this request holds: one taken over
+    meanwhile belongs to another request."""
+    db.run("UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => :grace), lease_token = :released "
+           "WHERE user_id = :user_id AND idempotency_key = :key AND recovery_point = 'started' AND lease_token = :token",
+           user_id=user_id, key=key, token=token, grace=grace, released=RELEASED)
 
 
 def take_unfinished(db: Connection, lease: float, limit: int) -> list[Unfinished]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from pydantic.json_schema import models_json_schema
 
 from functions.catalog.models import PRODUCT_ID_PATTERN
-from shared.catalog_contract import SKU_PATTERN
-from shared.ids import USER_ID_PATTERN, UUID_PATTERN
+
+from shared.ids import SKU_PATTERN, USER_ID_PATTERN, UUID_PATTERN
 from shared.routes import Route, public_routes
 
 ROOT = Path(__file__).resolve().parents[2]

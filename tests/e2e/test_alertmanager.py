@@ -91,6 +91,20 @@ def test_a_group_alertmanager_sends_again_is_emailed_once_and_its_resolution_onc
         ("[PAGE] FIRING", "sent", 1), ("[PAGE] RESOLVED", "sent", 1)]
 
 
+def test_a_group_with_nul_characters_is_emailed_with_them_replaced_not_refused(shop, gateway):
+    recipient = f"{unique('oncall')}@example.com"
+    group = _group("ShopOutboxBacklogOld", "firing")
+    group["receiver"] += "\x00"
+    group["groupLabels"]["alertname"] += "\x00"  # into the subject
+    group["alerts"][0]["annotations"] = {**group["alerts"][0]["annotations"], "summary": "stuck\x00 rows"}
+
+    response = _post_to_webhook(shop, recipient, group, ADMIN)
+
+    assert response.status_code == 202, response.text
+    [entry] = gateway.get("/notifications", params={"recipient": recipient}, headers=ADMIN).json()["items"]
+    assert entry["status"] == "sent" and "ShopOutboxBacklogOld\ufffd" in entry["subject"]
+
+
 def test_the_alert_webhook_wants_an_admin_token_and_a_recipient(shop):
     group = _group("ShopOutboxBacklogOld", "firing")
 

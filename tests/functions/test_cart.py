@@ -171,6 +171,15 @@ def test_removing_lines(gateway, user):
     assert gateway.delete(f"/cart/{user}/items/{pot['sku']}", headers=bearer(user)).json()["items"] == []
 
 
+@pytest.mark.parametrize("field", ["@updated_at", "@indexed"])
+def test_the_carts_own_fields_are_no_line_to_remove_or_set(gateway, shop_settings, redis_client, user, field):
+    add(gateway, user, new_product(gateway)["sku"])
+
+    assert_problem(gateway.delete(f"/cart/{user}/items/{field}", headers=bearer(user)), 404)
+    assert_problem(gateway.put(f"/cart/{user}/items/{field}", json={"quantity": 2}, headers=bearer(user)), 404)
+    assert redis_client.hexists(cart_key(shop_settings, user), field)
+
+
 def test_clearing_the_cart(gateway, user):
     add(gateway, user, new_product(gateway)["sku"])
 

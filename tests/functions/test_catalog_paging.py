@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from decimal import Decimal
 
 import httpx
@@ -99,10 +101,23 @@ def test_a_product_added_while_paging_is_neither_repeated_nor_skipped_over(gatew
     assert [item["id"] for item in first["items"] + second["items"]] == made[::-1]
 
 
+def crafted(sort: str, value: object) -> str:
+    """A cursor as ours are made (cursor.encode), holding a value our store never held."""
+    raw = json.dumps([sort, value, "0" * 24]).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 @pytest.mark.parametrize("params, field", [
     ({"after": "not-a-cursor"}, "query"),
     ({"after": "WyJwcmljZSIsIjEwIiwieCJd"}, "query"),  # ["price","10","x"]: not an id
     ({"offset": "4", "after": "x"}, "query"),
+    ({"sort": "price", "after": crafted("price", "1E+9999")}, "query"),  # Decimal128 overflows
+    ({"sort": "price", "after": crafted("price", "1.0000000000000000000000000000000001")}, "query"),  # inexact
+    ({"sort": "price", "after": crafted("price", "-1")}, "query"),
+    ({"sort": "price", "after": crafted("price", 10)}, "query"),
+    ({"sort": "-created_at", "after": crafted("-created_at", "0001-01-01T00:00:00+00:01")}, "query"),  # < year 1
+    ({"sort": "-created_at", "after": crafted("-created_at", "2026-01-01T00:00:00")}, "query"),  # no zone
+    ({"after": base64.urlsafe_b64encode(b"[" * 3000).decode()}, "query"),  # nested past the recursion limit
 ])
 def test_a_cursor_not_made_by_us_or_beside_an_offset_is_refused(gateway, params, field):
     body = assert_problem(gateway.get("/products", params=params), 422)

@@ -21,6 +21,8 @@ from tests.checkout import (
     stock_of,
     sweep,
 )
+from local.processes import free_port
+from shared.peers import url_variable
 from tests.support import bearer, function_alone, unique
 
 
@@ -54,6 +56,21 @@ def test_reserve_committed_but_the_caller_timed_out_then_the_retry_takes_no_stoc
     assert again.status_code == 201, again.text
     assert stock_of(gateway, mug) == 3
     assert db.run("SELECT count(*) FROM orders WHERE user_id = :u", u=user) == [[1]]
+
+
+def test_a_sweep_between_a_503_and_the_clients_retry_leaves_the_order_to_the_retry(gateway, faulty, relay, db):
+    mug, user, key = product(gateway, stock=5), unique("retrying"), new_key()
+    nowhere = {url_variable("catalog-reserve-stock"): f"http://127.0.0.1:{free_port()}"}
+    with faulty("orders-create-order", ORDER_LEASE_SECONDS="20", **nowhere) as orders:
+        first = place(orders.url, user, order_body(user, [(mug, 2)]), key)
+    assert first.status_code == 503, first.text
+
+    sweep(relay)  # a tick lands before the client retries (its period is independent of the client's backoff)
+
+    assert order_state(db, key_order(db, user, key))["status"] == "pending"
+    again = place(str(gateway.base_url).rstrip("/"), user, order_body(user, [(mug, 2)]), key)
+    assert again.status_code == 201, again.text  # resumed: the same order, not order-abandoned
+    assert again.json()["id"] == key_order(db, user, key) and stock_of(gateway, mug) == 3
 
 
 def test_reserve_committed_and_the_caller_never_came_back_is_released_by_the_sweep(gateway, faulty, relay, db):

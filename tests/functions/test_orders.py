@@ -187,6 +187,20 @@ def test_unknown_products_and_missing_stock_are_refused(gateway, user):
     assert stock_of(gateway, lamp) == 1
 
 
+def test_an_order_whose_total_the_ledger_cannot_hold_is_422_and_gives_its_stock_back(gateway, user, db):
+    dearest, cheap = product(gateway, stock=100, amount="9999999999.99"), product(gateway, stock=5, amount="1.00")
+    key = uuid.uuid4().hex
+
+    response = place(gateway, user, order_body(user, [(dearest, 100), (cheap, 1)]), key)
+
+    body = assert_problem(response, 422)
+    assert "at most 999999999999.99" in body["detail"]
+    assert db.run("SELECT o.status, o.failure_reason FROM orders o JOIN idempotency_keys k ON k.order_id = o.id "
+                  "WHERE k.user_id = :u AND k.idempotency_key = :k", u=user, k=key) == [["cancelled", "total_too_large"]]
+    assert (stock_of(gateway, dearest), stock_of(gateway, cheap)) == (100, 5)
+    assert place(gateway, user, order_body(user, [(dearest, 100), (cheap, 1)]), key).status_code == 422
+
+
 def test_thirty_concurrent_orders_for_ten_in_stock_sell_exactly_ten(gateway, shop, db):
     lamp = product(gateway, stock=10)
     buyers = [unique("rush") for _ in range(30)]

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from local.service_keys import new_private_pem
-from shared import peers, service_tokens
+from shared import catalog_client, peers, service_tokens
 from shared.errors import BadGateway, ServiceUnavailable
 from shared.logs import request_id
 from shared.service_identity import SERVICE_TOKEN_HEADER
@@ -44,11 +44,11 @@ def answer(status: str, body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def serving(monkeypatch, handle, scenario):
-    """Run `scenario()` while a local server answers every request with `handle(reader, writer)`."""
+def serving(monkeypatch, handle, scenario, peer=PEER):
+    """Run `scenario()` while a local server, as `peer`, answers every request with `handle(reader, writer)`."""
     async def run():
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        monkeypatch.setenv(peers.url_variable(PEER), f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        monkeypatch.setenv(peers.url_variable(peer), f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
         async with server:
             return await scenario()
 
@@ -275,3 +275,40 @@ def test_a_request_the_peer_never_reads_ends_in_time_and_its_connection_is_dropp
         assert opened[0]._connection.closed
 
     serving(monkeypatch, never_reads, scenario)
+
+
+def answering(status: str, body: bytes):
+    async def handle(reader, writer):
+        await read_request(reader)
+        writer.write(answer(status, body))
+        await writer.drain()
+        writer.close()
+
+    return handle
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"{}", b'{"items": [{"sku": "A"}]}', b"[]"])
+def test_a_peer_answering_a_body_outside_the_contract_is_502_not_a_500(monkeypatch, body):
+    async def scenario():
+        with pytest.raises(BadGateway, match="cannot read"):
+            await catalog_client.lookup(["A"])
+
+    serving(monkeypatch, answering("200 OK", body), scenario)
+
+
+@pytest.mark.parametrize(("status", "body", "final"), [
+    ("409 Conflict", b'{"type":"/problems/out-of-stock","status":409,"detail":"no",'
+                     b'"errors":[{"field":"lines","type":"out_of_stock","message":"A"}]}', True),
+    ("404 Not Found", b'{"type":"/problems/not-found","status":404,"detail":"no",'
+                      b'"errors":[{"field":"lines","type":"unknown_sku","message":"A"}]}', True),
+    ("409 Conflict", b'{"type":"/problems/reservation-released","status":409,"detail":"released"}', True),
+    ("401 Unauthorized", b'{"type":"/problems/unauthorized","status":401,"detail":"not signed by its key"}', False),
+    ("403 Forbidden", b'{"type":"/problems/forbidden","status":403,"detail":"may not call"}', False),
+    ("404 Not Found", b"<html>no route</html>", False),
+])
+def test_only_the_catalogs_refusals_of_the_stock_are_final_for_an_order(monkeypatch, status, body, final):
+    async def scenario():
+        with pytest.raises(peers.PeerRefused if final else ServiceUnavailable):
+            await catalog_client.reserve("order-1", [("A", 1)])
+
+    serving(monkeypatch, answering(status, body), scenario, peer="catalog-reserve-stock")

@@ -68,6 +68,7 @@ TAMPERED = {
     "an unknown kid": lambda user: sign(claims(user), SECRET, "not-a-key-of-ours"),
     "no kid": lambda user: jwt.encode(claims(user), SECRET, algorithm="HS256"),
     "an admin role on a forged signature": lambda user: sign(claims(user, "admin"), "x" * 40, TOKEN_KEY_ID),
+    "a header nested past the recursion limit": lambda user: base64.urlsafe_b64encode(b"[" * 3000).decode() + ".e30.x",
 }
 
 

@@ -23,6 +23,8 @@ from shared.money import Money
 
 from datetime import datetime, timezone
 
+LEASE_GRACE = 20.0  # ORDER_LEASE_SECONDS' default: how long the sweep leaves a released key to the client's retry
+
 
 @dataclass
 class FakeLedger:
@@ -45,9 +47,9 @@ class FakeLedger:
             return Mismatch()
         if found["status"] is not None:
             return Finished(found["order_id"], found["status"], found["body"])
-        if found["locked_until"] > self.now:
+        if found["locked_until"] > self.now and not found.get("released"):
             return Busy(found["locked_until"] - self.now)
-        found["locked_until"] = self.now + lease
+        found["locked_until"], found["released"] = self.now + lease, False
         found["token"] = uuid.uuid4()
         return Claimed(found["order_id"], self.orders[found["order_id"]]["requested"], resumed=True,
                        lease_token=found["token"])
@@ -60,7 +62,7 @@ class FakeLedger:
     async def release_lease(self, attempt: Attempt):
         found = self.keys[(attempt.user_id, attempt.key)]
         if found.get("token", attempt.lease_token) == attempt.lease_token:
-            found["locked_until"] = self.now
+            found["locked_until"], found["released"] = self.now + LEASE_GRACE, True
 
     async def refuse_unreserved(self, attempt, refusal):
         if self.orders.get(attempt.order_id, {}).get("status") != "pending":
@@ -109,7 +111,7 @@ class FakeLedger:
         taken = []
         for (user, key), found in self.keys.items():
             if found["status"] is None and found["locked_until"] <= self.now:
-                found["locked_until"] = self.now + lease
+                found["locked_until"], found["released"] = self.now + lease, False
                 order = self.orders[found["order_id"]]
                 taken.append(Unfinished(user, key, found["order_id"], order["from_cart"], order["card_last4"]))
         return taken[:limit]

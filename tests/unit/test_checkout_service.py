@@ -12,7 +12,7 @@ from functions.orders.models import CreateOrder
 from functions.orders.payment import Charge
 from shared.errors import ServiceUnavailable
 from shared.settings import settings
-from tests.unit.checkout_fakes import fake_ports
+from tests.unit.checkout_fakes import LEASE_GRACE, fake_ports
 
 CARD, DECLINED, PROCESSOR_ERROR = "4242424242424242", "4000000000009995", "4000000000000119"
 
@@ -78,7 +78,7 @@ def test_a_key_held_by_a_live_request_answers_in_progress():
     catalog.down = True
     with pytest.raises(ServiceUnavailable):
         place(ports)
-    ledger.keys[("ann", "k1")]["locked_until"] = ledger.now + 5  # as if the first request were still running
+    ledger.keys[("ann", "k1")].update(locked_until=ledger.now + 5, released=False)  # as if it were still running
 
     outcome = place(ports)
 
@@ -97,6 +97,20 @@ def test_a_failure_that_decided_nothing_frees_the_key_for_an_immediate_retry_of_
 
     assert outcome.order["id"] == str(first_order)  # resumed: the same order id, so the same reservation
     assert len(catalog.reservations) == 1
+
+
+def test_a_sweep_before_the_retry_of_a_failure_leaves_the_order_to_that_retry():
+    ports, ledger, catalog, *_ = fake_ports(STOCK)
+    catalog.down = True
+    with pytest.raises(ServiceUnavailable):
+        place(ports)
+    catalog.down = False
+
+    asyncio.run(service.resolve_unfinished(ports))
+    outcome = place(ports)
+
+    assert outcome.order["id"] == str(ledger.keys[("ann", "k1")]["order_id"])
+    assert outcome.order["status"] != "cancelled"
 
 
 def test_a_catalog_refusal_is_final_and_leaves_no_order():
@@ -161,6 +175,7 @@ def test_the_sweep_gives_up_an_uncharged_order_and_voids_a_late_charge():
     with pytest.raises(ServiceUnavailable):
         place(ports)
     order_id = ledger.keys[("ann", "k1")]["order_id"]
+    ledger.now += LEASE_GRACE  # the client did not retry while the sweep left the order to it
 
     assert asyncio.run(service.resolve_unfinished(ports)) == {"completed": 0, "given_up": 1}
     assert processor.decisions[order_id].outcome == "voided"
@@ -252,6 +267,7 @@ def test_a_charge_decided_before_its_request_died_is_answered_as_decided_by_the_
     processor.charge = charge_then_die
     with pytest.raises(ServiceUnavailable):
         place(ports, command(card=DECLINED))
+    ledger.now += LEASE_GRACE
 
     assert asyncio.run(service.resolve_unfinished(ports)) == {"completed": 0, "given_up": 1}
     assert place(ports, command(card=DECLINED)).problem.status == 402

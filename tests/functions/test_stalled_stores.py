@@ -1,0 +1,93 @@
+"""A store that stops answering mid-request (paused, partitioned, stuck behind a lock) costs a request its store's
+timeout, then a 503 with Retry-After: never a hang as long as the store's silence. Each stall here outlasts the
+timeout by seconds and ends on its own, so nothing is left stopped if the test dies."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+from pymongo import MongoClient
+
+from local.migrate import run_step
+from local.processes import free_port, spawn, stop, wait_for_port
+from local.stores import start_mongo
+from shared.postgres import connect
+from tests.support import assert_problem, bearer, function_alone, unique
+
+STALL_SECONDS = 6  # past every store's timeout (1-1.5 s), and past the 5x Mongo socket timeout this once was
+
+
+def timed_get(url: str, **kwargs) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = httpx.get(url, timeout=STALL_SECONDS + 10, **kwargs)
+    return response, time.monotonic() - started
+
+
+def test_a_mongodb_that_stops_answering_is_503_after_its_timeout(shop_settings):
+    port = free_port()
+    server = start_mongo(port, ":memory:", test_commands=True)  # a server of its own: failpoints are global
+    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{port}"}
+    try:
+        run_step(settings)
+        with MongoClient(settings["MONGODB_URL"]) as client, function_alone("catalog-get-product", settings) as read:
+            url = f"{read.url}/products/"  # a new id each time: an answer may be cached (PRODUCT_CACHE_TTL_SECONDS)
+            assert httpx.get(url + "a" * 24, timeout=10).status_code == 404  # connected, the pool warm
+            client.admin.command("configureFailPoint", "failCommand", mode="alwaysOn", data={
+                "failCommands": ["find"], "blockConnection": True, "blockTimeMS": STALL_SECONDS * 1000})
+            stalled, elapsed = timed_get(url + "b" * 24)  # pymongo retries a read once: two timeouts
+            client.admin.command("configureFailPoint", "failCommand", mode="off")
+            afterwards = httpx.get(url + "c" * 24, timeout=10)
+    finally:
+        stop([server])
+
+    assert_problem(stalled, 503)
+    assert stalled.headers["retry-after"]
+    assert elapsed < STALL_SECONDS - 1  # twice MONGODB_TIMEOUT_MS (1.5 s), not the stall
+    assert afterwards.status_code == 404
+
+
+def test_a_redis_that_stops_answering_is_503_after_its_timeout(shop_settings, tmp_path):
+    port = free_port()
+    server = spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", str(tmp_path), "--enable-debug-command", "local"])  # DEBUG SLEEP: a stall on demand
+    user = unique("stalled")
+    try:
+        wait_for_port(port, server)
+        settings = {**shop_settings, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        with function_alone("cart-get-cart", settings) as cart:
+            url = f"{cart.url}/cart/{user}"
+            assert httpx.get(url, params={"priced": "false"}, headers=bearer(user), timeout=10).status_code == 200
+            stalling = spawn(["redis-cli", "-p", str(port), "DEBUG", "SLEEP", str(STALL_SECONDS)])
+            time.sleep(0.3)  # the server is now asleep
+            stalled, elapsed = timed_get(url, params={"priced": "false"}, headers=bearer(user))
+            stalling.wait(timeout=STALL_SECONDS + 10)
+    finally:
+        stop([server])
+
+    assert_problem(stalled, 503)
+    assert stalled.headers["retry-after"]
+    assert elapsed < STALL_SECONDS - 2  # REDIS_TIMEOUT_SECONDS (1 s), not the stall
+
+
+def test_a_postgresql_statement_stuck_behind_a_lock_is_503_after_its_timeout(shop_settings, postgres_url, tmp_path):
+    owner = unique("stalled")
+    with function_alone("orders-get-order", shop_settings, log=tmp_path / "orders.log") as orders:
+        url = f"{orders.url}/orders/details/{uuid.uuid4()}"
+        assert httpx.get(url, headers=bearer(owner), timeout=10).status_code == 404  # connected, the pool warm
+        blocker = connect(postgres_url, timeout=STALL_SECONDS + 10)
+        try:
+            # A lock no reader gets past, released when this connection's transaction ends.
+            blocker.run("BEGIN")
+            blocker.run("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            stalled, elapsed = timed_get(url, headers=bearer(owner))
+        finally:
+            blocker.run("ROLLBACK")
+            blocker.close()
+        afterwards = httpx.get(url, headers=bearer(owner), timeout=10)
+
+    assert_problem(stalled, 503)
+    assert stalled.headers["retry-after"]
+    assert elapsed < STALL_SECONDS - 2  # DATABASE_TIMEOUT_SECONDS (1.5 s), not the lock
+    assert afterwards.status_code == 404
