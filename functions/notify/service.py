@@ -8,7 +8,9 @@ A delivery is three steps, and the message is never sent inside a transaction:
 3. record, one transaction: `sent`; or `failed` (transient: 5xx, the broker retries) or `rejected` (4xx: the broker
    dead-letters the event).
 An instance that dies between 2 and 3 leaves the row `sending`; the first delivery after the lease sends again.
-So a crash between send and record can repeat one message; nothing else does.
+So a crash between send and record can repeat one message; nothing else does: a `sent` the database would not take
+is tried again for a few seconds, and if it still fails the delivery is answered as sent all the same (the row
+stays `sending`, logged) rather than failed, which would have the broker redeliver and the message go out twice.
 
 Dead letters (events the broker gave up on) are stored whole and can be replayed to the broker with their original
 id, so the ledger still dedupes them: replaying an event already notified sends nothing.
@@ -33,9 +35,13 @@ from functions.notify.models import AlertGroup, NotificationRequest, OrderCreate
 from functions.notify.settings import DeliverySettings
 from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable, validation_errors
 from shared.event_types import ORDER_CREATED
+from shared.faults import fault_point
+from shared.logs import logger
 from shared.postgres import in_transaction
 from shared.settings import settings
 
+_log = logger("notify")
+RECORD_SENT_PAUSES = (0.2, 0.5, 1.0, 0)  # four tries over ~2 s, plus their database timeouts
 NOTIFICATIONS = Counter("shop_notifications", "Notifications, by channel and outcome", ["channel", "outcome"])
 REPLAYS = Counter("shop_dead_letter_replays", "Dead letters sent to the broker again, by outcome", ["outcome"])
 _NAMED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject")
@@ -65,9 +71,23 @@ async def deliver(source: str, event_id: str, order_id, channel: str, recipient:
         NOTIFICATIONS.labels(channel, failure.slug).inc()
         failure.extensions["notification_id"] = str(notification_id)
         raise
-    await in_transaction(lambda db: store.finish(db, notification_id, attempt, "sent"))
+    await fault_point("notify.after-send")
+    await _record_sent(notification_id, attempt)
     NOTIFICATIONS.labels(channel, "sent").inc()
     return notification_id, "sent"
+
+
+async def _record_sent(notification_id: uuid.UUID, attempt: int) -> None:
+    """Record a send that went out: retried over a database blip; never raised, so the sender is told it was sent."""
+    for pause in RECORD_SENT_PAUSES:
+        try:
+            await in_transaction(lambda db: store.finish(db, notification_id, attempt, "sent"))
+            return
+        except Exception as error:  # noqa: BLE001 - it went out: failing now would have it sent again
+            failure = error
+        await asyncio.sleep(pause)
+    _log.error("notification sent but not recorded; its row stays `sending`",
+               extra={"notification_id": str(notification_id), "error": repr(failure)})
 
 
 async def on_order_created(event) -> str:

@@ -312,3 +312,34 @@ def test_the_message_is_sent_with_the_claim_committed_and_no_transaction_open(ga
     assert response.status_code == 200, response.text
     assert seen == [{"statuses": ["sending"], "locked": False, "open_transactions": 0}]
     assert ledger(gateway, order_id=data["order_id"])["items"][0]["status"] == "sent"
+
+
+def test_a_sent_message_the_ledger_cannot_record_at_once_is_recorded_on_a_retry_and_not_sent_again(shop, gateway,
+                                                                                                    postgres_url,
+                                                                                                    tmp_path):
+    data, event_id = order_event_data(email=f"{unique('hal')}@example.com"), str(uuid.uuid4())
+    log = tmp_path / "notify.log"
+    with function_alone("notify-order-created", {**shop.settings, "SHOP_TEST_FAULTS": "notify.after-send=sleep:2"},
+                        log=log) as notifier:
+        result = {}
+        delivering = threading.Thread(target=lambda: result.update(response=deliver(notifier.url, data, event_id)))
+        delivering.start()
+        blocker = connect(postgres_url, timeout=30)
+        try:
+            deadline = time.monotonic() + 10
+            while not blocker.run("SELECT 1 FROM notifications WHERE event_id = :e AND status = 'sending'",
+                                  e=event_id):  # claimed and sent; now it sleeps before recording
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            blocker.run("BEGIN")
+            blocker.run("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")  # the first `sent` times out behind it
+            time.sleep(4)
+        finally:
+            blocker.run("ROLLBACK")
+            blocker.close()
+        delivering.join(timeout=30)
+
+    assert result["response"].status_code == 200, result["response"].text  # not 5xx: no redelivery, no resend
+    [entry] = ledger(gateway, order_id=data["order_id"])["items"]
+    assert (entry["status"], entry["attempts"]) == ("sent", 1)
+    assert log.read_text().count('"message": "notification sent"') == 1
