@@ -83,6 +83,26 @@ def function_alone(name: str, settings: dict[str, str], metrics_port: int | None
 
 
 @contextmanager
+def on_own_mongo(name: str, settings: dict[str, str]):
+    """Function `name` alone against a migrated SecantusDB of its own with mongod's test commands (failpoints are
+    server-wide, so never on the session's store); yields an admin client to that server and the function."""
+    from pymongo import MongoClient
+
+    from local.migrate import run_step
+    from local.stores import start_mongo
+
+    port = free_port()
+    server = start_mongo(port, ":memory:", test_commands=True)
+    settings = {**settings, "MONGODB_URL": f"mongodb://127.0.0.1:{port}"}
+    try:
+        run_step(settings)
+        with MongoClient(settings["MONGODB_URL"]) as client, function_alone(name, settings) as running:
+            yield client, running
+    finally:
+        stop([server])
+
+
+@contextmanager
 def caching_function(name: str, settings: dict[str, str], ttl: float):
     """A catalog read function alone with its per-instance cache on for `ttl` seconds, and a client to it: it
     reads the session's store while writes go through the gateway, i.e. another instance."""

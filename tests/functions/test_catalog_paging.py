@@ -13,10 +13,7 @@ from pymongo import MongoClient
 
 from functions.catalog import store
 from functions.catalog.models import SEARCH_CANDIDATES, ProductCreate, ProductQuery
-from local.processes import free_port, stop
-from local.migrate import run_step
-from local.stores import start_mongo
-from tests.support import ADMIN, assert_problem, function_alone, unique
+from tests.support import ADMIN, assert_problem, function_alone, on_own_mongo, unique
 
 SORT_KEYS = {
     "price": lambda item: (Decimal(item["price"]["amount"]), item["id"]),
@@ -164,18 +161,11 @@ def test_a_broad_search_ranks_a_bounded_set_and_says_its_total_is_not_exact(shop
 
 
 def test_a_search_past_its_server_side_time_limit_is_503(shop_settings):
-    port = free_port()
-    server = start_mongo(port, ":memory:", test_commands=True)  # a server of its own: failpoints are global
-    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{port}"}
-    try:
-        run_step(settings)
-        with MongoClient(settings["MONGODB_URL"]) as client, function_alone("catalog-search-products", settings) as search:
-            # The server fails the next operation that carries a time limit (maxTimeMS), as a slow one would.
-            client.admin.command("configureFailPoint", "maxTimeAlwaysTimeOut", mode={"times": 1})
-            timed_out = httpx.get(f"{search.url}/search", params={"q": "lamp"}, timeout=10)
-            afterwards = httpx.get(f"{search.url}/search", params={"q": "lamp"}, timeout=10)
-    finally:
-        stop([server])
+    with on_own_mongo("catalog-search-products", shop_settings) as (client, search):
+        # The server fails the next operation that carries a time limit (maxTimeMS), as a slow one would.
+        client.admin.command("configureFailPoint", "maxTimeAlwaysTimeOut", mode={"times": 1})
+        timed_out = httpx.get(f"{search.url}/search", params={"q": "lamp"}, timeout=10)
+        afterwards = httpx.get(f"{search.url}/search", params={"q": "lamp"}, timeout=10)
 
     body = assert_problem(timed_out, 503)
     assert body["type"].endswith("/search-timeout") and "limit" in body["detail"]

@@ -8,13 +8,10 @@ import time
 import uuid
 
 import httpx
-from pymongo import MongoClient
 
-from local.migrate import run_step
 from local.processes import free_port, spawn, stop, wait_for_port
-from local.stores import start_mongo
 from shared.postgres import connect
-from tests.support import assert_problem, bearer, function_alone, unique
+from tests.support import assert_problem, bearer, function_alone, on_own_mongo, unique
 
 STALL_SECONDS = 6  # past every store's timeout (1-1.5 s), and past the 5x Mongo socket timeout this once was
 
@@ -26,21 +23,14 @@ def timed_get(url: str, **kwargs) -> tuple[httpx.Response, float]:
 
 
 def test_a_mongodb_that_stops_answering_is_503_after_its_timeout(shop_settings):
-    port = free_port()
-    server = start_mongo(port, ":memory:", test_commands=True)  # a server of its own: failpoints are global
-    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{port}"}
-    try:
-        run_step(settings)
-        with MongoClient(settings["MONGODB_URL"]) as client, function_alone("catalog-get-product", settings) as read:
-            url = f"{read.url}/products/"  # a new id each time: an answer may be cached (PRODUCT_CACHE_TTL_SECONDS)
-            assert httpx.get(url + "a" * 24, timeout=10).status_code == 404  # connected, the pool warm
-            client.admin.command("configureFailPoint", "failCommand", mode="alwaysOn", data={
-                "failCommands": ["find"], "blockConnection": True, "blockTimeMS": STALL_SECONDS * 1000})
-            stalled, elapsed = timed_get(url + "b" * 24)  # pymongo retries a read once: two timeouts
-            client.admin.command("configureFailPoint", "failCommand", mode="off")
-            afterwards = httpx.get(url + "c" * 24, timeout=10)
-    finally:
-        stop([server])
+    with on_own_mongo("catalog-get-product", shop_settings) as (client, read):
+        url = f"{read.url}/products/"  # a new id each time: an answer may be cached (PRODUCT_CACHE_TTL_SECONDS)
+        assert httpx.get(url + "a" * 24, timeout=10).status_code == 404  # connected, the pool warm
+        client.admin.command("configureFailPoint", "failCommand", mode="alwaysOn", data={
+            "failCommands": ["find"], "blockConnection": True, "blockTimeMS": STALL_SECONDS * 1000})
+        stalled, elapsed = timed_get(url + "b" * 24)  # pymongo retries a read once: two timeouts
+        client.admin.command("configureFailPoint", "failCommand", mode="off")
+        afterwards = httpx.get(url + "c" * 24, timeout=10)
 
     assert_problem(stalled, 503)
     assert stalled.headers["retry-after"]
