@@ -154,7 +154,8 @@ def event_endpoint(route_name: str):
     """Wrap an async CloudEvent handler: metrics, logs with the event id, and the broker's retry contract.
 
     A permanently bad event (a 4xx problem) is answered 4xx so the broker sends it to the dead-letter sink
-    instead of retrying; anything else fails with 5xx and the broker retries it.
+    instead of retrying; a 5xx problem (503: a store, a peer, a delivery in flight) with its status and
+    Retry-After, and anything else with 500: the broker retries both.
     """
     startup.imported()
     guard_deliveries(route_name)  # only events with a valid sender token reach `serve`
@@ -172,11 +173,15 @@ def event_endpoint(route_name: str):
             except Exception as error:
                 problem = as_problem(error)
                 outcome = problem.status if problem else 500
-                if problem is not None and problem.status < 500:
+                if problem is None:
+                    _log.exception("event failed; the broker will retry", extra={"event_type": event["type"]})
+                    raise
+                if problem.status < 500:
                     _log.warning("event rejected", extra={"event_type": event["type"], "detail": problem.detail})
-                    raise HTTPException(problem.status, detail=problem.detail) from None
-                _log.exception("event failed; the broker will retry", extra={"event_type": event["type"]})
-                raise
+                else:  # a store or a peer out, a delivery in flight: 503 and its Retry-After, as the problem says
+                    _log.warning("event not processed yet; the broker will retry",
+                                 extra={"event_type": event["type"], "detail": problem.detail})
+                raise HTTPException(problem.status, detail=problem.detail, headers=problem.headers or None) from None
             finally:
                 elapsed = time.perf_counter() - started
                 measured.record("POST", outcome, elapsed)

@@ -1,4 +1,4 @@
-"""Redis storage of carts: one hash per cart (field = SKU, value = quantity, plus `@updated_at` and `@indexed`).
+"""Redis storage of carts: one hash per cart (field = SKU, value = quantity, plus `@updated_at`).
 
 Every write is one Lua script, so checks and changes are atomic (no read-modify-write races), and refreshes the
 cart's TTL. Taking an order's lines out also sets the marker `cart-order:{<user>}:<order>` in the same script, so
@@ -13,10 +13,12 @@ an instance killed between the two leaves an extra entry, never a cart missing f
 a cart up to TTL / INDEX_REFRESH_FRACTION before the cart itself expires, and keeps an entry a crash left behind,
 or a cart emptied by a crash before its entry was dropped, until the TTL prunes it.
 
-An entry's score rises with every write of it (never below the last one, whatever the writers' clocks say), and
-the cart records the score it was indexed at (`@indexed`). Emptying a cart drops the entry only if its score is
-still that one: a write that re-indexed the user meanwhile (the entry first, then the cart) keeps its entry, so
-a clear racing an add cannot leave the new cart out of the index.
+An entry's score rises with every write of it (above the last one, whatever the writers' clocks say), and the
+user's `cart-index-score:{<user>}` holds the score the cart was last indexed at; it outlives a clear, for as long
+as a cart would. Emptying a cart drops the entry only if its score is still that one, so a write that re-indexed
+the user meanwhile keeps its entry; and a write that comes with an older score than the one recorded (another
+write indexed after it, perhaps then cleared) indexes again first. So a clear racing adds cannot leave a cart out
+of the index. (Not in the cart's hash: a cart function of the revision before reads every other field as a line.)
 """
 
 from __future__ import annotations
@@ -39,44 +41,46 @@ ACTIVE_CARTS = Gauge("shop_cart_active_carts", "Carts written within their TTL, 
                                                "has written (each as last seen)")
 CART_WRITES = Counter("shop_cart_writes", "Cart changes, by operation and outcome", ["operation", "outcome"])
 UPDATED_AT = "@updated_at"  # '@' can never start a SKU
-INDEXED = "@indexed"  # the score of the user's index entry when this cart last wrote it
 ACTIVE_BUCKETS = 16
 INDEX_REFRESH_FRACTION = 100  # a cart's index entry is refreshed at most once per TTL / this
+INDEX_TRIES = 3  # index writes one cart write may make while other writes of the user index after it
 ADDED, UNCHANGED, REMOVED = 1, 0, -1  # what a write does to the cart's index entry
 
 _log = logger("cart")
 
-# Every write script takes KEYS: cart, index marker (then its own). ARGV: now_ms, ttl, index refresh seconds, index
-# mode, index score, then its own. Index mode `check`: a change that leaves a cart is made only while the marker says
-# the user's index entry is fresh, else the script changes nothing and answers `index_first`; the caller writes the
-# entry and runs the script again with `indexed` and the entry's score (sets the marker and `@indexed`) or, when the
-# index could not be written, `unindexed` (a marker for a minute: while a bucket's node is out, the user's writes do
-# not each wait for it).
+# Every write script takes KEYS: cart, index marker, index score (then its own). ARGV: now_ms, ttl, index refresh
+# seconds, index mode, index score, then its own. Index mode `check`: a change that leaves a cart is made only while
+# the marker says the user's index entry is fresh, else the script changes nothing and answers `index_first` with the
+# recorded score; the caller writes the entry above that score and runs the script again with `indexed` and the
+# entry's score (sets the marker and the score; a score not above the recorded one is `index_first` again) or, when
+# the index could not be written, `unindexed` (a marker for a minute: while a bucket's node is out, the user's writes
+# do not each wait for it).
 _LINES = """
-local function lines()
-  return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at')
-         - redis.call('HEXISTS', KEYS[1], '@indexed')
-end
+local function lines() return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '@updated_at') end
 """
 _INDEX_FIRST = """
-if ARGV[4] == 'check' and redis.call('EXISTS', KEYS[2]) == 0 then return {'index_first', 0} end
+local recorded = redis.call('GET', KEYS[3]) or ''
+if (ARGV[4] == 'check' and redis.call('EXISTS', KEYS[2]) == 0)
+   or (ARGV[4] == 'indexed' and tonumber(ARGV[5]) <= (tonumber(recorded) or 0)) then
+  return {'index_first', 0, recorded}
+end
 """
 _TOUCH = """
 redis.call('HSET', KEYS[1], '@updated_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[4] == 'indexed' then
   redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
-  redis.call('HSET', KEYS[1], '@indexed', ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[5])
 end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
 if ARGV[4] == 'unindexed' then redis.call('SET', KEYS[2], '0', 'EX', math.min(tonumber(ARGV[3]), 60)) end
 return {'ok', 0, redis.call('HGETALL', KEYS[1])}
 """
-# An emptied cart is deleted; it answers the score its index entry had, for the caller to drop that entry.
+# An emptied cart is deleted (its recorded score is kept); it answers that score, for the caller to drop the entry.
 _EMPTIED = """
 if lines() == 0 then
-  local indexed = redis.call('HGET', KEYS[1], '@indexed') or ''
   redis.call('DEL', KEYS[1], KEYS[2])
-  return {'ok', -1, {}, indexed}
+  return {'ok', -1, {}, redis.call('GET', KEYS[3]) or ''}
 end
 """
 # ARGV 6..: sku, quantity, max per line, max lines, stock
@@ -104,10 +108,10 @@ if lines() > 1 then
 end
 redis.call('HDEL', KEYS[1], ARGV[6])
 """ + _EMPTIED + _TOUCH
-# KEYS 3: order marker. ARGV 6..: sku and ordered quantity for each line.
+# KEYS 4: order marker. ARGV 6..: sku and ordered quantity for each line.
 # A line gone meanwhile stays gone; lines of other SKUs are untouched; the marker makes a repeat change nothing.
 _REMOVE_ORDERED = _LINES + """
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if redis.call('EXISTS', KEYS[4]) == 1 then
   return {'already_applied', 0, redis.call('HGETALL', KEYS[1])}
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -120,21 +124,20 @@ for i = 6, #ARGV, 2 do
     if left > 0 then redis.call('HSET', KEYS[1], ARGV[i], left) else redis.call('HDEL', KEYS[1], ARGV[i]) end
   end
 end
-redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
 """ + _EMPTIED + _TOUCH
-# KEYS: cart, index marker. Answers REMOVED and the cart's index score when there was a cart to clear.
+# KEYS: cart, index marker, index score (kept). Answers REMOVED and the recorded score when there was a cart.
 _CLEAR = """
-local indexed = redis.call('HGET', KEYS[1], '@indexed') or ''
-if redis.call('DEL', KEYS[1], KEYS[2]) > 0 then return {-1, indexed} end
+if redis.call('DEL', KEYS[1], KEYS[2]) > 0 then return {-1, redis.call('GET', KEYS[3]) or ''} end
 return {0, ''}
 """
-# KEYS: one index bucket. ARGV: now_ms, user, ADDED or REMOVED, ttl, (REMOVED) the score the cart was indexed at.
-# ADDED scores the entry above its last score; REMOVED drops it only at that score or below (not re-indexed since).
+# KEYS: one index bucket. ARGV: now_ms, user, ADDED or REMOVED, ttl, a score: ADDED scores the entry above it and
+# above the entry's last score; REMOVED drops the entry only at that score or below (not re-indexed since).
 # Prunes entries older than the TTL. Answers the entry's score (0 when none) and the bucket's size.
 _INDEX = """
 local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]) or '0')
 if ARGV[3] == '1' then
-  score = math.max(tonumber(ARGV[1]), score + 1)
+  score = math.max(tonumber(ARGV[1]), score + 1, (tonumber(ARGV[5]) or 0) + 1)
   redis.call('ZADD', KEYS[1], score, ARGV[2])
 elseif score > 0 and score <= tonumber(ARGV[5]) then
   redis.call('ZREM', KEYS[1], ARGV[2])
@@ -157,7 +160,7 @@ def _user_key(kind: str, user_id: str, *rest: str) -> str:
 
 
 def _cart_keys(user_id: str) -> list[str]:
-    return [_user_key("cart", user_id), _user_key("cart-indexed", user_id)]
+    return [_user_key("cart", user_id), _user_key("cart-indexed", user_id), _user_key("cart-index-score", user_id)]
 
 
 def active_bucket(user_id: str) -> int:
@@ -168,7 +171,6 @@ def active_bucket(user_id: str) -> int:
 def _parse(flat: list[str] | dict[str, str]) -> StoredCart:
     fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2]))
     stamp = fields.pop(UPDATED_AT, None)
-    fields.pop(INDEXED, None)
     updated_at = datetime.fromtimestamp(int(stamp) / 1000, timezone.utc) if stamp else None
     return StoredCart({sku: int(quantity) for sku, quantity in fields.items()}, updated_at)
 
@@ -192,10 +194,13 @@ async def _run(operation: str, script: str, user_id: str, *args, keys: tuple[str
     instance killed in between leaves an extra index entry (pruned after the TTL), never a cart left out.
     """
     result = await _attempt(operation, script, user_id, ("check", ""), args, keys)
-    if result[0] == "index_first":
-        score = await _index(user_id, ADDED)
+    for tries_left in reversed(range(INDEX_TRIES)):
+        if result[0] != "index_first":
+            break
+        score = await _index(user_id, ADDED, above=result[2])
         await fault_point("cart.after-index")
-        mode = ("indexed", score) if score is not None else ("unindexed", "")
+        # Out of tries (other writes of this user keep indexing after this one): write without the marker's refresh.
+        mode = ("indexed", score) if score is not None and tries_left else ("unindexed", "")
         result = await _attempt(operation, script, user_id, mode, args, keys)
     await fault_point("cart.after-write")
     CART_WRITES.labels(operation, result[0]).inc()
@@ -226,10 +231,11 @@ async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart
 _bucket_sizes: dict[int, int] = {}
 
 
-async def _index(user_id: str, change: int, indexed_at: str = "") -> int | None:
-    """Add the user to their index bucket (answers the entry's score), or drop the entry a cart was indexed at
-    (`indexed_at`; none: there is nothing of this cart's to drop). None when Redis could not be asked. Best effort:
-    a failure is logged and never fails the cart's write (a write a minute later adds the entry again)."""
+async def _index(user_id: str, change: int, indexed_at: str = "", above: str = "") -> int | None:
+    """Add the user to their index bucket, scored above `above` (answers the entry's score), or drop the entry a cart
+    was indexed at (`indexed_at`; none: there is nothing of this cart's to drop). None when Redis could not be
+    asked. Best effort: a failure is logged and never fails the cart's write (a write a minute later adds the entry
+    again)."""
     if change == UNCHANGED or (change == REMOVED and not indexed_at):
         return None
     bucket = active_bucket(user_id)
@@ -237,7 +243,7 @@ async def _index(user_id: str, change: int, indexed_at: str = "") -> int | None:
         with timed("index"):
             score, size = await _script(_INDEX)(
                 keys=[key("carts", "active", str(bucket))],
-                args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds, indexed_at])
+                args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds, indexed_at or above])
     except UNAVAILABLE as error:
         _log.warning("active-cart index not updated", extra={"bucket": bucket, "error": type(error).__name__})
         return None
@@ -297,4 +303,4 @@ async def get(user_id: str) -> StoredCart:
 
 async def skus(user_id: str) -> set[str]:
     with timed("skus"):
-        return set(await redis().hkeys(_user_key("cart", user_id))) - {UPDATED_AT, INDEXED}
+        return set(await redis().hkeys(_user_key("cart", user_id))) - {UPDATED_AT}

@@ -15,6 +15,7 @@ from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
 CARD = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000009995"
 PROCESSOR_ERROR = "4000000000000119"
+CARD_DECLINED = "4000000000000002"
 
 
 @pytest.fixture
@@ -143,15 +144,17 @@ def test_the_idempotency_key_is_required_and_bounded(gateway, user, key):
     assert_problem(gateway.post("/orders", json=order_body(user, []), headers=headers), 400)
 
 
-@pytest.mark.parametrize("card, status, final", [(INSUFFICIENT_FUNDS, 402, "payment_failed"),
-                                                 (PROCESSOR_ERROR, 409, "cancelled")])
-def test_failed_payments_release_the_stock(gateway, user, db, card, status, final):
+@pytest.mark.parametrize("card, status, slug, final", [(INSUFFICIENT_FUNDS, 402, "payment-declined", "payment_failed"),
+                                                       (CARD_DECLINED, 402, "payment-declined", "payment_failed"),
+                                                       (PROCESSOR_ERROR, 409, "payment-not-completed", "cancelled")])
+def test_failed_payments_release_the_stock(gateway, user, db, card, status, slug, final):
     lamp = product(gateway, stock=4)
     key = uuid.uuid4().hex
 
     response = place(gateway, user, order_body(user, [(lamp, 3)], card=card), key)
 
     body = assert_problem(response, status)
+    assert body["type"].endswith("/" + slug) and "retry-after" not in response.headers  # final: use a new key
     assert db.run("SELECT status FROM orders WHERE id = CAST(:o AS uuid)", o=body["order_id"]) == [[final]]
     assert stock_of(gateway, lamp) == 4
     replay = place(gateway, user, order_body(user, [(lamp, 3)], card=card), key)

@@ -198,6 +198,8 @@ def test_a_token_living_longer_than_a_service_token_may_or_without_iat_is_401(sh
     stringly = signed({**claims(caller, route.name), "iat": str(now)}, key)
     assert "numbers" in assert_problem(request(shop, route, stringly), 401)["detail"]
     assert request(shop, route, signed(claims(caller, route.name), key)).status_code not in (401, 403)
+    just_over = signed(claims(caller, route.name, expires_in=SERVICE_TOKEN_SECONDS + 6), key)  # past the 5 s leeway
+    assert "at most" in assert_problem(request(shop, route, just_over), 401)["detail"]
 
 
 @pytest.fixture
