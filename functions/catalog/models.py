@@ -137,6 +137,8 @@ class ProductPublic(_ProductFields):
     id: str
     sku: str
     images: list[str] = []  # validated when written; re-parsing every URL on each read cost a tenth of a GET
+    # As stored: stock given back by a release may lift it past MAX_STOCK (an admin set it while units were held).
+    stock_quantity: Annotated[int, Field(ge=0)] = 0
     created_at: datetime
     updated_at: datetime
 

@@ -190,3 +190,18 @@ def test_concurrent_adjustments_and_reservations_never_lose_a_unit(shop, gateway
     assert stock_of(gateway, lamp) == initial + adjusted - reserved
     if initial == 1000:
         assert adjusted == sum(adjustments) and reserved == reservation_count
+
+
+def test_stock_given_back_past_the_maximum_an_admin_may_set_is_still_read(shop, gateway, reservations):
+    lamp, reservation = new_product(gateway, 5), str(uuid.uuid4())
+    reserved = httpx.post(reservations, json={"reservation_id": reservation,
+                                              "lines": [{"sku": lamp["sku"], "quantity": 2}]}, timeout=10,
+                          headers=service_headers("catalog-reserve-stock"))
+    assert reserved.status_code == 201, reserved.text
+    assert patch(gateway, lamp, {"stock_quantity": 1_000_000}, current(gateway, lamp).headers["etag"]).status_code == 200
+    released = httpx.delete(f"{shop.functions['catalog-release-stock'].url}/internal/stock/reservations/{reservation}",
+                            timeout=10, headers=service_headers("catalog-release-stock"))
+    assert released.status_code == 200, released.text
+
+    assert stock_of(gateway, lamp) == 1_000_002  # the held units came back on top: read, not a 500
+    assert gateway.get("/search", params={"q": lamp["sku"]}).status_code == 200
