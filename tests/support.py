@@ -82,6 +82,16 @@ def function_alone(name: str, settings: dict[str, str], metrics_port: int | None
             stop([running.process])
 
 
+def answer_and_seconds(call) -> tuple[httpx.Response, float]:
+    """`call()`'s answer and how long it took, after one call first (a first request also imports and connects)."""
+    import time
+
+    call()
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
 @contextmanager
 def on_own_mongo(name: str, settings: dict[str, str]):
     """Function `name` alone against a migrated SecantusDB of its own with mongod's test commands (failpoints are

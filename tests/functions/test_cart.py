@@ -15,7 +15,7 @@ import redis as redis_sync
 from functions.cart.store import active_bucket
 from local.processes import free_port, wait_for_port
 from shared.peers import url_variable
-from tests.support import ADMIN, assert_problem, bearer, function_alone, service_headers, unique
+from tests.support import ADMIN, answer_and_seconds, assert_problem, bearer, function_alone, service_headers, unique
 
 
 def new_product(gateway, **overrides) -> dict:
@@ -246,9 +246,11 @@ def test_ttl_is_set_and_refreshed_on_every_write(gateway, user, shop_settings, r
 
 def test_redis_down_answers_503(shop_settings, user):
     with function_alone("cart-get-cart", {**shop_settings, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}) as cart:
-        response = httpx.get(f"{cart.url}/cart/{user}", headers=bearer(user), timeout=5)
+        response, seconds = answer_and_seconds(lambda: httpx.get(f"{cart.url}/cart/{user}", headers=bearer(user),
+                                                                 timeout=5))
 
     assert_problem(response, 503)
+    assert response.headers["retry-after"] and seconds < 2
 
 
 def test_catalog_down_refuses_adds_but_still_shows_stored_lines(gateway, shop, shop_settings, user):

@@ -10,7 +10,7 @@ import pytest
 
 from local.processes import free_port
 from shared.postgres import connect
-from tests.support import ADMIN, assert_problem, bearer, function_alone, unique
+from tests.support import ADMIN, answer_and_seconds, assert_problem, bearer, function_alone, unique
 
 CARD = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000009995"
@@ -307,9 +307,11 @@ def test_orders_survive_a_sink_outage_and_the_relay_delivers_later(gateway, shop
 def test_database_down_answers_503(shop_settings, user):
     unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
     with function_alone("orders-list-orders", {**shop_settings, "DATABASE_URL": unreachable}) as orders:
-        response = httpx.get(f"{orders.url}/orders/{user}", headers=bearer(user), timeout=5)
+        response, seconds = answer_and_seconds(lambda: httpx.get(f"{orders.url}/orders/{user}", headers=bearer(user),
+                                                                 timeout=5))
 
     assert_problem(response, 503)
+    assert response.headers["retry-after"] and seconds < 2.5
 
 
 def test_an_outbox_row_that_keeps_failing_goes_dead_is_listed_and_can_be_requeued(gateway, shop, user, db):

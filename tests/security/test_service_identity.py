@@ -237,3 +237,23 @@ def test_a_token_verified_as_one_kind_is_never_answered_as_the_other_from_a_cach
         check_sender(consumer, {"authorization": f"Bearer {service_token}"})
     with pytest.raises((Unauthorized, Forbidden)):
         verify_service_token(sender_token, consumer.name, ("orders-create-order",), keys_of)
+
+
+def test_event_sender_max_token_seconds_sets_the_longest_sender_token_taken(sender_settings, monkeypatch):
+    from shared.service_identity import check_sender
+    from shared.settings import settings
+
+    monkeypatch.setenv("EVENT_SENDER_MAX_TOKEN_SECONDS", "3600")
+    settings.cache_clear()
+    consumer = next(route for route in ROUTES if route.signature == "cloudevent")
+    now = int(time.time())
+
+    def lasting(seconds: int) -> dict:
+        token = jwt.encode({"iss": "https://issuer.test", "sub": "system:serviceaccount:shop:trigger",
+                            "aud": "consumer-audience", "iat": now, "exp": now + seconds}, sender_settings,
+                           algorithm="ES256", headers={"kid": "sender-1"})
+        return {"authorization": f"Bearer {token}"}
+
+    assert check_sender(consumer, lasting(3600))
+    with pytest.raises(Unauthorized, match="at most 3600 s"):
+        check_sender(consumer, lasting(3600 + 6))  # past the 5 s leeway
