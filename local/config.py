@@ -12,6 +12,9 @@ MONGO_PORT = int(os.environ.get("MONGO_PORT", "27017"))  # where `make up` finds
 LOCAL_DEFAULTS = {
     "MONGODB_URL": f"mongodb://127.0.0.1:{MONGO_PORT}",
     "MONGODB_DATABASE": "shop",
+    # SecantusDB does not dedupe a retried write as MongoDB does: a write slower than the socket timeout would be
+    # applied twice by pymongo's retry. A busy laptop gets 5 s; a deployment keeps the default 1.5 s.
+    "MONGODB_TIMEOUT_MS": "5000",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "REDIS_KEY_PREFIX": "shop:",
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/shop",

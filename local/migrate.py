@@ -24,6 +24,10 @@ async def index_catalog() -> int:
 
     from functions.catalog import store
 
+    from shared.mongo import MONGO_MARKERS, collection
+
+    # Reached first under MONGODB_TIMEOUT_MS: under pymongo.timeout, server selection would wait as long as it.
+    await collection(MONGO_MARKERS).find_one({"_id": "catalog"})
     with pymongo.timeout(INDEX_BUILD_SECONDS):  # a big catalog's index builds outlast a request's MONGODB_TIMEOUT_MS
         await store.create_indexes()
         return await record_catalog_version()

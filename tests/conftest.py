@@ -60,6 +60,10 @@ def shop_settings(mongo_url, postgres_url, redis_url):
         # Read-after-write tests see every write at once; tests/functions/test_product_cache.py runs the cache.
         "PRODUCT_CACHE_TTL_SECONDS": "0",
         "SEARCH_MAX_TIME_MS": "10000",  # SecantusDB on a loaded machine; the limit has its own test
+        # SecantusDB does not dedupe a retried write as MongoDB does (retryable writes): past the socket timeout,
+        # pymongo's retry would apply a write twice on it. Its slow moments on a loaded machine get 5 s; the
+        # default (1.5 s) has its own tests (test_stalled_stores, test_catalog's store-down test).
+        "MONGODB_TIMEOUT_MS": "5000",
     }
     run_step(settings)  # the deploy's migration step, before any function starts
     yield settings

@@ -396,9 +396,10 @@ BULK_SECONDS = 120
 async def insert_many(items: list[ProductCreate]) -> int:
     now = _now()
     documents = [new_document(item, now) for item in items]
+    collection_ = await products()  # reached under MONGODB_TIMEOUT_MS, not the bulk's deadline
     try:
         with pymongo.timeout(BULK_SECONDS):  # a seed's thousands of documents outlast a request's MONGODB_TIMEOUT_MS
-            result = await (await products()).insert_many(documents, ordered=False)
+            result = await collection_.insert_many(documents, ordered=False)
     finally:
         product_cache.forget()
     return len(result.inserted_ids)

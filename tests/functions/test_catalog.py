@@ -305,7 +305,8 @@ def test_unknown_paths_and_methods_are_problems(gateway):
 
 
 def test_store_down_answers_503_fast(shop_settings):
-    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{free_port()}"}  # nothing listens there
+    settings = {**shop_settings, "MONGODB_URL": f"mongodb://127.0.0.1:{free_port()}",  # nothing listens there
+                "MONGODB_TIMEOUT_MS": "1500"}  # the default
     with function_alone("catalog-get-product", settings) as catalog:
         response, seconds = answer_and_seconds(lambda: httpx.get(f"{catalog.url}/products/{'a' * 24}", timeout=5))
 

@@ -23,7 +23,7 @@ def timed_get(url: str, **kwargs) -> tuple[httpx.Response, float]:
 
 
 def test_a_mongodb_that_stops_answering_is_503_after_its_timeout(shop_settings):
-    with on_own_mongo("catalog-get-product", shop_settings) as (client, read):
+    with on_own_mongo("catalog-get-product", {**shop_settings, "MONGODB_TIMEOUT_MS": "1500"}) as (client, read):
         url = f"{read.url}/products/"  # a new id each time: an answer may be cached (PRODUCT_CACHE_TTL_SECONDS)
         assert httpx.get(url + "a" * 24, timeout=10).status_code == 404  # connected, the pool warm
         client.admin.command("configureFailPoint", "failCommand", mode="alwaysOn", data={
