@@ -59,7 +59,7 @@ def _new_client() -> httpx.AsyncClient:
     trusting_none = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     plain = _on_asyncio_sockets(httpx.AsyncHTTPTransport(verify=trusting_none, **options), options, trusting_none)
     return PeerClient(timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)), transport=plain,
-                      mounts={"https://": _verifying_on_first_use(options)})
+                      https=_verifying_on_first_use(options))
 
 
 def _on_asyncio_sockets(transport: httpx.AsyncHTTPTransport, options: dict,
@@ -113,8 +113,8 @@ async def call(name: str, method: str, path: str, *, params=None, json=None, hea
 
     outgoing = {"X-Request-Id": request_id.get() or "", **service_headers(name), **(headers or {})}
     try:
-        response = await client().request(method, service_url(name) + path, params=params, json=json,
-                                          headers=outgoing)
+        response = await client().send_to_peer(method, service_url(name) + path, params=params, json=json,
+                                               headers=outgoing)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
         raise ServiceUnavailable(f"The {name} service is unavailable") from error
     except httpx.TimeoutException as error:

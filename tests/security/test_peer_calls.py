@@ -312,3 +312,13 @@ def test_only_the_catalogs_refusals_of_the_stock_are_final_for_an_order(monkeypa
             await catalog_client.reserve("order-1", [("A", 1)])
 
     serving(monkeypatch, answering(status, body), scenario, peer="catalog-reserve-stock")
+
+
+def test_a_peer_url_of_another_scheme_is_502_not_a_500(monkeypatch):
+    monkeypatch.setenv(peers.url_variable(PEER), "ftp://127.0.0.1:21")
+
+    async def scenario():
+        with pytest.raises(BadGateway, match="UnsupportedProtocol"):
+            await peers.call(PEER, "GET", "/internal/products/lookup?skus=A")
+
+    asyncio.run(scenario())
