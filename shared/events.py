@@ -26,7 +26,7 @@ async def publish(event_id: str, event_type: str, source: str, subject: str, dat
     headers, body = to_binary(event)
     try:
         headers |= sink_headers()
-        response = await peers.client().post(sink, headers=headers, content=body)
+        response = await peers.client().send_to_peer("POST", sink, headers=headers, content=body)
     except Exception as error:  # noqa: BLE001 - any transport failure leaves the event pending
         raise SinkUnavailable(f"The sink did not take the event: {type(error).__name__}") from error
     if not 200 <= response.status_code < 300:

@@ -41,12 +41,13 @@ class PeerClient(httpx.AsyncClient):
         self._peer_transports = {"http": transport, "https": https}
         self._peer_extensions = {"timeout": self.timeout.as_dict()}
 
-    async def send_to_peer(self, method: str, url: str, *, params=None, json=None, headers=None) -> httpx.Response:
+    async def send_to_peer(self, method: str, url: str, *, params=None, json=None, content=None,
+                           headers=None) -> httpx.Response:
         """`request()` for a call to another function, without what the client adds around the transport and a
         peer call never uses: no auth flow, no redirects, no event hooks, no cookies, no default headers beyond
         Host and Content-Length. 120-210 µs of CPU a call less than `request()` (three alternated runs here);
         the transport's own timeouts, retries of failed connections and exception mapping are unchanged."""
-        request = httpx.Request(method, url, params=params, json=json, headers=headers,
+        request = httpx.Request(method, url, params=params, json=json, content=content, headers=headers,
                                 extensions=self._peer_extensions)
         transport = self._peer_transports.get(request.url.scheme)
         if transport is None:  # as request() would: the caller answers it 502
