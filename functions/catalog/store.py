@@ -13,7 +13,7 @@ from bson.codec_options import CodecOptions
 import pymongo
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, ExecutionTimeout, NetworkTimeout
 
 from functions.catalog import cursor, product_cache, rendered
 from functions.catalog.models import (
@@ -367,9 +367,7 @@ async def search(query: SearchQuery, *, include_inactive: bool) -> FoundPage:
         # The budget is the search's deadline: pymongo sends what is left of it as maxTimeMS and waits no longer.
         with pymongo.timeout(budget / 1000):
             [result] = await (await raw_products.aggregate(pipeline)).to_list()
-    except PyMongoError as error:
-        if not error.timeout:
-            raise
+    except (ExecutionTimeout, NetworkTimeout):  # the server's limit, or the wait for its answer; not a store that is down
         raise SearchTimedOut(f"The search took longer than its limit ({budget} ms); try a more specific term") \
             from None
     counted = result["total"][0]["n"] if result["total"] else 0

@@ -25,3 +25,18 @@ def test_the_relay_stops_starting_deliveries_when_the_lease_could_end_during_one
     slowest = 3 * 2 + 1
     assert attempted == len(delivered) == (outbox.LEASE_SECONDS - slowest) // 2 + 1
     assert now[0] - 2.0 <= outbox.LEASE_SECONDS - slowest  # the last one started with room to finish in the lease
+
+
+def test_a_peer_timeout_longer_than_the_lease_allows_still_delivers_one_row_a_tick(monkeypatch):
+    monkeypatch.setenv("PEER_TIMEOUT_SECONDS", "10")  # 3 x 10 + 1 > the 30 s lease
+    from shared.settings import settings
+    settings.cache_clear()
+    delivered = []
+
+    async def delivery(row):
+        delivered.append(row)
+
+    attempted = asyncio.run(outbox.deliver_while_leased([1, 2, 3], delivery, clock=lambda: 0.0))
+    settings.cache_clear()
+
+    assert attempted == len(delivered) == 1
