@@ -12,7 +12,7 @@ from functools import lru_cache
 from prometheus_client import Histogram
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import ClusterDownError, InvalidResponse, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -23,7 +23,8 @@ from shared.settings import RedisSettings, settings
 
 # RedisClusterException: no startup node answers, or the slots are not all served. (redis-py also raises it for a
 # command whose keys span slots: a bug that tests/stores/test_cart_cluster.py would catch, not an outage.)
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, RedisClusterException)
+# InvalidResponse: what answers at REDIS_URL does not speak Redis (a misconfigured address): no usable store either.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, RedisClusterException, InvalidResponse)
 register_unavailable(*UNAVAILABLE)
 
 REDIS_LATENCY = Histogram("shop_redis_operation_duration_seconds", "Redis round trips, by operation", ["operation"],

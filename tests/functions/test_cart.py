@@ -253,6 +253,14 @@ def test_redis_down_answers_503(shop_settings, user):
     assert response.headers["retry-after"] and seconds < 2
 
 
+def test_a_redis_address_where_something_else_answers_is_503_not_a_500(shop, shop_settings, user):
+    elsewhere = shop.url.replace("http://", "redis://") + "/0"  # the gateway: HTTP, not Redis
+    with function_alone("cart-get-cart", {**shop_settings, "REDIS_URL": elsewhere}) as cart:
+        response = httpx.get(f"{cart.url}/cart/{user}", headers=bearer(user), timeout=5)
+
+    assert_problem(response, 503)
+
+
 def test_catalog_down_refuses_adds_but_still_shows_stored_lines(gateway, shop, shop_settings, user):
     mug = new_product(gateway)
     add(gateway, user, mug["sku"], 2)
