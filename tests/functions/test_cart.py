@@ -253,6 +253,17 @@ def test_redis_down_answers_503(shop_settings, user):
     assert response.headers["retry-after"] and seconds < 2
 
 
+def test_cart_ttl_seconds_sets_how_long_a_cart_lives_without_a_write(gateway, shop, shop_settings, redis_client,
+                                                                      user):
+    mug = new_product(gateway)["sku"]
+    with function_alone("cart-add-item", {**shop.settings, "CART_TTL_SECONDS": "3600"}) as adder:
+        added = httpx.post(f"{adder.url}/cart/{user}/items", json={"product_sku": mug, "quantity": 1},
+                           headers=bearer(user), timeout=10)
+
+    assert added.status_code == 200, added.text
+    assert 3600 - 60 < redis_client.ttl(cart_key(shop_settings, user)) <= 3600
+
+
 def test_a_redis_address_where_something_else_answers_is_503_not_a_500(shop, shop_settings, user):
     elsewhere = shop.url.replace("http://", "redis://") + "/0"  # the gateway: HTTP, not Redis
     with function_alone("cart-get-cart", {**shop_settings, "REDIS_URL": elsewhere}) as cart:

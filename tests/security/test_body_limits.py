@@ -130,3 +130,15 @@ def test_the_local_broker_refuses_an_endless_event_from_a_publisher_once_it_pass
                                                 {**_headers(), SERVICE_TOKEN_HEADER: publisher})
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]  # answered while the body was still coming
     assert sent < 64 * 1024 * 1024
+
+
+def test_max_body_bytes_set_lower_is_the_functions_limit(shop):
+    from tests.support import function_alone
+
+    with function_alone("catalog-create-product", {**shop.settings, "MAX_BODY_BYTES": "1024"}) as function:
+        url = function.url + "/products"
+        refused = httpx.post(url, headers=_headers(), content=b"x" * 1025, timeout=10)
+        under = httpx.post(url, headers=_headers(), content=b"{}", timeout=10)
+
+    assert "1024" in assert_problem(refused, 413)["detail"]
+    assert_problem(under, 422)  # read and validated: within the limit
