@@ -34,7 +34,7 @@ def uuid_or_not_found(value: str, what: str) -> uuid.UUID:
 
 def cart_line_sku(value: str) -> str:
     """A path SKU of a cart line: anything that cannot be a SKU names no line (404), like an absent one; in
-    particular never the cart's own fields (`@updated_at`, `@indexed`), which share its Redis hash."""
+    particular never the cart's own field (`@updated_at`), which shares its Redis hash."""
     if not _SKU.fullmatch(value):
         raise NotFound(f"The cart has no line for '{value}'")
     return value

@@ -29,8 +29,8 @@ async def _receive_message(conn, request_id: int | None, max_message_size: int =
     this awaits the read under the same deadline. What is lost: a pool reset no longer interrupts a read in
     flight; that read ends with the server's reply, the connection's error, or the socket timeout
     (MONGODB_TIMEOUT_MS, or an operation's own `pymongo.timeout`); and Monitor.cancel_check() after an
-    application network error no longer interrupts a streaming monitor's hello in flight (on Knative pymongo polls instead: it sees K_SERVICE). Any failure still
-    closes the connection (pool.AsyncConnection.receive_message)."""
+    application network error no longer interrupts a streaming monitor's hello in flight (on Knative pymongo polls
+    instead: it sees K_SERVICE). Any failure still closes the connection (pool.AsyncConnection.receive_message)."""
     if network_layer._csot.get_timeout():
         deadline = network_layer._csot.get_deadline()
     else:

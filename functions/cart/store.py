@@ -197,7 +197,7 @@ async def _run(operation: str, script: str, user_id: str, *args, keys: tuple[str
     for tries_left in reversed(range(INDEX_TRIES)):
         if result[0] != "index_first":
             break
-        score = await _index(user_id, ADDED, above=result[2])
+        score = await _index(user_id, ADDED, result[2])
         await fault_point("cart.after-index")
         # Out of tries (other writes of this user keep indexing after this one): write without the marker's refresh.
         mode = ("indexed", score) if score is not None and tries_left else ("unindexed", "")
@@ -224,32 +224,32 @@ async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart
     if outcome != "ok":
         raise _refusal(outcome, args[0] if args else "", int(change))
     if int(change) == REMOVED:
-        await _index(user_id, REMOVED, indexed_at=result[1])
+        await _index(user_id, REMOVED, result[1])
     return _parse(result[0])
 
 
 _bucket_sizes: dict[int, int] = {}
 
 
-async def _index(user_id: str, change: int, indexed_at: str = "", above: str = "") -> int | None:
-    """Add the user to their index bucket, scored above `above` (answers the entry's score), or drop the entry a cart
-    was indexed at (`indexed_at`; none: there is nothing of this cart's to drop). None when Redis could not be
+async def _index(user_id: str, change: int, score: str = "") -> int | None:
+    """Add the user to their index bucket, scored above `score` (answers the entry's score), or drop the entry a cart
+    was indexed at, `score` (none: there is nothing of this cart's to drop). None when Redis could not be
     asked. Best effort: a failure is logged and never fails the cart's write (a write a minute later adds the entry
     again)."""
-    if change == UNCHANGED or (change == REMOVED and not indexed_at):
+    if change == UNCHANGED or (change == REMOVED and not score):
         return None
     bucket = active_bucket(user_id)
     try:
         with timed("index"):
-            score, size = await _script(_INDEX)(
+            entry, size = await _script(_INDEX)(
                 keys=[key("carts", "active", str(bucket))],
-                args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds, indexed_at or above])
+                args=[_now_ms(), user_id, change, settings(RedisSettings).cart_ttl_seconds, score])
     except UNAVAILABLE as error:
         _log.warning("active-cart index not updated", extra={"bucket": bucket, "error": type(error).__name__})
         return None
     _bucket_sizes[bucket] = int(size)
     ACTIVE_CARTS.set(sum(_bucket_sizes.values()))
-    return int(score)
+    return int(entry)
 
 
 def _refusal(outcome: str, sku: str, current: int) -> Exception:
