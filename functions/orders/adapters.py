@@ -9,14 +9,14 @@ from decimal import Decimal
 from functools import lru_cache
 
 from functions.orders import outbox, processor, store
-from functions.orders.models import CreateOrder, OrderPublic
+from functions.orders.models import CartRead, CreateOrder, OrderPublic
 from functions.orders.outbox import OutboxRow
 from functions.orders.payment import Charge
 from functions.orders.ports import Attempt, Lines, Paid, Ports, Priced
 from functions.orders.store import Claim, Finished, Unfinished
 from shared import catalog_client, peers
 from shared.catalog_contract import Reservation
-from shared.errors import BadGateway, Conflict, Problem, ServiceUnavailable
+from shared.errors import Conflict, Problem, ServiceUnavailable
 from shared.postgres import Connection, in_connection, in_transaction
 from shared.settings import CheckoutSettings, settings
 
@@ -147,13 +147,7 @@ class HttpCart:
     async def lines(self, user_id: str, authorization: str) -> Lines:
         response = await peers.call("cart-get-cart", "GET", f"/cart/{user_id}", params={"priced": "false"},
                                     headers={"Authorization": authorization})
-        try:
-            lines = [(line["product_sku"], line["quantity"]) for line in response.json()["items"]]
-        except (ValueError, KeyError, TypeError):
-            lines = None
-        if lines is None or not all(isinstance(sku, str) and type(quantity) is int for sku, quantity in lines):
-            raise BadGateway("The cart-get-cart service answered a body this function cannot read")
-        return lines
+        return [(line.product_sku, line.quantity) for line in peers.parsed(CartRead, response, "cart-get-cart").items]
 
 
 class PostgresProcessor:

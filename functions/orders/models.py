@@ -207,3 +207,16 @@ class OutboxPage(Model):
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+class CartLineRead(Model):
+    """A line of the cart as an order reads it (cart-get-cart's `?priced=false` answer; other fields ignored)."""
+
+    model_config = ConfigDict(strict=True)
+
+    product_sku: str
+    quantity: int
+
+
+class CartRead(Model):
+    items: list[CartLineRead]
