@@ -47,6 +47,14 @@ KEEPALIVE_SECONDS = 1.0
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 
+_HOP_BY_HOP_RAW = {name.encode() for name in HOP_BY_HOP}
+
+
+def _forwarded(request: Request) -> list[tuple[bytes, bytes]]:
+    """The request's end-to-end headers as received, byte for byte: a value outside ASCII (which httpx would
+    refuse to encode from text) reaches the function, which answers it."""
+    return [(name, value) for name, value in request.headers.raw if name.lower() not in _HOP_BY_HOP_RAW]
+
 
 _log = logger("gateway")
 
@@ -157,8 +165,8 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None, sc
             body = await read_body(request, MAX_BODY)  # refused while it streams in, chunked or not
         except Problem as refusal:
             return _answer(request, refusal)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        return await _relay(request, chosen.name, forward(chosen.name, request.method, _target(request), headers, body))
+        return await _relay(request, chosen.name,
+                            forward(chosen.name, request.method, _target(request), _forwarded(request), body))
 
     async def service(request: Request) -> Response:
         """A function's own port (its Service address): every path goes to that function, as in the cluster."""
@@ -167,8 +175,7 @@ def create_gateway(upstreams: dict[str, str], state_file: Path | None = None, sc
             body = await read_body(request, MAX_BODY)  # refused while it streams in, chunked or not
         except Problem as refusal:
             return _answer(request, refusal)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        return await _relay(request, name, forward(name, request.method, _target(request), headers, body))
+        return await _relay(request, name, forward(name, request.method, _target(request), _forwarded(request), body))
 
     async def openapi(request: Request) -> Response:
         if not OPENAPI.exists():

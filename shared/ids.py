@@ -8,13 +8,16 @@ from __future__ import annotations
 import re
 import uuid
 
-from shared.errors import NotFound, Unprocessable
+from shared.errors import BadRequest, NotFound, Unprocessable
 
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # The one spelling of a UUID the API answers and accepts in paths (any case): 8-4-4-4-12 hex digits.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# An Idempotency-Key header: what names one request among its retries (checkout, a product change).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,64}$"
 _USER_ID, _UUID, _SKU = re.compile(USER_ID_PATTERN), re.compile(UUID_PATTERN), re.compile(SKU_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def user_id(value: str) -> str:
@@ -37,4 +40,16 @@ def cart_line_sku(value: str) -> str:
     particular never the cart's own field (`@updated_at`), which shares its Redis hash."""
     if not _SKU.fullmatch(value):
         raise NotFound(f"The cart has no line for '{value}'")
+    return value
+
+
+def idempotency_key(headers, *, required: bool) -> str | None:
+    """The request's Idempotency-Key (None when absent and not `required`); malformed or missing: 400."""
+    value = headers.get("idempotency-key")
+    if value is None and not required:
+        return None
+    if value is None or not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise BadRequest("Send an Idempotency-Key header of 1-64 visible ASCII characters",
+                         errors=[{"field": "header.Idempotency-Key", "type": "missing_or_invalid",
+                                  "message": "1-64 visible ASCII characters"}])
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from functions.catalog.models import (
 )
 from functions.catalog.product_cache import CachedPage, CachedProduct
 from shared.catalog_contract import CatalogItem
-from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
+from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, Unprocessable
+from shared.faults import fault_point
 from shared.http_cache import body_etag
 from shared.money import Money
 from shared.mongo import collection, require_mongo
@@ -37,8 +39,9 @@ from shared.settings import CatalogSettings, settings
 
 # Where a search term is found, and what a match there is worth: the name outranks everything else.
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
-# Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py).
-_PUBLIC_FIELDS = {"holds": 0}
+# Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py)
+# and the Idempotency-Keys of applied changes (see update).
+_PUBLIC_FIELDS = {"holds": 0, "change_keys": 0}
 # The catalog's indexes, created by the deploy step (`make migrate`, the shop-migrate Job), never by a request.
 # Raise SCHEMA_VERSION with any change to create_indexes: functions then answer 503 until the step has run.
 SCHEMA_VERSION = 1
@@ -201,9 +204,23 @@ def _version_filter(versions: frozenset[int]) -> dict:
     return {"version": {"$in": sorted(versions) + ([None] if 0 in versions else [])}}
 
 
-async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset[int] | None) -> StoredProduct:
-    """Apply the changes in one conditional write: only at one of `versions` (None: any), and with
-    `stock_adjustment` only while stock stays within 0..MAX_STOCK. Every write increments the version."""
+# How many keyed changes (PATCH with Idempotency-Key) a product remembers: a retry after more keyed changes of
+# the same product than this would apply again.
+KEYS_KEPT = 100
+
+
+def _change_fingerprint(changes: ProductUpdate, versions: frozenset[int] | None) -> str:
+    """What makes a retry the same change: the fields sent and the If-Match versions."""
+    sent = changes.model_dump_json(exclude_unset=True) + repr(sorted(versions) if versions is not None else None)
+    return hashlib.sha256(sent.encode()).hexdigest()[:32]
+
+
+async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset[int] | None,
+                 key: str | None = None) -> tuple[StoredProduct, bool]:
+    """Apply the changes in one conditional write: only at one of `versions` (None: any), with `stock_adjustment`
+    only while stock stays within 0..MAX_STOCK, and with a `key` only if the product has not recorded it — the
+    same write records it. Every write increments the version. Answers the product and whether the key's change
+    had been applied before (a replay: nothing written now)."""
     fields = changes.model_dump(exclude_unset=True)
     adjustment = fields.pop("stock_adjustment", None)
     query: dict = {"_id": _object_id(product_id)}
@@ -213,23 +230,35 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
     if adjustment is not None:
         query["stock_quantity"] = {"$gte": -adjustment} if adjustment < 0 else {"$lte": MAX_STOCK - adjustment}
         increments["stock_quantity"] = adjustment
+    write: dict = {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments}
+    fingerprint = None
+    if key is not None:
+        fingerprint = _change_fingerprint(changes, versions)
+        query["change_keys.k"] = {"$ne": key}
+        write["$push"] = {"change_keys": {"$each": [{"k": key, "f": fingerprint}], "$slice": -KEYS_KEPT}}
     try:
         document = await (await products()).find_one_and_update(
-            query, {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments},
-            projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
+            query, write, projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
     finally:  # an update whose reply was lost may still have been applied
         product_cache.forget(str(query["_id"]))
-    if document is None:
-        raise await _update_refusal(query["_id"], product_id, versions, adjustment)
-    return StoredProduct(document)
-
-
-async def _update_refusal(object_id: ObjectId, product_id: str, versions: frozenset[int] | None,
-                          adjustment: int | None) -> Exception:
-    """Why a conditional update matched nothing, from one read of the product as it is now."""
-    current = await (await products()).find_one({"_id": object_id}, {"version": 1, "stock_quantity": 1, "sku": 1})
+    if document is not None:
+        await fault_point("catalog.update.after-write")
+        return StoredProduct(document), False
+    current = await (await products()).find_one({"_id": query["_id"]}, {"holds": 0})
     if current is None:
-        return NotFound(f"No product with id '{product_id}'")
+        raise NotFound(f"No product with id '{product_id}'")
+    recorded = {entry["k"]: entry["f"] for entry in current.pop("change_keys", ())}
+    if key in recorded:
+        if recorded[key] != fingerprint:
+            raise Unprocessable("This Idempotency-Key was used for a different change of this product", errors=[
+                {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+                 "message": "Send a new key for a different change"}])
+        return StoredProduct(current), True
+    raise _update_refusal(current, versions, adjustment)
+
+
+def _update_refusal(current: dict, versions: frozenset[int] | None, adjustment: int | None) -> Exception:
+    """Why a conditional update matched nothing, from the product as it was read just after."""
     version = current.get("version", 0)
     if versions is not None and version not in versions:
         return PreconditionFailed(f"The product has changed: its current ETag is {etag(version)}; "

@@ -3,6 +3,8 @@
 Stock moves by `stock_adjustment` (atomic, never below zero: 409), or is set by `stock_quantity` only with
 `If-Match: "v<version>"` naming the current ETag (428 without it, 412 when stale), so it never overwrites a
 concurrent reservation. `If-Match` on other changes is honoured too. The response carries the new `ETag`.
+With an `Idempotency-Key`, a retry of an applied change (its answer lost) is not applied again: it answers the
+product as it is now, marked `Idempotent-Replayed: true`.
 """
 
 import functions_framework.aio
@@ -12,16 +14,19 @@ from functions.catalog.models import ProductUpdate, etag, if_match_versions
 from shared.auth import require_admin
 from shared.errors import PreconditionRequired
 from shared.http import endpoint, json_response, parse_body
+from shared.ids import idempotency_key
 
 
 @functions_framework.aio.http
 @endpoint("catalog-update-product")
 async def update_product(request, product_id):
     await require_admin(request.headers)
+    key = idempotency_key(request.headers, required=False)
     changes = await parse_body(ProductUpdate, request)
     versions = if_match_versions(request.headers.get("if-match"))
     if changes.stock_quantity is not None and versions is None:
         raise PreconditionRequired("Setting stock_quantity needs If-Match with the product's current ETag (from "
                                    "GET /products/{id}); or send stock_adjustment to add or remove stock")
-    product = await store.update(product_id, changes, versions=versions)
-    return json_response(product.public(), headers={"ETag": etag(product.version)})
+    product, replayed = await store.update(product_id, changes, versions=versions, key=key)
+    headers = {"ETag": etag(product.version)} | ({"Idempotent-Replayed": "true"} if replayed else {})
+    return json_response(product.public(), headers=headers)

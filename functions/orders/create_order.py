@@ -5,21 +5,18 @@ import functions_framework.aio
 from functions.orders import service
 from functions.orders.adapters import real_ports
 from functions.orders.fingerprint import keyed_fingerprint
-from functions.orders.models import IDEMPOTENCY_KEY, CreateOrder
+from functions.orders.models import CreateOrder
 from shared.auth import require_user
-from shared.errors import BadRequest, Conflict, Forbidden
+from shared.errors import Conflict, Forbidden
 from shared.http import endpoint, json_response, parse_body
+from shared.ids import idempotency_key
 
 
 @functions_framework.aio.http
 @endpoint("orders-create-order")
 async def create_order(request):
     user = await require_user(request.headers)
-    key = request.headers.get("idempotency-key", "")
-    if not IDEMPOTENCY_KEY.match(key):
-        raise BadRequest("Send an Idempotency-Key header of 1-64 visible ASCII characters",
-                         errors=[{"field": "header.Idempotency-Key", "type": "missing_or_invalid",
-                                  "message": "1-64 visible ASCII characters"}])
+    key = idempotency_key(request.headers, required=True)
     order = await parse_body(CreateOrder, request)
     if order.user_id != user.id:  # nothing is looked up for another user, so a 403 reveals nothing
         raise Forbidden("You may only order for yourself")

@@ -206,9 +206,6 @@ class OutboxPage(Model):
     offset: int
 
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
-
-
 class CartLineRead(Model):
     """A line of the cart as an order reads it (cart-get-cart's `?priced=false` answer; other fields ignored)."""
 

@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from functions.catalog.models import PRODUCT_ID_PATTERN
 
-from shared.ids import SKU_PATTERN, USER_ID_PATTERN, UUID_PATTERN
+from shared.ids import IDEMPOTENCY_KEY_PATTERN, SKU_PATTERN, USER_ID_PATTERN, UUID_PATTERN
 from shared.routes import Route, public_routes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,10 +79,14 @@ IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "sc
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                    "description": "Names this checkout: a retry with the same key and body answers the same order "
                                   "(400 when missing or malformed; 422 when reused with another body)",
-                   "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,64}$"}}
+                   "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}
+PRODUCT_CHANGE_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
+    "Names this change of this product: a retry with the same key, body and If-Match is not applied again and "
+    "answers the product as it is now, with `Idempotent-Replayed: true` (remembered for the product's last "
+    "100 keyed changes; 400 when malformed; 422 when reused with another body)")}
 PAGE_IF_NONE_MATCH = IF_NONE_MATCH | {"description": "The page's ETag held: 304 without a body while the page is the same"}
 HEADERS = {  # route name -> extra request headers
-    "catalog-get-product": [IF_NONE_MATCH], "catalog-update-product": [IF_MATCH],
+    "catalog-get-product": [IF_NONE_MATCH], "catalog-update-product": [IF_MATCH, PRODUCT_CHANGE_KEY],
     "catalog-list-products": [PAGE_IF_NONE_MATCH], "catalog-search-products": [PAGE_IF_NONE_MATCH],
     "orders-create-order": [IDEMPOTENCY_KEY]}
 
@@ -94,11 +98,14 @@ HEADERS_DEFINED = {
     "Location": {"required": True, "description": "Where to read what was created", "schema": {"type": "string"}},
     "Retry-After": {"required": False, "description": "Seconds to wait before trying again",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "Idempotent-Replayed": {"required": False, "description": "This Idempotency-Key's change was applied before: "
+                                                              "not applied again; the body is the product now",
+                            "schema": {"type": "string", "const": "true"}},
 }
-REQUEST_ID, ETAG, LOCATION, RETRY_AFTER = ({name: {"$ref": f"#/components/headers/{name}"}} for name in HEADERS_DEFINED)
+REQUEST_ID, ETAG, LOCATION, RETRY_AFTER, REPLAYED = ({name: {"$ref": f"#/components/headers/{name}"}} for name in HEADERS_DEFINED)
 PAGE_ETAG = {"ETag": {"required": True, "description": "The page's content as a strong entity tag",
                       "schema": {"type": "string", "pattern": '^"b[0-9a-f]{24}"$'}}}
-SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG, "catalog-list-products": PAGE_ETAG,
+SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG | REPLAYED, "catalog-list-products": PAGE_ETAG,
                    "catalog-search-products": PAGE_ETAG,
                    "catalog-create-product": ETAG | LOCATION, "orders-create-order": LOCATION}
 

@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import ADMIN, assert_problem, service_headers, unique
+from tests.support import ADMIN, assert_problem, function_alone, service_headers, unique
 
 
 def new_product(gateway, stock: int) -> dict:
@@ -205,3 +205,142 @@ def test_stock_given_back_past_the_maximum_an_admin_may_set_is_still_read(shop, 
 
     assert stock_of(gateway, lamp) == 1_000_002  # the held units came back on top: read, not a 500
     assert gateway.get("/search", params={"q": lamp["sku"]}).status_code == 200
+
+
+def keyed(gateway, product: dict, body: dict, key: str, if_match: str | None = None) -> httpx.Response:
+    headers = {**ADMIN, "Idempotency-Key": key} | ({"If-Match": if_match} if if_match is not None else {})
+    return gateway.patch(f"/products/{product['id']}", json=body, headers=headers)
+
+
+def test_a_keyed_adjustment_sent_again_is_applied_once_and_marked_replayed(gateway):
+    lamp = new_product(gateway, 5)
+    key = unique("adjust")
+
+    first = keyed(gateway, lamp, {"stock_adjustment": 7}, key)
+    again = keyed(gateway, lamp, {"stock_adjustment": 7}, key)
+
+    assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json() and again.headers["etag"] == first.headers["etag"]
+    assert stock_of(gateway, lamp) == 12
+    assert "change_keys" not in current(gateway, lamp).json()
+
+
+def test_a_replay_answers_the_product_as_it_is_now(gateway):
+    lamp = new_product(gateway, 5)
+    key = unique("adjust")
+    keyed(gateway, lamp, {"stock_adjustment": -2}, key)
+    latest = patch(gateway, lamp, {"name": "Renamed Since"})
+
+    again = keyed(gateway, lamp, {"stock_adjustment": -2}, key)
+
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == latest.json() and again.headers["etag"] == latest.headers["etag"]
+    assert stock_of(gateway, lamp) == 3
+
+
+def test_a_keyed_change_with_if_match_sent_again_is_a_replay_not_a_stale_etag(gateway):
+    lamp = new_product(gateway, 5)
+    fresh, key = current(gateway, lamp).headers["etag"], unique("set")
+
+    assert keyed(gateway, lamp, {"stock_quantity": 9}, key, fresh).status_code == 200
+    again = keyed(gateway, lamp, {"stock_quantity": 9}, key, fresh)
+
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert_problem(patch(gateway, lamp, {"stock_quantity": 9}, fresh), 412)  # without the key: stale, as before
+
+
+@pytest.mark.parametrize("other", [{"body": {"stock_adjustment": 8}}, {"body": {"stock_adjustment": 7, "name": "X"}},
+                                   {"body": {"stock_adjustment": 7}, "if_match": '"v1"'}])
+def test_a_key_sent_again_with_another_change_is_refused_and_changes_nothing(gateway, other):
+    lamp = new_product(gateway, 5)
+    key = unique("adjust")
+    keyed(gateway, lamp, {"stock_adjustment": 7}, key)
+    before = current(gateway, lamp)
+
+    body = assert_problem(keyed(gateway, lamp, other["body"], key, other.get("if_match")), 422)
+
+    assert body["errors"][0]["type"] == "idempotency_key_reused"
+    assert current(gateway, lamp).json() == before.json()
+
+
+def test_a_key_names_a_change_of_one_product_only(gateway):
+    lamp, other = new_product(gateway, 5), new_product(gateway, 5)
+    key = unique("adjust")
+
+    keyed(gateway, lamp, {"stock_adjustment": 1}, key)
+    response = keyed(gateway, other, {"stock_adjustment": 1}, key)
+
+    assert response.status_code == 200 and "idempotent-replayed" not in response.headers
+    assert stock_of(gateway, lamp) == stock_of(gateway, other) == 6
+
+
+def test_a_refused_keyed_adjustment_is_not_remembered(gateway):
+    lamp = new_product(gateway, 1)
+    key = unique("adjust")
+
+    assert_problem(keyed(gateway, lamp, {"stock_adjustment": -3}, key), 409)
+    patch(gateway, lamp, {"stock_adjustment": 5})
+    response = keyed(gateway, lamp, {"stock_adjustment": -3}, key)
+
+    assert response.status_code == 200 and "idempotent-replayed" not in response.headers
+    assert stock_of(gateway, lamp) == 3
+
+
+@pytest.mark.parametrize("key", ["", "x" * 65, "two words", "caf\u00e9"])
+def test_a_malformed_idempotency_key_is_a_bad_request_and_changes_nothing(gateway, key):
+    lamp = new_product(gateway, 5)
+
+    response = gateway.patch(f"/products/{lamp['id']}", json={"stock_adjustment": 1},
+                             headers={**ADMIN, "Idempotency-Key": key.encode()})
+
+    assert assert_problem(response, 400)["errors"][0]["field"] == "header.Idempotency-Key"
+    assert stock_of(gateway, lamp) == 5
+
+
+def test_concurrent_copies_of_a_keyed_adjustment_apply_it_once(gateway, shop):
+    lamp = new_product(gateway, 5)
+    key, url = unique("adjust"), f"{shop.url}/products/{lamp['id']}"
+
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.patch(url, json={"stock_adjustment": 3}, headers={**ADMIN, "Idempotency-Key": key})
+
+    async def copies():
+        return await asyncio.gather(*(send() for _ in range(8)))
+
+    answers = asyncio.run(copies())
+
+    assert [a.status_code for a in answers] == [200] * 8
+    assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
+    assert stock_of(gateway, lamp) == 8
+
+
+def test_a_product_remembers_its_last_keys_kept_keyed_changes(gateway):
+    from functions.catalog.store import KEYS_KEPT
+
+    lamp = new_product(gateway, 0)
+    first = unique("adjust")
+    keyed(gateway, lamp, {"stock_adjustment": 1}, first)
+    for n in range(KEYS_KEPT - 1):
+        keyed(gateway, lamp, {"stock_adjustment": 1}, f"{first}-{n}")
+
+    assert keyed(gateway, lamp, {"stock_adjustment": 1}, first).headers.get("idempotent-replayed") == "true"
+    keyed(gateway, lamp, {"stock_adjustment": 1}, f"{first}-last")  # the KEYS_KEPT + 1st: the first is forgotten
+    assert "idempotent-replayed" not in keyed(gateway, lamp, {"stock_adjustment": 1}, first).headers
+    assert stock_of(gateway, lamp) == KEYS_KEPT + 2
+
+
+def test_a_keyed_adjustment_whose_instance_died_after_the_write_is_applied_once_on_retry(gateway, shop):
+    lamp = new_product(gateway, 5)
+    key = unique("adjust")
+    with function_alone("catalog-update-product",
+                        {**shop.settings, "SHOP_TEST_FAULTS": "catalog.update.after-write=crash"}) as dying:
+        with pytest.raises(httpx.TransportError):  # SIGKILLed after the write, before the answer (shared/faults.py)
+            httpx.patch(f"{dying.url}/products/{lamp['id']}", json={"stock_adjustment": 4},
+                        headers={**ADMIN, "Idempotency-Key": key}, timeout=10)
+
+    retried = keyed(gateway, lamp, {"stock_adjustment": 4}, key)
+
+    assert retried.status_code == 200 and retried.headers["idempotent-replayed"] == "true"
+    assert stock_of(gateway, lamp) == 9
