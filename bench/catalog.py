@@ -141,9 +141,11 @@ def _examined(url: str, database: str, category: str) -> tuple[str, int]:
     (SecantusDB's `explain` executionStats: it counts every index match it fetched, the limit applied after)."""
     from pymongo import MongoClient
 
+    from functions.catalog.store import PUBLIC_FIELDS
+
     with MongoClient(url) as client:
         explained = client[database].command("explain", {
-            "find": "products", "filter": {"is_active": True, "categories": category}, "projection": {"holds": 0},
+            "find": "products", "filter": {"is_active": True, "categories": category}, "projection": PUBLIC_FIELDS,
             "sort": dict(cursor.SORTS["-created_at"]), "limit": 21}, verbosity="executionStats")
     stage, stages = explained["queryPlanner"]["winningPlan"], []
     while stage:
@@ -181,7 +183,8 @@ async def _pages(category: str, server_pid: int) -> list[tuple[float, ...]]:
     nothing = {"is_active": True, "categories": category, "sku": {"$exists": False}}  # walks the same matches
 
     async def twin():
-        await products.find(nothing, {"holds": 0}).sort(cursor.SORTS[query.sort]).limit(query.limit + 1).to_list()
+        await products.find(nothing, store.PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).limit(query.limit + 1) \
+            .to_list()
         await products.count_documents(nothing, limit=MAX_COUNTED + 1)
 
     await twin()
@@ -258,7 +261,7 @@ def list_and_search_floor(settings: dict, hello_cpu: float, pages: list[tuple], 
     """Hello's CPU plus the client-side CPU of the round trips each request of the mix needs, done directly with
     the (sync) driver: a listing page's find and, unless the page ends the selection, its count; a search's one
     aggregate (the ranked page and its total in one `$facet`)."""
-    from functions.catalog.store import _SEARCH_WEIGHTS
+    from functions.catalog.store import _SEARCH_WEIGHTS, PUBLIC_FIELDS
     from pymongo import MongoClient
 
     products = MongoClient(settings["MONGODB_URL"], tz_aware=True)[settings["MONGODB_DATABASE"]]["products"]
@@ -266,7 +269,7 @@ def list_and_search_floor(settings: dict, hello_cpu: float, pages: list[tuple], 
     def list_page(page: tuple) -> None:
         category, sort, offset, in_stock = page
         conditions = {"is_active": True, "categories": category} | ({"stock_quantity": {"$gt": 0}} if in_stock else {})
-        found = products.find(conditions, {"holds": 0}).sort(LIST_SORTS[sort]).skip(offset).limit(PAGE_LIMIT + 1) \
+        found = products.find(conditions, PUBLIC_FIELDS).sort(LIST_SORTS[sort]).skip(offset).limit(PAGE_LIMIT + 1) \
             .to_list()
         if len(found) > PAGE_LIMIT or not found and offset:  # the endpoint counts only then (see store.find)
             products.count_documents(conditions, limit=10_001)

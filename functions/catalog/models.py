@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Annotated, Literal
@@ -238,3 +239,10 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
         return None
     return frozenset(version for weak, tag in entity_tags(header)
                      if not weak and (version := _version(tag)) is not None)
+
+
+def change_fingerprint(changes: ProductUpdate, if_match: str | None) -> str:
+    """What makes a keyed PATCH the same change when sent again: the fields sent (as validated) and the If-Match
+    header as sent (absent and `*` differ: a retry repeats its request byte for byte)."""
+    sent = changes.model_dump_json(exclude_unset=True) + "\n" + ("-" if if_match is None else f"={if_match}")
+    return hashlib.sha256(sent.encode()).hexdigest()[:32]

@@ -14,6 +14,7 @@ Releasing an id never seen leaves a `released` tombstone, so a reserve call that
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 from pymongo import ReturnDocument
@@ -166,6 +167,49 @@ async def _settle_confirmed(document: dict) -> None:
     await (await _reservations()).update_one({"_id": document["_id"]}, {"$set": {"settled": True}})
 
 
+# Products whose `holds` lists at least one reservation id (ids are strings; an empty list matches nothing):
+# a range on the `holds` index, so the sweep reads only products holding stock.
+HELD = {"holds": {"$gte": ""}}
+SWEEP_HOLDS_SECONDS = 20  # a tick's time for settling holds; the next tick goes on from where it stopped
+_resume_after: list = []  # the last product id a tick reached before its time ran out (this instance)
+
+
+async def _held_pages(limit: int):
+    """Every product holding stock, `limit` at a time in id order: a tick reads them all (while a few hundred
+    products hold live reservations, the one with a stale hold after them is reached too), or as many as its
+    time allows, and the next tick goes on after the last one read."""
+    deadline = time.monotonic() + SWEEP_HOLDS_SECONDS
+    after = _resume_after.pop() if _resume_after else None
+    while True:
+        query = HELD if after is None else {**HELD, "_id": {"$gt": after}}
+        page = await (await products()).find(query, {"sku": 1, "holds": 1}).sort("_id", 1).limit(limit).to_list()
+        if page:
+            yield page
+        if len(page) < limit:
+            return
+        after = page[-1]["_id"]
+        if time.monotonic() > deadline:
+            _resume_after.append(after)
+            return
+
+
+async def _settle_stale_holds(reservations, held: list[dict]) -> int:
+    """Give back (or, for a confirmed reservation, drop) the holds of reservations no longer held; how many."""
+    by_reservation: dict[str, list[str]] = {}
+    for product in held:
+        for reservation_id in product["holds"]:
+            by_reservation.setdefault(reservation_id, []).append(product["sku"])
+    settled = 0
+    async for document in reservations.find({"_id": {"$in": list(by_reservation)},
+                                             "state": {"$in": ["released", "confirmed"]}}):
+        settled += len(by_reservation[document["_id"]])
+        if document["state"] == "confirmed" and not document.get("settled"):
+            await _settle_confirmed(document)  # its confirmation stopped before dropping the holds
+        else:
+            await _unhold(document["_id"], document["lines"])
+    return settled
+
+
 async def sweep(limit: int = 500) -> dict[str, int]:
     """Release expired or half-released reservations, and settle any hold whose reservation is no longer held."""
     reservations = await _reservations()
@@ -175,19 +219,8 @@ async def sweep(limit: int = 500) -> dict[str, int]:
     for reservation_id in expired:
         await release(reservation_id)
     settled = 0
-    held = (await products()).find({"holds.0": {"$exists": True}}, {"sku": 1, "holds": 1}).limit(limit)
-    by_reservation: dict[str, list[str]] = {}
-    async for product in held:
-        for reservation_id in product["holds"]:
-            by_reservation.setdefault(reservation_id, []).append(product["sku"])
-    if by_reservation:
-        async for document in reservations.find({"_id": {"$in": list(by_reservation)},
-                                                 "state": {"$in": ["released", "confirmed"]}}):
-            settled += len(by_reservation[document["_id"]])
-            if document["state"] == "confirmed" and not document.get("settled"):
-                await _settle_confirmed(document)  # its confirmation stopped before dropping the holds
-            else:
-                await _unhold(document["_id"], document["lines"])
+    async for held in _held_pages(limit):
+        settled += await _settle_stale_holds(reservations, held)
     if expired or settled:
         _log.info("reservations swept", extra={"released": len(expired), "holds_settled": settled})
     return {"released": len(expired), "holds_settled": settled}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -41,10 +40,10 @@ from shared.settings import CatalogSettings, settings
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
 # Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py)
 # and the Idempotency-Keys of applied changes (see update).
-_PUBLIC_FIELDS = {"holds": 0, "change_keys": 0}
+PUBLIC_FIELDS = {"holds": 0, "change_keys": 0}
 # The catalog's indexes, created by the deploy step (`make migrate`, the shop-migrate Job), never by a request.
 # Raise SCHEMA_VERSION with any change to create_indexes: functions then answer 503 until the step has run.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `holds` index the reservation sweep pages through
 
 
 async def create_indexes() -> None:
@@ -72,6 +71,8 @@ INDEXES = [
     IndexModel([("brand_key", ASCENDING)], name="brand"),
     IndexModel([("tags", ASCENDING)], name="tags"),
     IndexModel([("price.amount", ASCENDING)], name="price"),
+    # The reservation sweep's products holding stock (stock.HELD): only those, however large the catalog.
+    IndexModel([("holds", ASCENDING)], name="holds"),
 ]
 RETIRED_INDEXES = ("listing", "category_price")  # replaced by the listing indexes above
 
@@ -192,11 +193,22 @@ async def insert(product: ProductCreate) -> StoredProduct:
     try:
         result = await (await products()).insert_one(document)
     except DuplicateKeyError:
-        raise Conflict(f"A product with sku '{product.sku}' already exists") from None
+        raise await _duplicate_sku(product.sku) from None
     finally:
         product_cache.forget()  # a new product may belong on any page
     document["_id"] = result.inserted_id
     return StoredProduct(document)
+
+
+async def _duplicate_sku(sku: str) -> Conflict:
+    """The SKU is taken: the refusal names the product that has it, so a create retried after its 201 was lost
+    finds the product it made."""
+    existing = await (await products()).find_one({"sku": sku}, {"_id": 1})
+    if existing is None:  # deleted since: only a concurrent admin could; the caller may simply retry
+        return Conflict(f"A product with sku '{sku}' already exists")
+    product_id = str(existing["_id"])
+    return Conflict(f"A product with sku '{sku}' already exists: /products/{product_id}",
+                    extensions={"product_id": product_id}, headers={"Location": f"/products/{product_id}"})
 
 
 def _version_filter(versions: frozenset[int]) -> dict:
@@ -209,18 +221,12 @@ def _version_filter(versions: frozenset[int]) -> dict:
 KEYS_KEPT = 100
 
 
-def _change_fingerprint(changes: ProductUpdate, versions: frozenset[int] | None) -> str:
-    """What makes a retry the same change: the fields sent and the If-Match versions."""
-    sent = changes.model_dump_json(exclude_unset=True) + repr(sorted(versions) if versions is not None else None)
-    return hashlib.sha256(sent.encode()).hexdigest()[:32]
-
-
 async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset[int] | None,
-                 key: str | None = None) -> tuple[StoredProduct, bool]:
+                 keyed: tuple[str, str] | None = None) -> tuple[StoredProduct, bool]:
     """Apply the changes in one conditional write: only at one of `versions` (None: any), with `stock_adjustment`
-    only while stock stays within 0..MAX_STOCK, and with a `key` only if the product has not recorded it — the
-    same write records it. Every write increments the version. Answers the product and whether the key's change
-    had been applied before (a replay: nothing written now)."""
+    only while stock stays within 0..MAX_STOCK, and, `keyed` (key, fingerprint), only if the product has not
+    recorded that key — the same write records it. Every write increments the version. Answers the product and
+    whether the key's change had been applied before (a replay: nothing written now)."""
     fields = changes.model_dump(exclude_unset=True)
     adjustment = fields.pop("stock_adjustment", None)
     query: dict = {"_id": _object_id(product_id)}
@@ -231,14 +237,13 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
         query["stock_quantity"] = {"$gte": -adjustment} if adjustment < 0 else {"$lte": MAX_STOCK - adjustment}
         increments["stock_quantity"] = adjustment
     write: dict = {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments}
-    fingerprint = None
+    key, fingerprint = keyed or (None, None)
     if key is not None:
-        fingerprint = _change_fingerprint(changes, versions)
         query["change_keys.k"] = {"$ne": key}
         write["$push"] = {"change_keys": {"$each": [{"k": key, "f": fingerprint}], "$slice": -KEYS_KEPT}}
     try:
         document = await (await products()).find_one_and_update(
-            query, write, projection=_PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
+            query, write, projection=PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
     finally:  # an update whose reply was lost may still have been applied
         product_cache.forget(str(query["_id"]))
     if document is not None:
@@ -284,7 +289,7 @@ async def read(product_id: str, *, include_inactive: bool) -> tuple[CachedProduc
     if product is None:
         writes_before, read_at = product_cache.writes(), time.monotonic()
         raw_products, options = await _raw_products()
-        document = await raw_products.find_one({"_id": object_id}, _PUBLIC_FIELDS)
+        document = await raw_products.find_one({"_id": object_id}, PUBLIC_FIELDS)
         if document is None:
             raise NotFound(f"No product with id '{product_id}'")
         found = _rendered(document, options)
@@ -351,7 +356,7 @@ async def find(query: ProductQuery, *, include_inactive: bool) -> FoundPage:
     page = conditions if query.after is None else \
         {"$and": [conditions, cursor.after(query.sort, *cursor.decode(query.after, query.sort))]}
     collection, options = await _raw_products()
-    documents = await collection.find(page, _PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset) \
+    documents = await collection.find(page, PUBLIC_FIELDS).sort(cursor.SORTS[query.sort]).skip(query.offset) \
         .limit(query.limit + 1).to_list()
     items = documents[:query.limit]
     if query.after is None and len(documents) <= query.limit and (items or not query.offset):
@@ -387,7 +392,7 @@ async def search(query: SearchQuery, *, include_inactive: bool) -> FoundPage:
     score = {"$add": [{"$cond": [_matches(field, pattern), weight, 0]} for field, weight in _SEARCH_WEIGHTS.items()]}
     pipeline = [{"$match": match}, {"$limit": SEARCH_CANDIDATES + 1}, {"$facet": {
         "items": [{"$addFields": {"_score": score}}, {"$sort": {"_score": DESCENDING, "name": ASCENDING, "_id": ASCENDING}},
-                  {"$skip": query.offset}, {"$limit": query.limit}, {"$project": {"_score": 0, **_PUBLIC_FIELDS}}],
+                  {"$skip": query.offset}, {"$limit": query.limit}, {"$project": {"_score": 0, **PUBLIC_FIELDS}}],
         "total": [{"$count": "n"}],
     }}]
     budget = settings(CatalogSettings).search_max_time_ms

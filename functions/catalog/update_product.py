@@ -10,7 +10,7 @@ product as it is now, marked `Idempotent-Replayed: true`.
 import functions_framework.aio
 
 from functions.catalog import store
-from functions.catalog.models import ProductUpdate, etag, if_match_versions
+from functions.catalog.models import ProductUpdate, change_fingerprint, etag, if_match_versions
 from shared.auth import require_admin
 from shared.errors import PreconditionRequired
 from shared.http import endpoint, json_response, parse_body
@@ -20,13 +20,15 @@ from shared.ids import idempotency_key
 @functions_framework.aio.http
 @endpoint("catalog-update-product")
 async def update_product(request, product_id):
-    await require_admin(request.headers)
+    admin = await require_admin(request.headers)
     key = idempotency_key(request.headers, required=False)
     changes = await parse_body(ProductUpdate, request)
     versions = if_match_versions(request.headers.get("if-match"))
     if changes.stock_quantity is not None and versions is None:
         raise PreconditionRequired("Setting stock_quantity needs If-Match with the product's current ETag (from "
                                    "GET /products/{id}); or send stock_adjustment to add or remove stock")
-    product, replayed = await store.update(product_id, changes, versions=versions, key=key)
+    # A key is the sending admin's: another admin's identical key names another change.
+    keyed = None if key is None else (f"{admin.id} {key}", change_fingerprint(changes, request.headers.get("if-match")))
+    product, replayed = await store.update(product_id, changes, versions=versions, keyed=keyed)
     headers = {"ETag": etag(product.version)} | ({"Idempotent-Replayed": "true"} if replayed else {})
     return json_response(product.public(), headers=headers)

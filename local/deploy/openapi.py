@@ -81,9 +81,9 @@ IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                                   "(400 when missing or malformed; 422 when reused with another body)",
                    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}
 PRODUCT_CHANGE_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
-    "Names this change of this product: a retry with the same key, body and If-Match is not applied again and "
-    "answers the product as it is now, with `Idempotent-Replayed: true` (remembered for the product's last "
-    "100 keyed changes; 400 when malformed; 422 when reused with another body)")}
+    "Names this change of this product by this admin: a retry with the same key, body and If-Match is not applied "
+    "again and answers the product as it is now, with `Idempotent-Replayed: true` (remembered for the product's "
+    "last 100 keyed changes; 400 when malformed; 422 when reused with another body or If-Match)")}
 PAGE_IF_NONE_MATCH = IF_NONE_MATCH | {"description": "The page's ETag held: 304 without a body while the page is the same"}
 HEADERS = {  # route name -> extra request headers
     "catalog-get-product": [IF_NONE_MATCH], "catalog-update-product": [IF_MATCH, PRODUCT_CHANGE_KEY],

@@ -87,9 +87,13 @@ def test_create_answers_location_and_request_id(gateway):
 
 def test_duplicate_sku_is_conflict(gateway):
     body = product_body()
-    assert gateway.post("/products", json=body, headers=ADMIN).status_code == 201
+    existing = gateway.post("/products", json=body, headers=ADMIN)  # first sent, or: its 201 was lost
+    assert existing.status_code == 201
 
-    assert_problem(gateway.post("/products", json=body, headers=ADMIN), 409)
+    refused = gateway.post("/products", json=body, headers=ADMIN)
+
+    assert assert_problem(refused, 409)["product_id"] == existing.json()["id"]  # the retry finds what it made
+    assert refused.headers["location"] == f"/products/{existing.json()['id']}"
 
 
 @pytest.mark.parametrize("product_id", ["0" * 24, "not-an-id", "6b06ddb9cbbc3f9528e12e7", "zz" * 12])

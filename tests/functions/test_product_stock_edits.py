@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import ADMIN, assert_problem, function_alone, service_headers, unique
+from tests.support import ADMIN, assert_problem, bearer, function_alone, service_headers, unique
 
 
 def new_product(gateway, stock: int) -> dict:
@@ -251,7 +251,8 @@ def test_a_keyed_change_with_if_match_sent_again_is_a_replay_not_a_stale_etag(ga
 
 
 @pytest.mark.parametrize("other", [{"body": {"stock_adjustment": 8}}, {"body": {"stock_adjustment": 7, "name": "X"}},
-                                   {"body": {"stock_adjustment": 7}, "if_match": '"v1"'}])
+                                   {"body": {"stock_adjustment": 7}, "if_match": '"v1"'},
+                                   {"body": {"stock_adjustment": 7}, "if_match": "*"}])
 def test_a_key_sent_again_with_another_change_is_refused_and_changes_nothing(gateway, other):
     lamp = new_product(gateway, 5)
     key = unique("adjust")
@@ -262,6 +263,37 @@ def test_a_key_sent_again_with_another_change_is_refused_and_changes_nothing(gat
 
     assert body["errors"][0]["type"] == "idempotency_key_reused"
     assert current(gateway, lamp).json() == before.json()
+
+
+def test_any_keyed_change_is_replayed_not_only_stock(gateway):
+    lamp = new_product(gateway, 5)
+    key = unique("rename")
+    first = keyed(gateway, lamp, {"name": "Renamed Once", "is_active": False}, key)
+
+    again = keyed(gateway, lamp, {"name": "Renamed Once", "is_active": False}, key)
+
+    assert again.headers["idempotent-replayed"] == "true" and again.headers["etag"] == first.headers["etag"] == '"v2"'
+
+
+def test_the_same_key_from_another_admin_names_another_change(gateway):
+    lamp = new_product(gateway, 5)
+    key = unique("restock")
+    keyed(gateway, lamp, {"stock_adjustment": 2}, key)
+
+    other = gateway.patch(f"/products/{lamp['id']}", json={"stock_adjustment": 2},
+                          headers={**bearer("ops-night", "admin"), "Idempotency-Key": key})
+
+    assert other.status_code == 200 and "idempotent-replayed" not in other.headers
+    assert stock_of(gateway, lamp) == 9
+
+
+def test_without_a_key_an_adjustment_sent_twice_applies_twice(gateway):
+    lamp = new_product(gateway, 5)
+
+    patch(gateway, lamp, {"stock_adjustment": 2})
+    patch(gateway, lamp, {"stock_adjustment": 2})
+
+    assert stock_of(gateway, lamp) == 9
 
 
 def test_a_key_names_a_change_of_one_product_only(gateway):
@@ -285,6 +317,15 @@ def test_a_refused_keyed_adjustment_is_not_remembered(gateway):
 
     assert response.status_code == 200 and "idempotent-replayed" not in response.headers
     assert stock_of(gateway, lamp) == 3
+
+
+@pytest.mark.parametrize("key", ["a", "~" * 64, "!#$%&'()*+,-./:;<=>?@[]^_`{|}"])
+def test_keys_of_1_to_64_visible_ascii_characters_are_accepted(gateway, key):
+    lamp = new_product(gateway, 5)
+
+    assert keyed(gateway, lamp, {"stock_adjustment": 1}, key).status_code == 200
+    assert keyed(gateway, lamp, {"stock_adjustment": 1}, key).headers["idempotent-replayed"] == "true"
+    assert stock_of(gateway, lamp) == 6
 
 
 @pytest.mark.parametrize("key", ["", "x" * 65, "two words", "caf\u00e9"])
@@ -319,6 +360,7 @@ def test_concurrent_copies_of_a_keyed_adjustment_apply_it_once(gateway, shop):
 def test_a_product_remembers_its_last_keys_kept_keyed_changes(gateway):
     from functions.catalog.store import KEYS_KEPT
 
+    assert KEYS_KEPT == 100  # the number the README and openapi.json give
     lamp = new_product(gateway, 0)
     first = unique("adjust")
     keyed(gateway, lamp, {"stock_adjustment": 1}, first)

@@ -192,13 +192,7 @@ def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop,
 
 def test_the_sweep_gives_back_a_hold_left_on_a_released_reservation(gateway, shop, mongo_url, shop_settings,
                                                                     reservations, releases):
-    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
-    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
-    httpx.delete(f"{releases}/{reservation_id}", headers=releasing())
-    with MongoClient(mongo_url) as client:  # a reserve call that outlived the release held the line again
-        client[shop_settings["MONGODB_DATABASE"]].products.update_one(
-            {"sku": lamp["sku"]}, {"$inc": {"stock_quantity": -2}, "$push": {"holds": reservation_id}})
-    assert stock_of(gateway, lamp) == 3
+    lamp = _stale_hold(gateway, mongo_url, shop_settings, reservations, releases)
 
     assert sweep(shop) == 200
 
@@ -240,3 +234,53 @@ def test_a_confirmation_killed_before_dropping_its_holds_keeps_the_stock_sold(ga
     assert again.status_code == 200 and again.json()["state"] == "confirmed"
     assert_problem(httpx.delete(f"{releases}/{reservation_id}", headers=releasing()), 409)
     assert stock_of(gateway, lamp) == 3
+
+
+def _stale_hold(gateway, mongo_url, shop_settings, reservations, releases) -> dict:
+    """A product holding 2 units for a reservation already released (a reserve call outlived the release)."""
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    reserve(reservations, (lamp, 2), reservation_id=reservation_id)
+    httpx.delete(f"{releases}/{reservation_id}", headers=releasing())
+    with MongoClient(mongo_url) as client:
+        client[shop_settings["MONGODB_DATABASE"]].products.update_one(
+            {"sku": lamp["sku"]}, {"$inc": {"stock_quantity": -2}, "$push": {"holds": reservation_id}})
+    assert stock_of(gateway, lamp) == 3
+    return lamp
+
+
+def test_the_sweep_reaches_a_stale_hold_behind_more_products_holding_stock_than_one_page(
+        gateway, mongo_url, shop_settings, reservations, releases, in_process_store):
+    from functions.catalog import stock
+
+    for _ in range(3):  # live reservations: their products hold stock and come first in id order
+        assert reserve(reservations, (product(gateway, 5), 1)).status_code == 201
+    lamp = _stale_hold(gateway, mongo_url, shop_settings, reservations, releases)
+    in_process_store()
+
+    asyncio.run(stock.sweep(limit=2))
+
+    assert stock_of(gateway, lamp) == 5
+    with MongoClient(mongo_url) as client:  # an empty `holds` is not "holding stock"
+        products = client[shop_settings["MONGODB_DATABASE"]].products
+        assert products.find_one({"sku": lamp["sku"]})["holds"] == []
+        assert products.count_documents({"sku": lamp["sku"], **stock.HELD}) == 0
+
+
+def test_a_sweep_out_of_time_goes_on_next_tick_where_it_stopped(
+        gateway, mongo_url, shop_settings, reservations, releases, in_process_store, monkeypatch):
+    from functions.catalog import stock
+
+    for _ in range(3):
+        assert reserve(reservations, (product(gateway, 5), 1)).status_code == 201
+    lamp = _stale_hold(gateway, mongo_url, shop_settings, reservations, releases)
+    with MongoClient(mongo_url) as client:
+        held = client[shop_settings["MONGODB_DATABASE"]].products.count_documents(stock.HELD)
+    in_process_store()
+    monkeypatch.setattr(stock, "SWEEP_HOLDS_SECONDS", -1)  # every tick reads one page, then its time is up
+
+    ticks = 0
+    while stock_of(gateway, lamp) != 5 and ticks <= held:
+        asyncio.run(stock.sweep(limit=2))
+        ticks += 1
+
+    assert stock_of(gateway, lamp) == 5 and ticks <= held // 2 + 1
