@@ -20,8 +20,9 @@ replay: $(STAMP)  ## a short trace against `make up SCALING=knative`, observed v
 down: $(STAMP)  ## stop this checkout's shop: a running `make up`, or what one that died left behind
 	$(PY) -m local.run down
 
-test: $(STAMP) promtool pgbouncer  ## install and run every test
-	$(PY) -m pytest
+TEST_WORKERS ?= 2
+test: $(STAMP) promtool pgbouncer  ## install and run every test, in TEST_WORKERS processes (one test file each at a time)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 install: $(STAMP)
 

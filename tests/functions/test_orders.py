@@ -256,7 +256,7 @@ def test_history_is_newest_first_and_paged(gateway, user):
     assert_problem(gateway.get(f"/orders/{user}", params={"status": "lost"}, headers=bearer(user)), 422)
 
 
-@pytest.mark.parametrize("order_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("order_id", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown-uuid", "not-a-uuid"])
 def test_unknown_orders_are_not_found(gateway, user, order_id):
     assert_problem(gateway.get(f"/orders/details/{order_id}", headers=bearer(user)), 404)
 
