@@ -172,11 +172,22 @@ def ephemeral_ports() -> range:
     return range(low, high + 1)
 
 
+# Processes choosing ports at the same moment (the test workers) each get a slice of their own, "low-high": a
+# port one has chosen but not yet bound is never chosen by another (tests/xdist_worker.py sets it).
+PORT_RANGE = "SHOP_PORT_RANGE"
+
+
+def chosen_port_range() -> range:
+    """Where this process picks ports: its PORT_RANGE, else everything from LOWEST_PORT."""
+    low, _, high = os.environ.get(PORT_RANGE, "").partition("-")
+    return range(int(low), int(high) + 1) if high else range(LOWEST_PORT, 65536)
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct free ports outside the ephemeral range, all held open until every one is chosen, so none
     is handed out twice."""
-    ephemeral = ephemeral_ports()
-    outside = 65536 - LOWEST_PORT - len(range(max(ephemeral.start, LOWEST_PORT), min(ephemeral.stop, 65536)))
+    ephemeral, allowed = ephemeral_ports(), chosen_port_range()
+    outside = len(allowed) - len(range(max(ephemeral.start, allowed.start), min(ephemeral.stop, allowed.stop)))
     if outside < 1000:  # a host that gives nearly every port to outgoing connections
         return _kernel_chosen_ports(count)
     probes: dict[int, socket.socket] = {}
@@ -184,7 +195,7 @@ def free_ports(count: int) -> list[int]:
         attempts = 100 * count
         while len(probes) < count and attempts:
             attempts -= 1
-            port = random.randrange(LOWEST_PORT, 65536)
+            port = random.choice(allowed)
             if port in ephemeral or port in probes:
                 continue
             probe = socket.socket()

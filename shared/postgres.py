@@ -33,6 +33,7 @@ from pg8000.native import to_statement
 
 from shared.errors import ServiceUnavailable, register_unavailable
 from shared.logs import logger
+from shared.loop_local import per_event_loop
 from shared.schema import SchemaBehind, missing_migrations
 from shared.settings import PostgresSettings, settings
 
@@ -178,7 +179,7 @@ class Pool:
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         if not self._open.acquire(timeout=self.acquire_timeout):
-            raise ServiceUnavailable("All database connections of this instance are busy; retry shortly")
+            raise ServiceUnavailable(_ALL_BUSY)
         try:
             try:
                 connection = self._idle.get_nowait()
@@ -299,9 +300,42 @@ def _database_threads() -> ThreadPoolExecutor:
     return _executor
 
 
+_ALL_BUSY = "All database connections of this instance are busy; retry shortly"
+
+
+def _new_admission() -> asyncio.Semaphore:
+    return asyncio.Semaphore(settings(PostgresSettings).database_max_connections)
+
+
+# One permit per database thread (and connection): a request waits for one here, at most
+# DATABASE_ACQUIRE_TIMEOUT_SECONDS. Waiting in the executor's queue instead had no bound: each queued request
+# waited for every one before it, up to DATABASE_TIMEOUT_SECONDS each, and the pool's own timeout never ran.
+_admission = per_event_loop(_new_admission)
+
+
 async def _in_thread(run: Callable[[], T]) -> T:
+    admission, loop = _admission(), asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(settings(PostgresSettings).database_acquire_timeout_seconds):
+            await admission.acquire()
+    except TimeoutError:
+        raise ServiceUnavailable(_ALL_BUSY) from None
     context = contextvars.copy_context()  # the request id follows the work into its thread's logs
-    return await asyncio.get_running_loop().run_in_executor(_database_threads(), context.run, run)
+    try:
+        work = _database_threads().submit(context.run, run)
+    except BaseException:
+        admission.release()
+        raise
+    # Given back when the thread is done with it, not when the caller stops waiting (a cancelled request).
+    work.add_done_callback(lambda _: _release_from_thread(loop, admission))
+    return await asyncio.wrap_future(work)
+
+
+def _release_from_thread(loop: asyncio.AbstractEventLoop, admission: asyncio.Semaphore) -> None:
+    try:
+        loop.call_soon_threadsafe(admission.release)
+    except RuntimeError:  # the loop closed meanwhile (shutdown): nothing waits for the permit any more
+        pass
 
 
 async def in_transaction(work: Callable[[Connection], T]) -> T:

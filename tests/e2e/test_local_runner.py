@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from local import pids
-from local.processes import ROOT, free_port, spawn, start_function, stop, wait_for_port
+from local.processes import (ROOT, chosen_port_range, ephemeral_ports, free_port, spawn, start_function, stop,
+                             wait_for_port)
 from shared.routes import ROUTES, route
 from tests.support import CARD_FINGERPRINT_KEY, RUN_ID, USER_TOKEN_SETTINGS
 
@@ -55,8 +56,10 @@ def test_an_unreachable_postgres_is_named_with_what_to_do(mongo_url, redis_url, 
 def free_port_block(count: int) -> int:
     """The first of `count` consecutive free ports (the runner numbers its ports from a base), below the range
     the kernel hands out for outgoing connections."""
+    allowed = chosen_port_range()  # this test worker's own, below the ephemeral range
+    high = min(allowed.stop, ephemeral_ports().start)
     for _ in range(100):
-        base = random.randrange(20000, 32000 - count)
+        base = random.randrange(allowed.start, high - count)
         probes = []
         try:
             for port in range(base, base + count):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -382,3 +383,43 @@ def metric_value(shop, name: str, metric: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric + " ")
                or line.startswith(metric + "{"))
+
+
+@pytest.mark.parametrize("max_connections", [1, 3])
+def test_a_function_opens_at_most_database_max_connections_and_waits_its_acquire_timeout(
+        shop_settings, postgres_url, user, db, max_connections):
+    """Six reads while `orders` is locked: DATABASE_MAX_CONNECTIONS of them hold a connection (each waits on the
+    lock until DATABASE_TIMEOUT_SECONDS), the rest wait DATABASE_ACQUIRE_TIMEOUT_SECONDS for one, then 503."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    role = f"pooled_{uuid.uuid4().hex[:8]}"  # its connections are this function's alone
+    db.run(f"CREATE ROLE {role} LOGIN")
+    db.run(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    settings = {**shop_settings, "DATABASE_URL": postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@"),
+                "DATABASE_MAX_CONNECTIONS": str(max_connections), "DATABASE_ACQUIRE_TIMEOUT_SECONDS": "1",
+                "DATABASE_TIMEOUT_SECONDS": "2"}
+    count = f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
+    try:
+        with function_alone("orders-list-orders", settings) as orders:
+            url = f"{orders.url}/orders/{user}"
+            assert httpx.get(url, headers=bearer(user), timeout=10).status_code == 200
+            locker = connect(postgres_url, timeout=10)
+            locker.run("BEGIN")
+            locker.run("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            try:
+                with ThreadPoolExecutor(6) as burst:
+                    answers = [burst.submit(httpx.get, url, headers=bearer(user), timeout=15) for _ in range(6)]
+                    most = 0
+                    while not all(answer.done() for answer in answers):
+                        most = max(most, db.run(count)[0][0])
+                        time.sleep(0.05)
+            finally:
+                locker.run("ROLLBACK")
+                locker.close()
+        details = [assert_problem(answer.result(), 503)["detail"] for answer in answers]
+
+        assert most == max_connections
+        assert sum("connections of this instance are busy" in detail for detail in details) == 6 - max_connections
+    finally:
+        db.run(f"DROP OWNED BY {role}")
+        db.run(f"DROP ROLE {role}")
