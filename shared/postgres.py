@@ -168,6 +168,9 @@ def connect(url: str, timeout: float, pooler: str = "none") -> Connection | Pool
         timeout=timeout, application_name="shop")
 
 
+_ALL_BUSY = "All database connections of this instance are busy; retry shortly"
+
+
 class Pool:
     """At most `size` open connections; idle ones are reused, a broken one is dropped instead of returned."""
 
@@ -261,14 +264,22 @@ def pool() -> Pool:
     """The process's pool, once the database has every migration (checked, never applied: that is a deploy step).
     Until it has, each call checks again and raises SchemaBehind (503)."""
     global _pool
-    with _pool_lock:
+    if _pool is not None:
+        return _pool
+    config = settings(PostgresSettings)
+    # One thread checks at a time; the others wait no longer than for a connection (a database that does not
+    # answer would otherwise make the k-th wait k checks).
+    if not _pool_lock.acquire(timeout=config.database_acquire_timeout_seconds):
+        raise ServiceUnavailable(_ALL_BUSY)
+    try:
         if _pool is None:
-            config = settings(PostgresSettings)
             candidate = Pool(config.database_url, config.database_timeout_seconds,
                              config.database_max_connections, config.database_acquire_timeout_seconds,
                              config.database_pooler)
             require_migrated(candidate)
             _pool = candidate
+    finally:
+        _pool_lock.release()
     return _pool
 
 
@@ -287,20 +298,19 @@ def require_migrated(target: Pool) -> None:
 
 
 _executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
 
 
 def _database_threads() -> ThreadPoolExecutor:
     """Threads of their own for database work, one per connection the pool may open: the asyncio default executor
     (cpu count + 4 threads) would cap the pool below its size, and be shared with other blocking calls."""
     global _executor
-    with _pool_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(settings(PostgresSettings).database_max_connections,
-                                           thread_name_prefix="postgres")
+    if _executor is None:  # on the event loop: never behind _pool_lock, which pool() holds across a round trip
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(settings(PostgresSettings).database_max_connections,
+                                               thread_name_prefix="postgres")
     return _executor
-
-
-_ALL_BUSY = "All database connections of this instance are busy; retry shortly"
 
 
 def _new_admission() -> asyncio.Semaphore:

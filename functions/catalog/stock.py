@@ -170,16 +170,16 @@ async def _settle_confirmed(document: dict) -> None:
 # Products whose `holds` lists at least one reservation id (ids are strings; an empty list matches nothing):
 # a range on the `holds` index, so the sweep reads only products holding stock.
 HELD = {"holds": {"$gte": ""}}
-SWEEP_HOLDS_SECONDS = 20  # a tick's time for settling holds; the next tick goes on from where it stopped
-_resume_after: list = []  # the last product id a tick reached before its time ran out (this instance)
+SWEEP_SECONDS = 20  # a tick's time (the Service's timeout is 30 s); the next tick goes on from where it stopped
+_resume_after = None  # the last product id a tick reached before its time ran out (this instance)
 
 
-async def _held_pages(limit: int):
+async def _held_pages(limit: int, deadline: float):
     """Every product holding stock, `limit` at a time in id order: a tick reads them all (while a few hundred
     products hold live reservations, the one with a stale hold after them is reached too), or as many as its
     time allows, and the next tick goes on after the last one read."""
-    deadline = time.monotonic() + SWEEP_HOLDS_SECONDS
-    after = _resume_after.pop() if _resume_after else None
+    global _resume_after
+    after, _resume_after = _resume_after, None
     while True:
         query = HELD if after is None else {**HELD, "_id": {"$gt": after}}
         page = await (await products()).find(query, {"sku": 1, "holds": 1}).sort("_id", 1).limit(limit).to_list()
@@ -189,7 +189,7 @@ async def _held_pages(limit: int):
             return
         after = page[-1]["_id"]
         if time.monotonic() > deadline:
-            _resume_after.append(after)
+            _resume_after = after
             return
 
 
@@ -212,6 +212,7 @@ async def _settle_stale_holds(reservations, held: list[dict]) -> int:
 
 async def sweep(limit: int = 500) -> dict[str, int]:
     """Release expired or half-released reservations, and settle any hold whose reservation is no longer held."""
+    deadline = time.monotonic() + SWEEP_SECONDS
     reservations = await _reservations()
     stale = reservations.find({"$or": [{"state": {"$in": ["reserving", "reserved"]}, "expires_at": {"$lt": _now()}},
                                        {"state": "releasing"}]}, {"_id": 1}).limit(limit)
@@ -219,7 +220,7 @@ async def sweep(limit: int = 500) -> dict[str, int]:
     for reservation_id in expired:
         await release(reservation_id)
     settled = 0
-    async for held in _held_pages(limit):
+    async for held in _held_pages(limit, deadline):
         settled += await _settle_stale_holds(reservations, held)
     if expired or settled:
         _log.info("reservations swept", extra={"released": len(expired), "holds_settled": settled})

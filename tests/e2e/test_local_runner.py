@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from local import pids
-from local.processes import (ROOT, chosen_port_range, ephemeral_ports, free_port, spawn, start_function, stop,
-                             wait_for_port)
+from local.processes import ROOT, chosen_port_range, ephemeral_ports, spawn, start_function, stop, wait_for_port
 from shared.routes import ROUTES, route
 from tests.support import CARD_FINGERPRINT_KEY, RUN_ID, USER_TOKEN_SETTINGS
 
@@ -27,8 +26,8 @@ FUNCTION = "catalog-get-product"
 
 
 def run_local(tmp_path: Path, *arguments: str, **settings: str) -> subprocess.CompletedProcess:
-    base = free_port_block(2 * len(ROUTES))
-    env = {**os.environ, "LOCAL_DIR": str(tmp_path / "local"), "GATEWAY_PORT": str(free_port()),
+    base = free_port_block(2 * len(ROUTES) + 1)
+    env = {**os.environ, "LOCAL_DIR": str(tmp_path / "local"), "GATEWAY_PORT": str(base + 2 * len(ROUTES)),
            "FUNCTION_BASE_PORT": str(base), "METRICS_BASE_PORT": str(base + len(ROUTES)), **settings}
     return subprocess.run([sys.executable, "-m", "local.run", *arguments], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)

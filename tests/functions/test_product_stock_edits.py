@@ -188,8 +188,8 @@ def test_concurrent_adjustments_and_reservations_never_lose_a_unit(shop, gateway
         body = {"reservation_id": str(uuid.uuid4()), "lines": [{"sku": lamp["sku"], "quantity": units}]}
         response = await until_answered(lambda: client.post(reservations, json=body,
                                                             headers=service_headers("catalog-reserve-stock")))
-        assert response.status_code in (201, 409), response.text
-        return kind, units if response.status_code == 201 else 0
+        assert response.status_code in (200, 201, 409), response.text  # 200: made by the try that answered 503
+        return kind, units if response.status_code in (200, 201) else 0
 
     async def send_all() -> list[tuple[str, int]]:
         async with httpx.AsyncClient(base_url=shop.url, timeout=30) as client:

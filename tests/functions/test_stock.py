@@ -276,7 +276,7 @@ def test_a_sweep_out_of_time_goes_on_next_tick_where_it_stopped(
     with MongoClient(mongo_url) as client:
         held = client[shop_settings["MONGODB_DATABASE"]].products.count_documents(stock.HELD)
     in_process_store()
-    monkeypatch.setattr(stock, "SWEEP_HOLDS_SECONDS", -1)  # every tick reads one page, then its time is up
+    monkeypatch.setattr(stock, "SWEEP_SECONDS", -1)  # every tick reads one page, then its time is up
 
     ticks = 0
     while stock_of(gateway, lamp) != 5 and ticks <= held:
