@@ -217,8 +217,12 @@ async def sweep(limit: int = 500) -> dict[str, int]:
     stale = reservations.find({"$or": [{"state": {"$in": ["reserving", "reserved"]}, "expires_at": {"$lt": _now()}},
                                        {"state": "releasing"}]}, {"_id": 1}).limit(limit)
     expired = [document["_id"] async for document in stale]
+    await fault_point("catalog.sweep.before-release")
     for reservation_id in expired:
-        await release(reservation_id)
+        try:
+            await release(reservation_id)
+        except Conflict:  # confirmed for a paid order since it was read: kept, and the tick goes on
+            continue
     settled = 0
     async for held in _held_pages(limit, deadline):
         settled += await _settle_stale_holds(reservations, held)

@@ -191,7 +191,7 @@ def test_a_reservation_that_expired_before_confirmation_is_refunded(gateway, fau
     mug, user, key = product(gateway, stock=5), unique("expired"), new_key()
     with faulty("catalog-reserve-stock", RESERVATION_TTL_SECONDS="1") as catalog, \
             faulty("catalog-expire-reservations") as expire, \
-            faulty("orders-create-order", "orders.after-charge=sleep:2.5", ORDER_LEASE_SECONDS="30",
+            faulty("orders-create-order", "orders.after-charge=sleep:4", ORDER_LEASE_SECONDS="30",
                    **pointing_at(catalog)) as orders:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(place, orders.url, user, order_body(user, [(mug, 2)]), key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -284,3 +285,25 @@ def test_a_sweep_out_of_time_goes_on_next_tick_where_it_stopped(
         ticks += 1
 
     assert stock_of(gateway, lamp) == 5 and ticks <= held // 2 + 1
+
+
+def test_a_reservation_confirmed_while_the_sweep_releases_expired_ones_is_kept_and_the_tick_goes_on(
+        gateway, shop, confirms):
+    kept, released = product(gateway, 5), product(gateway, 5)
+    short = {**shop.settings, "RESERVATION_TTL_SECONDS": "0.5"}
+    slow_sweep = {**shop.settings, "SHOP_TEST_FAULTS": "catalog.sweep.before-release=sleep:2"}
+    with function_alone("catalog-reserve-stock", short) as reserving, \
+            function_alone("catalog-expire-reservations", slow_sweep) as expire:
+        url = reserving.url + "/internal/stock/reservations"
+        kept_id, released_id = str(uuid.uuid4()), str(uuid.uuid4())
+        assert reserve(url, (kept, 2), reservation_id=kept_id).status_code == 201
+        assert reserve(url, (released, 2), reservation_id=released_id).status_code == 201
+        time.sleep(0.6)  # both expired, neither released yet
+        with ThreadPoolExecutor(1) as background:
+            ticked = background.submit(tick, "catalog-expire-reservations", expire.url)
+            time.sleep(1)  # the sweep has read both and waits before releasing
+            assert httpx.post(confirms(kept_id), headers=confirming(), timeout=10).status_code == 200
+
+            assert ticked.result() == 200
+
+    assert stock_of(gateway, kept) == 3 and stock_of(gateway, released) == 5
