@@ -149,6 +149,7 @@ _log = logger("postgres")
 # SQLSTATEs that mean "the server cannot take this connection now": too_many_connections, cannot_connect_now,
 # admin/crash shutdown. They are a full or restarting server, not a bug.
 _BUSY_SERVER = {"53300", "57P03", "57P01", "57P02"}
+_QUERY_CANCELED = "57014"  # statement_timeout (or an operator's pg_cancel_backend)
 
 
 @lru_cache(maxsize=1)
@@ -157,15 +158,23 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def connect(url: str, timeout: float, pooler: str = "none") -> Connection | PooledConnection:
-    """A connection to `url`; with `pooler="transaction"` one that keeps no session state (PgBouncer)."""
+def connect(url: str, timeout: float, pooler: str = "none",
+            statement_timeout: float | None = None) -> Connection | PooledConnection:
+    """A connection to `url`; with `pooler="transaction"` one that keeps no session state (PgBouncer).
+
+    `statement_timeout` (seconds) has the server cancel a statement that runs longer, as the client gives up on it
+    after `timeout`: otherwise the abandoned statement goes on (stuck behind a lock: until the lock goes), and the
+    next request opens another connection. A startup parameter, so not through PgBouncer, which refuses those: there
+    set it on the functions' role (`ALTER ROLE … SET statement_timeout`)."""
     parts = urlsplit(url)
     sslmode = parse_qs(parts.query).get("sslmode", ["disable"])[0]
-    return (PooledConnection if pooler == "transaction" else Connection)(
+    pooled = pooler == "transaction"
+    startup = None if pooled or statement_timeout is None else {"statement_timeout": str(round(statement_timeout * 1000))}
+    return (PooledConnection if pooled else Connection)(
         user=unquote(parts.username or "postgres"), password=unquote(parts.password) if parts.password else None,
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/") or None,
         ssl_context=False if sslmode in ("disable", "allow", "prefer") else _tls_context(),
-        timeout=timeout, application_name="shop")
+        timeout=timeout, application_name="shop", startup_params=startup)
 
 
 _ALL_BUSY = "All database connections of this instance are busy; retry shortly"
@@ -174,8 +183,10 @@ _ALL_BUSY = "All database connections of this instance are busy; retry shortly"
 class Pool:
     """At most `size` open connections; idle ones are reused, a broken one is dropped instead of returned."""
 
-    def __init__(self, url: str, timeout: float, size: int = 8, acquire_timeout: float = 1.0, pooler: str = "none"):
+    def __init__(self, url: str, timeout: float, size: int = 8, acquire_timeout: float = 1.0, pooler: str = "none",
+                 statement_timeout: float | None = None):
         self.url, self.timeout, self.acquire_timeout, self.pooler = url, timeout, acquire_timeout, pooler
+        self.statement_timeout = statement_timeout
         self._open = threading.BoundedSemaphore(size)
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue(maxsize=size)
 
@@ -187,7 +198,7 @@ class Pool:
             try:
                 connection = self._idle.get_nowait()
             except queue.Empty:
-                connection = _connect_or_unavailable(self.url, self.timeout, self.pooler)
+                connection = _connect_or_unavailable(self.url, self.timeout, self.pooler, self.statement_timeout)
             healthy = True
             try:
                 yield connection
@@ -201,6 +212,8 @@ class Pool:
                 if _sqlstate(error) in _BUSY_SERVER:
                     healthy = False
                     raise ServiceUnavailable("The database is refusing work right now; retry shortly") from error
+                if _sqlstate(error) == _QUERY_CANCELED:  # its statement_timeout, as the client's own timeout
+                    raise ServiceUnavailable("The database did not answer in time; retry shortly") from error
                 raise
             finally:
                 if healthy and _is_idle(connection):
@@ -222,9 +235,10 @@ class Pool:
             connection.run("COMMIT")
 
 
-def _connect_or_unavailable(url: str, timeout: float, pooler: str) -> Connection | PooledConnection:
+def _connect_or_unavailable(url: str, timeout: float, pooler: str,
+                            statement_timeout: float | None) -> Connection | PooledConnection:
     try:
-        return connect(url, timeout, pooler)
+        return connect(url, timeout, pooler, statement_timeout)
     except DatabaseError as error:
         if _sqlstate(error) in _BUSY_SERVER:
             raise ServiceUnavailable("The database has no connection to spare (too many clients)") from error
@@ -275,7 +289,7 @@ def pool() -> Pool:
         if _pool is None:
             candidate = Pool(config.database_url, config.database_timeout_seconds,
                              config.database_max_connections, config.database_acquire_timeout_seconds,
-                             config.database_pooler)
+                             config.database_pooler, statement_timeout=config.database_timeout_seconds)
             require_migrated(candidate)
             _pool = candidate
     finally:

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 
 from local.processes import free_port, spawn, stop, wait_for_port
 from shared.postgres import connect
@@ -72,6 +73,7 @@ def test_a_postgresql_statement_stuck_behind_a_lock_is_503_after_its_timeout(sho
             blocker.run("BEGIN")
             blocker.run("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
             stalled, elapsed = timed_get(url, headers=bearer(owner))
+            still_waiting = _waiting_on_a_lock(blocker)  # the abandoned statement, if the server kept it
         finally:
             blocker.run("ROLLBACK")
             blocker.close()
@@ -80,4 +82,36 @@ def test_a_postgresql_statement_stuck_behind_a_lock_is_503_after_its_timeout(sho
     assert_problem(stalled, 503)
     assert stalled.headers["retry-after"]
     assert elapsed < STALL_SECONDS - 2  # DATABASE_TIMEOUT_SECONDS (1.5 s), not the lock
+    assert still_waiting == 0  # the server cancelled it too (statement_timeout): no backend left behind the lock
     assert afterwards.status_code == 404
+
+
+def _waiting_on_a_lock(connection, seconds: float = 1.0) -> int:
+    """How many of this database's backends still wait on a lock after `seconds` (0 as soon as none does)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        [[waiting]] = connection.run("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND wait_event_type = 'Lock'")
+        if waiting == 0 or time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.05)
+
+
+def test_a_statement_the_server_cancels_at_its_statement_timeout_is_503_and_the_connection_kept(shop_settings,
+                                                                                              postgres_url):
+    from shared.errors import ServiceUnavailable
+    from shared.postgres import Pool
+
+    pool = Pool(postgres_url, timeout=STALL_SECONDS + 10, size=1, statement_timeout=0.5)  # the server gives up first
+    blocker = connect(postgres_url, timeout=STALL_SECONDS + 10)
+    try:
+        blocker.run("BEGIN")
+        blocker.run("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(ServiceUnavailable, match="did not answer in time"):
+            with pool.connection() as connection:
+                connection.run("SELECT count(*) FROM orders")
+    finally:
+        blocker.run("ROLLBACK")
+        blocker.close()
+    with pool.connection() as again:  # the cancelled statement left the connection usable
+        assert again.run("SELECT count(*) FROM orders")[0][0] >= 0
