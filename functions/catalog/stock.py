@@ -171,25 +171,29 @@ async def _settle_confirmed(document: dict) -> None:
 # a range on the `holds` index, so the sweep reads only products holding stock.
 HELD = {"holds": {"$gte": ""}}
 SWEEP_SECONDS = 20  # a tick's time (the Service's timeout is 30 s); the next tick goes on from where it stopped
-_resume_after = None  # the last product id a tick reached before its time ran out (this instance)
+# Where the last tick out of time stopped, kept in the store: each tick may be a new instance (scale to zero).
+_SWEEP_PLACE = {"_id": "held-products"}
 
 
 async def _held_pages(limit: int, deadline: float):
     """Every product holding stock, `limit` at a time in id order: a tick reads them all (while a few hundred
     products hold live reservations, the one with a stale hold after them is reached too), or as many as its
-    time allows, and the next tick goes on after the last one read."""
-    global _resume_after
-    after, _resume_after = _resume_after, None
+    time allows, and the next tick, in this instance or another, goes on after the last one read."""
+    places = collection("reservation_sweep")
+    place = await places.find_one(_SWEEP_PLACE)
+    after = place.get("after") if place else None
     while True:
         query = HELD if after is None else {**HELD, "_id": {"$gt": after}}
         page = await (await products()).find(query, {"sku": 1, "holds": 1}).sort("_id", 1).limit(limit).to_list()
         if page:
             yield page
         if len(page) < limit:
+            if place and place.get("after") is not None:
+                await places.update_one(_SWEEP_PLACE, {"$set": {"after": None}}, upsert=True)  # from the start next
             return
         after = page[-1]["_id"]
         if time.monotonic() > deadline:
-            _resume_after = after
+            await places.update_one(_SWEEP_PLACE, {"$set": {"after": after}}, upsert=True)
             return
 
 

@@ -279,12 +279,15 @@ def test_a_sweep_out_of_time_goes_on_next_tick_where_it_stopped(
     in_process_store()
     monkeypatch.setattr(stock, "SWEEP_SECONDS", -1)  # every tick reads one page, then its time is up
 
-    ticks = 0
+    ticks, places = 0, []
     while stock_of(gateway, lamp) != 5 and ticks <= held:
         asyncio.run(stock.sweep(limit=2))
         ticks += 1
+        with MongoClient(mongo_url) as client:  # kept in the store: the next tick may be another instance
+            places.append(client[shop_settings["MONGODB_DATABASE"]].reservation_sweep.find_one()["after"])
 
     assert stock_of(gateway, lamp) == 5 and ticks <= held // 2 + 1
+    assert places[0] is not None and places == sorted(places[:-1]) + places[-1:]  # forward, page by page
 
 
 def test_a_reservation_confirmed_while_the_sweep_releases_expired_ones_is_kept_and_the_tick_goes_on(
