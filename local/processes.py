@@ -87,6 +87,12 @@ def _die_with_parent(parent: int, signum: int) -> Callable[[], None]:
     return in_child
 
 
+def die_with_parent() -> None:
+    """This process, started by another program (a pytest-xdist worker), gets SIGTERM as soon as its parent dies,
+    as the children `spawn` starts do."""
+    _die_with_parent(os.getppid(), int(signal.SIGTERM))()
+
+
 def spawn(command: list[str], env: dict[str, str] | None = None, log_file=None, cwd: Path = ROOT) -> subprocess.Popen:
     """Start `command` in its own session; it receives SIGTERM as soon as this process dies, however it dies."""
     guard = _die_with_parent(os.getpid(), int(signal.SIGTERM))

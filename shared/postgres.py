@@ -169,7 +169,8 @@ def connect(url: str, timeout: float, pooler: str = "none",
     parts = urlsplit(url)
     sslmode = parse_qs(parts.query).get("sslmode", ["disable"])[0]
     pooled = pooler == "transaction"
-    startup = None if pooled or statement_timeout is None else {"statement_timeout": str(round(statement_timeout * 1000))}
+    startup = None if pooled or statement_timeout is None else \
+        {"statement_timeout": str(round(statement_timeout * 1000))}
     return (PooledConnection if pooled else Connection)(
         user=unquote(parts.username or "postgres"), password=unquote(parts.password) if parts.password else None,
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/") or None,

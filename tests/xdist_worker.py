@@ -7,22 +7,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 
-from local.processes import LOWEST_PORT, PORT_RANGE, ephemeral_ports
-
-_PR_SET_PDEATHSIG = 1
+from local.processes import LOWEST_PORT, PORT_RANGE, die_with_parent, ephemeral_ports
 
 
 def pytest_configure(config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before the signal was set: nobody would send it
-        os._exit(1)
+    die_with_parent()
     os.environ[PORT_RANGE] = port_slice(int(worker.removeprefix("gw")),
                                         int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 

@@ -23,12 +23,13 @@ async def update_product(request, product_id):
     admin = await require_admin(request.headers)
     key = idempotency_key(request.headers, required=False)
     changes = await parse_body(ProductUpdate, request)
-    versions = if_match_versions(request.headers.get("if-match"))
+    if_match = request.headers.get("if-match")
+    versions = if_match_versions(if_match)
     if changes.stock_quantity is not None and versions is None:
         raise PreconditionRequired("Setting stock_quantity needs If-Match with the product's current ETag (from "
                                    "GET /products/{id}); or send stock_adjustment to add or remove stock")
     # A key is the sending admin's: another admin's identical key names another change.
-    keyed = None if key is None else (f"{admin.id} {key}", change_fingerprint(changes, request.headers.get("if-match")))
+    keyed = None if key is None else (f"{admin.id} {key}", change_fingerprint(changes, if_match))
     product, replayed = await store.update(product_id, changes, versions=versions, keyed=keyed)
     headers = {"ETag": etag(product.version)} | ({"Idempotent-Replayed": "true"} if replayed else {})
     return json_response(product.public(), headers=headers)

@@ -102,11 +102,12 @@ HEADERS_DEFINED = {
                                                               "not applied again; the body is the product now",
                             "schema": {"type": "string", "const": "true"}},
 }
-REQUEST_ID, ETAG, LOCATION, RETRY_AFTER, REPLAYED = ({name: {"$ref": f"#/components/headers/{name}"}} for name in HEADERS_DEFINED)
+REQUEST_ID, ETAG, LOCATION, RETRY_AFTER, REPLAYED = ({name: {"$ref": f"#/components/headers/{name}"}}
+                                                      for name in HEADERS_DEFINED)
 PAGE_ETAG = {"ETag": {"required": True, "description": "The page's content as a strong entity tag",
                       "schema": {"type": "string", "pattern": '^"b[0-9a-f]{24}"$'}}}
-SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG | REPLAYED, "catalog-list-products": PAGE_ETAG,
-                   "catalog-search-products": PAGE_ETAG,
+SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG | REPLAYED,
+                   "catalog-list-products": PAGE_ETAG, "catalog-search-products": PAGE_ETAG,
                    "catalog-create-product": ETAG | LOCATION, "orders-create-order": LOCATION}
 
 # What each error status means (components/responses), and what the gateway adds to it.

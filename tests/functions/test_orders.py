@@ -395,7 +395,8 @@ def test_a_function_opens_at_most_database_max_connections_and_waits_its_acquire
     role = f"pooled_{uuid.uuid4().hex[:8]}"  # its connections are this function's alone
     db.run(f"CREATE ROLE {role} LOGIN")
     db.run(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
-    settings = {**shop_settings, "DATABASE_URL": postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@"),
+    own_url = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+    settings = {**shop_settings, "DATABASE_URL": own_url,
                 "DATABASE_MAX_CONNECTIONS": str(max_connections), "DATABASE_ACQUIRE_TIMEOUT_SECONDS": "1",
                 "DATABASE_TIMEOUT_SECONDS": "2"}
     count = f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"

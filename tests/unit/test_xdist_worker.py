@@ -8,19 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from local import pids
 from local.processes import LOWEST_PORT, PORT_RANGE, ROOT, ephemeral_ports, free_ports
 from tests.xdist_worker import port_slice
 
 
 def _alive(pid: int) -> bool:
     """Running: neither gone nor a zombie left for whoever adopted it to reap."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return pids.start_time(pid) is not None
 
 
 def test_a_sigkilled_pytest_takes_its_xdist_worker_with_it(tmp_path):
