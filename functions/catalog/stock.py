@@ -3,10 +3,13 @@
 A reservation is a document keyed by the caller's id (the order id) that moves
     reserving ──all lines held──▶ reserved ──confirm──▶ confirmed   (the stock is sold)
         └──refused / released / expired──▶ releasing ──▶ released   (the stock is back)
-and each product lists the ids of the reservations holding stock in it (`holds`):
+and each product lists the ids of the reservations holding stock in it (`holds`), with the token of the reserve
+call that took each hold (`hold_tokens.<id>`, a new one per call):
 - hold:    `$inc -q` + `$push id`  only where `holds ≠ id`  (a retried hold takes nothing twice);
 - release: `$inc +q` + `$pull id`  only where `holds = id`  (a retried release gives nothing twice);
-- confirm: `$pull id` alone (the stock stays sold; the product's list stays short).
+- confirm: `$pull id` alone, only where the token is the one the reservation recorded for that line (the stock
+  stays sold; the product's list stays short). A hold of the id with another token is one a reserve call that
+  outlived its caller took after the confirmation dropped the recorded one: it is given back, not sold.
 So a reservation left half-made or half-released by a dead instance is completed or undone exactly, by the next
 call with its id or by the sweep (`sweep`), which also releases reservations nobody confirmed before they expire.
 Releasing an id never seen leaves a `released` tombstone, so a reserve call that arrives late takes nothing.
@@ -15,6 +18,7 @@ Releasing an id never seen leaves a `released` tombstone, so a reserve call that
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 from pymongo import ReturnDocument
@@ -84,28 +88,35 @@ async def reserve(request: ReservationRequest) -> tuple[Reservation, bool]:
     return await _hold_all(request.reservation_id, wanted), created
 
 
+def _token_field(reservation_id: str) -> str:
+    return f"hold_tokens.{reservation_id}"  # ids are letters, digits and '-' (ReservationRequest)
+
+
 async def _hold_all(reservation_id: str, wanted: list[dict]) -> Reservation:
     collection_ = await products()
-    held: list[ReservedLine] = []
+    token, token_field = uuid.uuid4().hex, _token_field(reservation_id)
+    shown = {"name": 1, "price": 1, token_field: 1}
+    held: list[dict] = []
     for line in wanted:
         product = await collection_.find_one_and_update(
             {"sku": line["sku"], "is_active": True, "stock_quantity": {"$gte": line["quantity"]},
              "holds": {"$ne": reservation_id}},
-            {"$inc": {"stock_quantity": -line["quantity"], "version": 1}, "$push": {"holds": reservation_id}},
-            projection={"name": 1, "price": 1}, return_document=ReturnDocument.AFTER)
+            {"$inc": {"stock_quantity": -line["quantity"], "version": 1}, "$push": {"holds": reservation_id},
+             "$set": {token_field: token}},
+            projection=shown, return_document=ReturnDocument.AFTER)
         if product is None:  # held already by an earlier attempt with this id, or refused
-            product = await collection_.find_one({"sku": line["sku"], "holds": reservation_id},
-                                                 {"name": 1, "price": 1})
+            product = await collection_.find_one({"sku": line["sku"], "holds": reservation_id}, shown)
         if product is None:
             refusal = await _refusal(line["sku"])
             await _give_back(reservation_id, {"state": "reserving"}, refusal)
             raise refusal
-        held.append(ReservedLine(sku=line["sku"], quantity=line["quantity"], name=product["name"],
-                                 price=stored_price(product["price"])))
+        reserved = ReservedLine(sku=line["sku"], quantity=line["quantity"], name=product["name"],
+                                price=stored_price(product["price"]))
+        # The hold this line is made of (None: taken before holds had tokens); its confirmation sells only it.
+        held.append(reserved.model_dump(mode="json") | {"token": product.get("hold_tokens", {}).get(reservation_id)})
         await fault_point("catalog.reserve.between-lines")
     done = await (await _reservations()).find_one_and_update(
-        {"_id": reservation_id, "state": "reserving"},
-        {"$set": {"state": "reserved", "lines": [line.model_dump(mode="json") for line in held]}},
+        {"_id": reservation_id, "state": "reserving"}, {"$set": {"state": "reserved", "lines": held}},
         return_document=ReturnDocument.AFTER)
     if done is None:  # released while this call was holding (it expired, or the order was given up): undo ours
         current = await (await _reservations()).find_one({"_id": reservation_id})
@@ -160,11 +171,21 @@ async def confirm(reservation_id: str) -> Reservation:
 
 
 async def _settle_confirmed(document: dict) -> None:
-    """The held stock is sold: drop the holds, then mark the reservation settled — from then on a hold of its id
-    can only be one a late reserve call took, and the sweep gives it back."""
-    await (await products()).update_many({"sku": {"$in": [line["sku"] for line in document["lines"]]},
-                                          "holds": document["_id"]}, {"$pull": {"holds": document["_id"]}})
-    await (await _reservations()).update_one({"_id": document["_id"]}, {"$set": {"settled": True}})
+    """The held stock is sold: drop the holds the reservation recorded, give back any other hold of its id (a late
+    reserve call took it after they were dropped, even by a confirmation that died then), then mark the
+    reservation settled — from then on a hold of its id can only be a late one, and the sweep gives it back."""
+    reservation_id, token_field = document["_id"], _token_field(document["_id"])
+    collection_ = await products()
+    recorded = [{"sku": line["sku"], token_field: line.get("token")} for line in document["lines"]]
+    if recorded:  # a missing token matches a hold from before tokens, and only that
+        await collection_.update_many({"$or": recorded, "holds": reservation_id},
+                                      {"$pull": {"holds": reservation_id}, "$unset": {token_field: ""}})
+    await fault_point("catalog.confirm.after-pull")
+    late = {product["sku"] async for product in collection_.find(
+        {"sku": {"$in": [line["sku"] for line in document["lines"]]}, "holds": reservation_id}, {"sku": 1})}
+    if late:
+        await _unhold(reservation_id, [line for line in document["lines"] if line["sku"] in late])
+    await (await _reservations()).update_one({"_id": reservation_id}, {"$set": {"settled": True}})
 
 
 # Products whose `holds` lists at least one reservation id (ids are strings; an empty list matches nothing):
@@ -259,7 +280,7 @@ async def _unhold(reservation_id: str, lines: list[dict]) -> None:
     for line in lines:
         await collection_.update_one({"sku": line["sku"], "holds": reservation_id},
                                      {"$inc": {"stock_quantity": line["quantity"], "version": 1},
-                                      "$pull": {"holds": reservation_id}})
+                                      "$pull": {"holds": reservation_id}, "$unset": {_token_field(reservation_id): ""}})
 
 
 def _refusal_of(document: dict) -> Problem:

@@ -38,9 +38,10 @@ from shared.settings import CatalogSettings, settings
 
 # Where a search term is found, and what a match there is worth: the name outranks everything else.
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
-# Reads for a response leave out what responses never show: the reservation ids holding stock (see stock.py)
-# and the Idempotency-Keys of applied changes (see update).
-PUBLIC_FIELDS = {"holds": 0, "change_keys": 0}
+# Reads for a response leave out what responses never show: the reservation ids holding stock and their reserve
+# calls' tokens (see stock.py), and the Idempotency-Keys of applied changes (see update).
+HOLD_FIELDS = {"holds": 0, "hold_tokens": 0}
+PUBLIC_FIELDS = {**HOLD_FIELDS, "change_keys": 0}
 # The catalog's indexes, created by the deploy step (`make migrate`, the shop-migrate Job), never by a request.
 # Raise SCHEMA_VERSION with any change to create_indexes: functions then answer 503 until the step has run.
 SCHEMA_VERSION = 2  # 2: the `holds` index the reservation sweep pages through
@@ -249,7 +250,7 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
     if document is not None:
         await fault_point("catalog.update.after-write")
         return StoredProduct(document), False
-    current = await (await products()).find_one({"_id": query["_id"]}, {"holds": 0})
+    current = await (await products()).find_one({"_id": query["_id"]}, HOLD_FIELDS)
     if current is None:
         raise NotFound(f"No product with id '{product_id}'")
     recorded = {entry["k"]: entry["f"] for entry in current.pop("change_keys", ())}

@@ -96,11 +96,15 @@ def test_a_product_written_before_versions_is_version_zero(gateway, products):
 
 def test_reservation_holds_are_neither_shown_nor_touched_by_an_update(gateway, products):
     product_id = new_product(gateway).json()["id"]
-    products.update_one({"_id": ObjectId(product_id)}, {"$set": {"holds": ["order-1"]}})
+    products.update_one({"_id": ObjectId(product_id)}, {"$set": {"holds": ["order-1"],
+                                                                 "hold_tokens": {"order-1": "a-token"}}})
 
     patched = gateway.patch(f"/products/{product_id}", json={"name": "Held Lamp", "stock_adjustment": 2},
                             headers=ADMIN)
+    read, listed = gateway.get(f"/products/{product_id}").json(), gateway.get("/products?limit=100").json()["items"]
 
     assert patched.status_code == 200, patched.text
-    assert "holds" not in patched.json() and "holds" not in gateway.get(f"/products/{product_id}").json()
-    assert products.find_one({"_id": ObjectId(product_id)})["holds"] == ["order-1"]
+    shown = [patched.json(), read, *(item for item in listed if item["id"] == product_id)]
+    assert len(shown) == 3 and not any({"holds", "hold_tokens"} & item.keys() for item in shown)
+    stored = products.find_one({"_id": ObjectId(product_id)})
+    assert stored["holds"] == ["order-1"] and stored["hold_tokens"] == {"order-1": "a-token"}

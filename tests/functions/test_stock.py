@@ -237,6 +237,58 @@ def test_a_confirmation_killed_before_dropping_its_holds_keeps_the_stock_sold(ga
     assert stock_of(gateway, lamp) == 3
 
 
+def test_a_hold_a_late_reserve_call_takes_after_a_dying_confirmation_dropped_the_holds_is_given_back(
+        gateway, shop, tmp_path, reservations):
+    """A reserve call that outlived its caller holds a line again after the confirmation (which then dies) dropped
+    the reservation's holds: that hold is not the one the confirmation sold, and the sweep gives it back."""
+    first, second = sorted((product(gateway, 5), product(gateway, 5)), key=lambda item: item["sku"])
+    reservation_id = str(uuid.uuid4())
+    once = tmp_path / "once-reserve"
+    once.mkdir()
+    slow = {**shop.settings, "SHOP_TEST_FAULTS": "catalog.reserve.between-lines=sleep:4",
+            "SHOP_TEST_FAULTS_ONCE": str(once)}
+    with function_alone("catalog-reserve-stock", slow) as slow_reserve, \
+            faulty(shop, tmp_path, "catalog-confirm-stock", "catalog.confirm.after-pull") as confirm, \
+            ThreadPoolExecutor(1) as pool:
+        late = pool.submit(reserve, slow_reserve.url + "/internal/stock/reservations", (first, 1), (second, 1),
+                           reservation_id=reservation_id)
+        deadline = time.monotonic() + 30
+        while stock_of(gateway, first) != 4 and time.monotonic() < deadline:  # the late call holds the first line
+            time.sleep(0.05)  # and stalls before the second
+        # its caller's retry completes the reservation
+        assert reserve(reservations, (first, 1), (second, 1), reservation_id=reservation_id).status_code == 200
+        with pytest.raises(httpx.HTTPError):  # the confirmation drops both holds and dies before recording it
+            httpx.post(f"{confirm.url}/internal/stock/reservations/{reservation_id}/confirm", timeout=10,
+                       headers=confirming())
+        assert late.result().status_code in (200, 201)  # it held the second line once more, too late
+        assert stock_of(gateway, second) == 3
+
+    assert sweep(shop) == 200
+
+    assert stock_of(gateway, first) == 4 and stock_of(gateway, second) == 4  # one unit of each sold, no more
+
+
+def test_a_reservation_held_before_holds_had_tokens_is_confirmed_as_sold(gateway, shop, mongo_url, shop_settings,
+                                                                          reservations, confirms):
+    """Holds and reservations written by a catalog from before the tokens (a rolling deploy) confirm as before."""
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    assert reserve(reservations, (lamp, 2), reservation_id=reservation_id).status_code == 201
+    with MongoClient(mongo_url) as client:
+        database = client[shop_settings["MONGODB_DATABASE"]]
+        database.products.update_one({"sku": lamp["sku"]}, {"$unset": {"hold_tokens": ""}})
+        lines = database.stock_reservations.find_one({"_id": reservation_id})["lines"]
+        database.stock_reservations.update_one({"_id": reservation_id}, {"$set": {
+            "lines": [{key: value for key, value in line.items() if key != "token"} for line in lines]}})
+
+    confirmed = httpx.post(confirms(reservation_id), timeout=10, headers=confirming())
+    assert sweep(shop) == 200
+
+    assert confirmed.status_code == 200 and confirmed.json()["state"] == "confirmed"
+    assert stock_of(gateway, lamp) == 3
+    with MongoClient(mongo_url) as client:
+        assert client[shop_settings["MONGODB_DATABASE"]].products.find_one({"sku": lamp["sku"]})["holds"] == []
+
+
 def _stale_hold(gateway, mongo_url, shop_settings, reservations, releases) -> dict:
     """A product holding 2 units for a reservation already released (a reserve call outlived the release)."""
     lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
