@@ -176,8 +176,11 @@ async def _settle_confirmed(document: dict) -> None:
     reservation settled — from then on a hold of its id can only be a late one, and the sweep gives it back."""
     reservation_id, token_field = document["_id"], _token_field(document["_id"])
     collection_ = await products()
-    recorded = [{"sku": line["sku"], token_field: line.get("token")} for line in document["lines"]]
-    if recorded:  # a missing token matches a hold from before tokens, and only that
+    # A line written before tokens (no `token` key) sells whatever hold of the id its product has, as it did then;
+    # a token of None, a hold taken before tokens (a missing field), and only that.
+    recorded = [{"sku": line["sku"], token_field: line["token"]} if "token" in line else {"sku": line["sku"]}
+                for line in document["lines"]]
+    if recorded:
         await collection_.update_many({"$or": recorded, "holds": reservation_id},
                                       {"$pull": {"holds": reservation_id}, "$unset": {token_field: ""}})
     await fault_point("catalog.confirm.after-pull")
