@@ -165,7 +165,7 @@ def connect(url: str, timeout: float, pooler: str = "none",
     `statement_timeout` (seconds) has the server cancel a statement that runs longer, as the client gives up on it
     after `timeout`: otherwise the abandoned statement goes on (stuck behind a lock: until the lock goes), and the
     next request opens another connection. A startup parameter, so not through PgBouncer, which refuses those: there
-    set it on the functions' role (`ALTER ROLE … SET statement_timeout`)."""
+    PgBouncer's connect_query sets it (local/deploy/pgbouncer.py)."""
     parts = urlsplit(url)
     sslmode = parse_qs(parts.query).get("sslmode", ["disable"])[0]
     pooled = pooler == "transaction"
@@ -397,6 +397,9 @@ def migrate(target: Pool) -> list[str]:
     """
     applied_now = []
     with target.transaction() as connection:
+        # The client's timeout, not the one PgBouncer's connect_query gives the functions' statements: a migration
+        # may take longer than a request (transaction-scoped, so nothing is left on a pooled server connection).
+        connection.run(f"SET LOCAL statement_timeout = {round(target.timeout * 1000)}")
         connection.run("SELECT pg_advisory_xact_lock(727274)")
         connection.run("CREATE TABLE IF NOT EXISTS schema_migrations ("
                        "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")

@@ -82,9 +82,18 @@ def settings(**overrides: str | int) -> dict[str, str | int]:
     }
 
 
+def connect_query() -> str:
+    """Each server connection cancels a statement after DATABASE_TIMEOUT_SECONDS, when the function gives up on it
+    (else an abandoned statement waits on behind a lock). Set here because in pooler mode a function can send it
+    neither as a startup parameter (PgBouncer refuses it) nor with SET (the next transaction is another client's)."""
+    milliseconds = round(PostgresSettings.model_fields["database_timeout_seconds"].default * 1000)
+    return f"connect_query='SET statement_timeout = {milliseconds}'"
+
+
 def ini(databases: dict[str, str] | None = None, **overrides: str | int) -> str:
     databases = databases or {DATABASE: f"host={POSTGRES_HOST} port=5432 dbname={DATABASE}"}
-    lines = ["[databases]", *(f"{name} = {target}" for name, target in databases.items()), "", "[pgbouncer]"]
+    lines = ["[databases]", *(f"{name} = {target} {connect_query()}" for name, target in databases.items()), "",
+             "[pgbouncer]"]
     lines += [f"{key} = {value}".rstrip() for key, value in settings(**overrides).items()]
     return "\n".join(lines) + "\n"
 

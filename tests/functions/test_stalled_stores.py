@@ -63,8 +63,14 @@ def test_a_redis_that_stops_answering_is_503_after_its_timeout(shop_settings, tm
 
 
 def test_a_postgresql_statement_stuck_behind_a_lock_is_503_after_its_timeout(shop_settings, postgres_url, tmp_path):
+    stuck_behind_a_lock(shop_settings, postgres_url, tmp_path)
+
+
+def stuck_behind_a_lock(settings: dict[str, str], postgres_url: str, tmp_path) -> None:
+    """A read stuck behind a table lock answers 503 after DATABASE_TIMEOUT_SECONDS, and the server cancels it too
+    (direct: the connection's statement_timeout; through PgBouncer: its connect_query)."""
     owner = unique("stalled")
-    with function_alone("orders-get-order", shop_settings, log=tmp_path / "orders.log") as orders:
+    with function_alone("orders-get-order", settings, log=tmp_path / "orders.log") as orders:
         url = f"{orders.url}/orders/details/{uuid.uuid4()}"
         assert httpx.get(url, headers=bearer(owner), timeout=10).status_code == 404  # connected, the pool warm
         blocker = connect(postgres_url, timeout=STALL_SECONDS + 10)
