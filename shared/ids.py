@@ -14,7 +14,7 @@ USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # The one spelling of a UUID the API answers and accepts in paths (any case): 8-4-4-4-12 hex digits.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-# An Idempotency-Key header: what names one request among its retries (checkout, a product change).
+# An Idempotency-Key header: what names one request among its retries (checkout, a product change, an add to a cart).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,64}$"
 _USER_ID, _UUID, _SKU = re.compile(USER_ID_PATTERN), re.compile(UUID_PATTERN), re.compile(SKU_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)

@@ -59,12 +59,21 @@ def _line(sku: str, quantity: int, catalog: dict[str, CatalogItem] | None) -> Ca
                     available=True)
 
 
-async def add_item(user_id: str, sku: str, quantity: int, *, carts, lookup) -> CartPublic:
-    """Add `quantity` of `sku` (quantities add up); one catalog call prices the whole resulting cart."""
+async def add_item(user_id: str, sku: str, quantity: int, *, carts, lookup,
+                   idempotency_key: str | None = None) -> tuple[CartPublic, bool]:
+    """Add `quantity` of `sku` (quantities add up); one catalog call prices the whole resulting cart. With a key,
+    once per key: a repeat of an applied add answers the cart as it is, and True (replayed)."""
     catalog = await lookup(await carts.skus(user_id) | {sku})
-    product = product_to_add(sku, catalog)
-    stored = await carts.add(user_id, sku, quantity, stock=product.stock_quantity)
-    return await _priced(user_id, stored, catalog, lookup)
+    try:
+        product = product_to_add(sku, catalog)
+    except (NotFound, Unprocessable):
+        # The product is gone or off sale since this keyed add was applied: its retry is still answered as applied.
+        replayed = idempotency_key and await carts.replayed_add(user_id, idempotency_key, sku, quantity)
+        if not replayed:
+            raise
+        return await show(user_id, replayed, lookup=lookup), True
+    stored = await carts.add(user_id, sku, quantity, stock=product.stock_quantity, idempotency_key=idempotency_key)
+    return await _priced(user_id, stored, catalog, lookup), stored.replayed
 
 
 async def set_quantity(user_id: str, sku: str, quantity: int, *, carts, lookup) -> CartPublic:

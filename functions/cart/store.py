@@ -2,7 +2,8 @@
 
 Every write is one Lua script, so checks and changes are atomic (no read-modify-write races), and refreshes the
 cart's TTL. Taking an order's lines out also sets the marker `cart-order:{<user>}:<order>` in the same script, so
-it happens once per order. Every key a script touches carries the user as its hash tag (`cart:{<user>}`), so on
+it happens once per order, and an add sent with an Idempotency-Key sets `cart-add-key:{<user>}:<key>` in its
+script, so it happens once per key. Every key a script touches carries the user as its hash tag (`cart:{<user>}`), so on
 Redis Cluster each script runs on the one primary that owns that user's slot, and carts spread over all slots.
 
 The active-carts gauge counts entries of an index sharded over ACTIVE_BUCKETS sorted sets (`carts:active:<n>`,
@@ -83,8 +84,15 @@ if lines() == 0 then
   return {'ok', -1, {}, redis.call('GET', KEYS[3]) or ''}
 end
 """
-# ARGV 6..: sku, quantity, max per line, max lines, stock
+# KEYS 4 (only with an Idempotency-Key): the key's marker, holding the fingerprint of the add it names (sku and
+# quantity); set in the same script as the add, so an add is applied once per key however often it is retried.
+# ARGV 6..: sku, quantity, max per line, max lines, stock, fingerprint
 _ADD = _LINES + """
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
+  if seen == ARGV[11] then return {'replayed', 0, redis.call('HGETALL', KEYS[1])} end
+  if seen then return {'key_reused', 0} end
+end
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[6]) or '0')
 if current == 0 and lines() >= tonumber(ARGV[9]) then return {'too_many_lines', current} end
 local wanted = current + tonumber(ARGV[7])
@@ -92,6 +100,7 @@ if wanted > tonumber(ARGV[8]) then return {'over_line_limit', current} end
 if wanted > tonumber(ARGV[10]) then return {'over_stock', current} end
 """ + _INDEX_FIRST + """
 redis.call('HSET', KEYS[1], ARGV[6], wanted)
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[11], 'EX', ARGV[2]) end
 """ + _TOUCH
 # ARGV 6..: sku, quantity, stock
 _SET = """
@@ -148,10 +157,17 @@ return {score, redis.call('ZCARD', KEYS[1])}
 """
 
 
+# What a keyed add's marker answers on its own (before the catalog is asked): the fingerprint and the cart.
+_REPLAY = """
+return {redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[1])}
+"""
+
+
 @dataclass(frozen=True)
 class StoredCart:
     lines: dict[str, int]
     updated_at: datetime | None
+    replayed: bool = False  # a keyed add applied before: this write changed nothing
 
 
 def _user_key(kind: str, user_id: str, *rest: str) -> str:
@@ -168,11 +184,11 @@ def active_bucket(user_id: str) -> int:
     return zlib.crc32(user_id.encode()) % ACTIVE_BUCKETS
 
 
-def _parse(flat: list[str] | dict[str, str]) -> StoredCart:
+def _parse(flat: list[str] | dict[str, str], replayed: bool = False) -> StoredCart:
     fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2]))
     stamp = fields.pop(UPDATED_AT, None)
     updated_at = datetime.fromtimestamp(int(stamp) / 1000, timezone.utc) if stamp else None
-    return StoredCart({sku: int(quantity) for sku, quantity in fields.items()}, updated_at)
+    return StoredCart({sku: int(quantity) for sku, quantity in fields.items()}, updated_at, replayed)
 
 
 _registered: dict[tuple[int, str], object] = {}
@@ -219,13 +235,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def _write(operation: str, script: str, user_id: str, *args) -> StoredCart:
-    outcome, change, *result = await _run(operation, script, user_id, *args)
-    if outcome != "ok":
+async def _write(operation: str, script: str, user_id: str, *args, keys: tuple[str, ...] = ()) -> StoredCart:
+    outcome, change, *result = await _run(operation, script, user_id, *args, keys=keys)
+    if outcome not in ("ok", "replayed"):
         raise _refusal(outcome, args[0] if args else "", int(change))
     if int(change) == REMOVED:
         await _index(user_id, REMOVED, result[1])
-    return _parse(result[0])
+    return _parse(result[0], replayed=outcome == "replayed")
 
 
 _bucket_sizes: dict[int, int] = {}
@@ -253,6 +269,8 @@ async def _index(user_id: str, change: int, score: str = "") -> int | None:
 
 
 def _refusal(outcome: str, sku: str, current: int) -> Exception:
+    if outcome == "key_reused":
+        return key_reused()
     if outcome == "missing":
         return NotFound(f"The cart has no line for '{sku}'")
     if outcome == "over_stock":
@@ -266,8 +284,36 @@ def _refusal(outcome: str, sku: str, current: int) -> Exception:
                                   "message": f"the cart already has {MAX_LINES} lines"}])
 
 
-async def add(user_id: str, sku: str, quantity: int, stock: int) -> StoredCart:
-    return await _write("add_item", _ADD, user_id, sku, quantity, MAX_QUANTITY_PER_LINE, MAX_LINES, stock)
+def key_reused() -> Unprocessable:
+    return Unprocessable("This Idempotency-Key was used for another add to this cart", errors=[
+        {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+         "message": "Send a new key for a different add"}])
+
+
+def _add_key(user_id: str, idempotency_key: str) -> str:
+    return _user_key("cart-add-key", user_id, idempotency_key)  # after the user's tag: any braces in it are inert
+
+
+def add_fingerprint(sku: str, quantity: int) -> str:
+    return f"{sku} {quantity}"
+
+
+async def add(user_id: str, sku: str, quantity: int, stock: int, idempotency_key: str | None = None) -> StoredCart:
+    """Add to the line; with `idempotency_key`, once per key (a repeat answers the cart, `replayed`)."""
+    keys = () if idempotency_key is None else (_add_key(user_id, idempotency_key),)
+    return await _write("add_item", _ADD, user_id, sku, quantity, MAX_QUANTITY_PER_LINE, MAX_LINES, stock,
+                        add_fingerprint(sku, quantity), keys=keys)
+
+
+async def replayed_add(user_id: str, idempotency_key: str, sku: str, quantity: int) -> StoredCart | None:
+    """The cart, when this keyed add was applied before (None when it was not); 422 when the key named another."""
+    with timed("replay"):
+        seen, flat = await _script(_REPLAY)(keys=[_user_key("cart", user_id), _add_key(user_id, idempotency_key)])
+    if not seen:
+        return None
+    if seen != add_fingerprint(sku, quantity):
+        raise key_reused()
+    return _parse(flat, replayed=True)
 
 
 async def set_quantity(user_id: str, sku: str, quantity: int, stock: int) -> StoredCart:

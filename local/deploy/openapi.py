@@ -84,11 +84,15 @@ PRODUCT_CHANGE_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
     "Names this change of this product by this admin: a retry with the same key, body and If-Match is not applied "
     "again and answers the product as it is now, with `Idempotent-Replayed: true` (remembered for the product's "
     "last 100 keyed changes; 400 when malformed; 422 when reused with another body or If-Match)")}
+CART_ADD_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
+    "Names this add to this cart: a retry with the same key, product and quantity adds nothing again and answers the "
+    "cart as it is now, with `Idempotent-Replayed: true` (remembered as long as the cart lives, CART_TTL_SECONDS; "
+    "400 when malformed; 422 when reused for another product or quantity)")}
 PAGE_IF_NONE_MATCH = IF_NONE_MATCH | {"description": "The page's ETag held: 304 without a body while the page is the same"}
 HEADERS = {  # route name -> extra request headers
     "catalog-get-product": [IF_NONE_MATCH], "catalog-update-product": [IF_MATCH, PRODUCT_CHANGE_KEY],
     "catalog-list-products": [PAGE_IF_NONE_MATCH], "catalog-search-products": [PAGE_IF_NONE_MATCH],
-    "orders-create-order": [IDEMPOTENCY_KEY]}
+    "orders-create-order": [IDEMPOTENCY_KEY], "cart-add-item": [CART_ADD_KEY]}
 
 HEADERS_DEFINED = {
     "X-Request-Id": {"required": True, "description": "The request's id, as in its logs",
@@ -99,7 +103,7 @@ HEADERS_DEFINED = {
     "Retry-After": {"required": False, "description": "Seconds to wait before trying again",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "Idempotent-Replayed": {"required": False, "description": "This Idempotency-Key's change was applied before: "
-                                                              "not applied again; the body is the product now",
+                                                              "not applied again; the body is the resource now",
                             "schema": {"type": "string", "const": "true"}},
 }
 REQUEST_ID, ETAG, LOCATION, RETRY_AFTER, REPLAYED = ({name: {"$ref": f"#/components/headers/{name}"}}
@@ -108,7 +112,8 @@ PAGE_ETAG = {"ETag": {"required": True, "description": "The page's content as a 
                       "schema": {"type": "string", "pattern": '^"b[0-9a-f]{24}"$'}}}
 SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG | REPLAYED,
                    "catalog-list-products": PAGE_ETAG, "catalog-search-products": PAGE_ETAG,
-                   "catalog-create-product": ETAG | LOCATION, "orders-create-order": LOCATION}
+                   "catalog-create-product": ETAG | LOCATION, "orders-create-order": LOCATION,
+                   "cart-add-item": REPLAYED}
 
 # What each error status means (components/responses), and what the gateway adds to it.
 ERRORS = {

@@ -101,7 +101,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 include-operation-id = "cart-get-cart"
 checks.use_after_free.enabled = false
 
-[[operations]]  # 422: a product not for sale, a line past 100 units, a cart past 50 lines
+[[operations]]  # 422: a product not for sale, a line past 100 units, a cart past 50 lines, an Idempotency-Key reused
 include-operation-id = "cart-add-item"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "413", "422", "5xx"]
 

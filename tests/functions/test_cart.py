@@ -542,6 +542,85 @@ def test_an_instance_killed_around_a_cart_write_never_leaves_the_cart_out_of_the
         mug: 2 if step == "cart.after-write" else 1}
 
 
+def keyed(user, key: str) -> dict[str, str]:
+    return {**bearer(user), "Idempotency-Key": key}
+
+
+def test_a_keyed_add_is_applied_once_however_often_it_is_sent(gateway, user):
+    mug, lamp = new_product(gateway)["sku"], new_product(gateway)["sku"]
+    assert add(gateway, user, lamp, 1).status_code == 200
+
+    first = add(gateway, user, mug, 2, headers=keyed(user, "add-mug-1"))
+    again = add(gateway, user, mug, 2, headers=keyed(user, "add-mug-1"))
+    other_key = add(gateway, user, mug, 2, headers=keyed(user, "add-mug-2"))
+
+    assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert lines_of(again.json()) == {mug: 2, lamp: 1} and again.json()["total_price"] == "37.50"  # priced as ever
+    assert lines_of(other_key.json()) == {mug: 4, lamp: 1}
+
+
+def test_an_idempotency_key_names_one_add_of_one_cart(gateway, user):
+    mug, lamp = new_product(gateway)["sku"], new_product(gateway)["sku"]
+    assert add(gateway, user, mug, 1, headers=keyed(user, "k-1")).status_code == 200
+    someone_else = unique("shopper")
+
+    reused = [add(gateway, user, mug, 3, headers=keyed(user, "k-1")),  # another quantity
+              add(gateway, user, lamp, 1, headers=keyed(user, "k-1"))]  # another product
+    theirs = add(gateway, someone_else, mug, 1, headers=keyed(someone_else, "k-1"))  # another user's key
+
+    for response in reused:
+        assert assert_problem(response, 422)["errors"][0]["type"] == "idempotency_key_reused"
+    assert theirs.status_code == 200 and "idempotent-replayed" not in theirs.headers
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 1}
+
+
+@pytest.mark.parametrize("key", ["", "x" * 65, "tab\there", "ünïcode".encode()], ids=["empty", "long", "tab", "utf8"])
+def test_a_malformed_idempotency_key_is_bad_request_and_adds_nothing(gateway, user, key):
+    mug = new_product(gateway)["sku"]
+
+    response = gateway.post(f"/cart/{user}/items", json={"product_sku": mug, "quantity": 1},
+                            headers={**bearer(user), "Idempotency-Key": key})
+
+    assert assert_problem(response, 400)["errors"][0]["field"] == "header.Idempotency-Key"
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {}
+
+
+def test_a_keyed_add_whose_instance_died_after_the_write_is_applied_once_on_retry(gateway, shop, user):
+    mug = new_product(gateway)["sku"]
+    with function_alone("cart-add-item", {**shop.settings, "SHOP_TEST_FAULTS": "cart.after-write=crash"}) as dying:
+        with pytest.raises(httpx.TransportError):  # SIGKILLed once the add is written (shared/faults.py)
+            httpx.post(f"{dying.url}/cart/{user}/items", json={"product_sku": mug, "quantity": 3},
+                       headers=keyed(user, "retried"), timeout=10)
+
+    retry = add(gateway, user, mug, 3, headers=keyed(user, "retried"))
+
+    assert retry.status_code == 200 and retry.headers["idempotent-replayed"] == "true"
+    assert lines_of(retry.json()) == {mug: 3}
+
+
+def test_a_keyed_add_retried_after_its_product_went_off_sale_is_answered_as_applied(gateway, user):
+    mug = new_product(gateway)
+    assert add(gateway, user, mug["sku"], 2, headers=keyed(user, "before-off-sale")).status_code == 200
+    assert gateway.patch(f"/products/{mug['id']}", json={"is_active": False}, headers=ADMIN).status_code == 200
+
+    retry = add(gateway, user, mug["sku"], 2, headers=keyed(user, "before-off-sale"))
+    fresh = add(gateway, user, mug["sku"], 2, headers=keyed(user, "after-off-sale"))
+
+    assert retry.status_code == 200 and retry.headers["idempotent-replayed"] == "true"
+    assert lines_of(retry.json()) == {mug["sku"]: 2} and retry.json()["items"][0]["available"] is False
+    assert assert_problem(fresh, 422)["errors"][0]["type"] == "product_inactive"
+
+
+def test_the_keys_of_applied_adds_live_as_long_as_the_cart(gateway, shop_settings, redis_client, user):
+    mug = new_product(gateway)["sku"]
+    assert add(gateway, user, mug, 1, headers=keyed(user, "lives")).status_code == 200
+
+    marker = f"{shop_settings['REDIS_KEY_PREFIX']}cart-add-key:{{{user}}}:lives"
+    assert redis_client.get(marker) == f"{mug} 1"
+    assert abs(redis_client.ttl(marker) - redis_client.ttl(cart_key(shop_settings, user))) <= 1
+
+
 def test_an_instance_killed_after_clearing_a_cart_leaves_an_extra_index_entry_that_the_next_clear_drops(
         gateway, shop, shop_settings, redis_client, user):
     mug = new_product(gateway)["sku"]
