@@ -86,7 +86,7 @@ PRODUCT_CHANGE_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
     "last 100 keyed changes; 400 when malformed; 422 when reused with another body or If-Match)")}
 CART_ADD_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
     "Names this add to this cart: a retry with the same key, product and quantity adds nothing again and answers the "
-    "cart as it is now, with `Idempotent-Replayed: true` (remembered as long as the cart lives, CART_TTL_SECONDS; "
+    "cart as it is now, with `Idempotent-Replayed: true` (remembered for CART_TTL_SECONDS after the add; "
     "400 when malformed; 422 when reused for another product or quantity)")}
 PAGE_IF_NONE_MATCH = IF_NONE_MATCH | {"description": "The page's ETag held: 304 without a body while the page is the same"}
 HEADERS = {  # route name -> extra request headers

@@ -612,7 +612,7 @@ def test_a_keyed_add_retried_after_its_product_went_off_sale_is_answered_as_appl
     assert assert_problem(fresh, 422)["errors"][0]["type"] == "product_inactive"
 
 
-def test_the_keys_of_applied_adds_live_as_long_as_the_cart(gateway, shop_settings, redis_client, user):
+def test_the_key_of_an_applied_add_is_kept_for_the_cart_ttl(gateway, shop_settings, redis_client, user):
     mug = new_product(gateway)["sku"]
     assert add(gateway, user, mug, 1, headers=keyed(user, "lives")).status_code == 200
 
