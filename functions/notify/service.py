@@ -50,12 +50,23 @@ Publish = Callable[..., Awaitable[None]]
 
 
 async def deliver(source: str, event_id: str, order_id, channel: str, recipient: str, subject: str | None,
-                  body: str) -> tuple[uuid.UUID, str]:
-    """Send unless this (source, event_id) was sent already; (ledger id, `sent` or `duplicate`)."""
+                  body: str, keyed: bool = False) -> tuple[uuid.UUID, str]:
+    """Send unless this (source, event_id) was sent already; (ledger id, `sent` or `duplicate`).
+
+    `keyed`: the delivery is named by a client's Idempotency-Key, so the key with another message is refused (422)
+    and a repeat of one the channel refused is refused again, as the first request was."""
     sender = channels.backend()
     lease = settings(DeliverySettings).notify_send_lease_seconds
-    notification_id, claim, attempt = await in_transaction(lambda db: store.claim(
-        db, source, event_id, order_id, channel, sender.name, recipient, subject, body, lease))
+    claimed = await in_transaction(lambda db: store.claim(
+        db, source, event_id, order_id, channel, sender.name, recipient, subject, body, lease, same_message=keyed))
+    notification_id, claim, attempt = claimed.notification_id, claimed.outcome, claimed.attempt
+    if claim == "key-reused":
+        raise Unprocessable("This Idempotency-Key was used for another notification", errors=[
+            {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+             "message": "Send a new key for a different notification"}])
+    if claim == "duplicate" and keyed and claimed.status == "rejected":
+        raise channels.Undeliverable(claimed.last_error or "The channel refused this message",
+                                     extensions={"notification_id": str(notification_id)})
     if claim == "duplicate":
         NOTIFICATIONS.labels(channel, "duplicate").inc()
         return notification_id, "duplicate"
@@ -104,15 +115,18 @@ async def on_order_created(event) -> str:
     return outcome
 
 
-async def send_requested(request: NotificationRequest) -> uuid.UUID:
+async def send_requested(request: NotificationRequest, idempotency_key: str | None = None) -> tuple[uuid.UUID, bool]:
+    """Send an admin's message now: its ledger id, and whether an earlier request with this key (the sending admin's
+    id and the Idempotency-Key) sent it already (then nothing is sent)."""
     subject, body = request.subject, request.body
     if request.template_id:
         template_subject, template_body = templates.render(request.template_id, request.context)
         subject, body = subject or template_subject, body or template_body
-    reference = str(uuid.uuid4())
-    notification_id, _ = await deliver("/notifications", reference, None, request.type, request.recipient,
-                                       subject if request.type == "email" else None, body)
-    return notification_id
+    reference = str(uuid.uuid4()) if idempotency_key is None else idempotency_key
+    notification_id, outcome = await deliver("/notifications", reference, None, request.type, request.recipient,
+                                             subject if request.type == "email" else None, body,
+                                             keyed=idempotency_key is not None)
+    return notification_id, outcome == "duplicate"
 
 
 async def send_alert_group(group: AlertGroup, recipient: str) -> uuid.UUID:

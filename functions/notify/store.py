@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 
 from shared.postgres import Connection
+
+
+@dataclass(frozen=True)
+class Claim:
+    notification_id: uuid.UUID
+    outcome: str
+    attempt: int
+    status: str | None = None  # a duplicate's: `sent` or `rejected`
+    last_error: str | None = None
 
 COLUMNS = ("id, source, event_id, order_id, channel, backend, recipient, subject, status, attempts, last_error, "
            "created_at, updated_at")
@@ -15,11 +25,12 @@ DEAD_LETTER_COLUMNS = ("id, source, event_id, type, subject, specversion, attrib
 
 
 def claim(db: Connection, source: str, event_id: str, order_id, channel, backend: str, recipient: str,
-          subject: str | None, body: str, lease_seconds: float) -> tuple[uuid.UUID, str, int]:
+          subject: str | None, body: str, lease_seconds: float, same_message: bool = False) -> Claim:
     """Mark this delivery 'sending' (attempts + 1), unless it is done or another instance is sending it.
 
-    Returns (id, outcome, attempt), outcome being `claimed` (send it now), `duplicate` (already sent or rejected)
-    or `in-flight` (claimed less than `lease_seconds` ago). Commit before sending: the lock ends with the claim.
+    The outcome: `claimed` (send it now), `duplicate` (already sent or rejected), `in-flight` (claimed less than
+    `lease_seconds` ago), or, with `same_message` (an Idempotency-Key names the delivery), `key-reused` when the
+    row holds another message. Commit before sending: the lock ends with the claim.
     """
     claimed = db.run(
         "INSERT INTO notifications (id, source, event_id, order_id, channel, backend, recipient, subject, body, "
@@ -27,16 +38,23 @@ def claim(db: Connection, source: str, event_id: str, order_id, channel, backend
         ":body, 'sending', 1) ON CONFLICT (source, event_id) DO UPDATE SET status = 'sending', "
         "attempts = notifications.attempts + 1, backend = EXCLUDED.backend, last_error = NULL, updated_at = now() "
         "WHERE notifications.status NOT IN ('sent', 'rejected') AND NOT (notifications.status = 'sending' "
-        "AND notifications.updated_at > now() - :lease * interval '1 second') RETURNING id, attempts",
+        "AND notifications.updated_at > now() - :lease * interval '1 second') AND (NOT CAST(:same AS boolean) OR "
+        "(notifications.channel, notifications.recipient, notifications.subject, notifications.body) "
+        "IS NOT DISTINCT FROM (EXCLUDED.channel, EXCLUDED.recipient, EXCLUDED.subject, EXCLUDED.body)) "
+        "RETURNING id, attempts",
         id=uuid.uuid4(), source=source, event_id=event_id, order_id=order_id, channel=channel, backend=backend,
-        recipient=recipient, subject=subject, body=body, lease=lease_seconds)
+        recipient=recipient, subject=subject, body=body, lease=lease_seconds, same=same_message)
     if claimed:
         [(notification_id, attempt)] = claimed
-        return notification_id, "claimed", attempt
-    [(notification_id, status, attempt)] = db.run("SELECT id, status, attempts FROM notifications WHERE "
-                                                  "source = :source AND event_id = :event_id",
-                                                  source=source, event_id=event_id)
-    return notification_id, "duplicate" if status in ("sent", "rejected") else "in-flight", attempt
+        return Claim(notification_id, "claimed", attempt)
+    [(notification_id, status, attempt, last_error, *message)] = db.run(
+        "SELECT id, status, attempts, last_error, channel, recipient, subject, body FROM notifications "
+        "WHERE source = :source AND event_id = :event_id", source=source, event_id=event_id)
+    if same_message and message != [channel, recipient, subject, body]:
+        return Claim(notification_id, "key-reused", attempt)
+    if status in ("sent", "rejected"):
+        return Claim(notification_id, "duplicate", attempt, status, last_error)
+    return Claim(notification_id, "in-flight", attempt)
 
 
 def finish(db: Connection, notification_id: uuid.UUID, attempt: int, status: str, error: str | None = None) -> None:

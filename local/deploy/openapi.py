@@ -88,11 +88,16 @@ CART_ADD_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
     "Names this add to this cart: a retry with the same key, product and quantity adds nothing again and answers the "
     "cart as it is now, with `Idempotent-Replayed: true` (remembered for CART_TTL_SECONDS after the add; "
     "400 when malformed; 422 when reused for another product or quantity)")}
+NOTIFICATION_KEY = IDEMPOTENCY_KEY | {"required": False, "description": (
+    "Names this message of this admin: a retry with the same key and message sends nothing and answers the same id, "
+    "with `Idempotent-Replayed: true` (a message the channel refused is refused again); 503 while a first send "
+    "with this key may still be going out; 400 when malformed; 422 when reused for another message")}
 PAGE_IF_NONE_MATCH = IF_NONE_MATCH | {"description": "The page's ETag held: 304 without a body while the page is the same"}
 HEADERS = {  # route name -> extra request headers
     "catalog-get-product": [IF_NONE_MATCH], "catalog-update-product": [IF_MATCH, PRODUCT_CHANGE_KEY],
     "catalog-list-products": [PAGE_IF_NONE_MATCH], "catalog-search-products": [PAGE_IF_NONE_MATCH],
-    "orders-create-order": [IDEMPOTENCY_KEY], "cart-add-item": [CART_ADD_KEY]}
+    "orders-create-order": [IDEMPOTENCY_KEY], "cart-add-item": [CART_ADD_KEY],
+    "notify-send-notification": [NOTIFICATION_KEY]}
 
 HEADERS_DEFINED = {
     "X-Request-Id": {"required": True, "description": "The request's id, as in its logs",
@@ -113,7 +118,7 @@ PAGE_ETAG = {"ETag": {"required": True, "description": "The page's content as a 
 SUCCESS_HEADERS = {"catalog-get-product": ETAG, "catalog-update-product": ETAG | REPLAYED,
                    "catalog-list-products": PAGE_ETAG, "catalog-search-products": PAGE_ETAG,
                    "catalog-create-product": ETAG | LOCATION, "orders-create-order": LOCATION,
-                   "cart-add-item": REPLAYED}
+                   "cart-add-item": REPLAYED, "notify-send-notification": REPLAYED}
 
 # What each error status means (components/responses), and what the gateway adds to it.
 ERRORS = {

@@ -195,6 +195,73 @@ def test_the_notification_api_is_for_admins(gateway):
     assert_problem(gateway.get("/notifications", params={"order_id": "x"}, headers=ADMIN), 422)
 
 
+def sends_logged(shop, request_id) -> int:
+    """How many messages the shop's notify-send-notification sent for requests with this X-Request-Id."""
+    log = (shop.log_dir / "notify-send-notification.log").read_text()
+    return sum(1 for line in log.splitlines()
+               if '"message": "notification sent"' in line and f'"request_id": "{request_id}"' in line)
+
+
+def keyed_send(url_or_gateway, body, key, request_id, admin=ADMIN):
+    headers = {**admin, "Idempotency-Key": key, "X-Request-Id": request_id}
+    if isinstance(url_or_gateway, str):
+        return httpx.post(f"{url_or_gateway}/notifications", json=body, headers=headers, timeout=10)
+    return url_or_gateway.post("/notifications", json=body, headers=headers)
+
+
+def test_a_keyed_notification_is_sent_once_however_often_it_is_requested(gateway, shop):
+    body, request_id = {"type": "sms", "recipient": "+33612345678", "body": "Your parcel left"}, unique("keyed")
+
+    first, again = (keyed_send(gateway, body, "parcel-1", request_id) for _ in range(2))
+
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert sends_logged(shop, request_id) == 1
+
+
+def test_an_idempotency_key_names_one_message_of_one_admin(gateway, shop):
+    body, request_id = {"type": "sms", "recipient": "+33612345679", "body": "Hello"}, unique("keyed")
+    first = keyed_send(gateway, body, "hello-1", request_id)
+
+    reused = keyed_send(gateway, body | {"body": "Hello again"}, "hello-1", request_id)
+    other_admin = keyed_send(gateway, body, "hello-1", request_id, admin=bearer("ops-2", "admin"))
+
+    assert first.status_code == 202
+    assert assert_problem(reused, 422)["errors"][0]["type"] == "idempotency_key_reused"
+    assert other_admin.status_code == 202 and other_admin.json()["id"] != first.json()["id"]
+    assert sends_logged(shop, request_id) == 2
+
+
+def test_a_malformed_idempotency_key_on_a_notification_is_bad_request_and_sends_nothing(gateway, shop):
+    request_id = unique("keyed")
+
+    response = keyed_send(gateway, {"type": "sms", "recipient": "+33612345670", "body": "b"}, "x" * 65, request_id)
+
+    assert assert_problem(response, 400)["errors"][0]["field"] == "header.Idempotency-Key"
+    assert sends_logged(shop, request_id) == 0
+
+
+def test_a_keyed_notification_retried_while_its_first_send_may_be_going_out_sends_nothing(shop, tmp_path):
+    body, request_id = {"type": "sms", "recipient": "+33612345671", "body": "b"}, unique("keyed")
+    settings = {**shop.settings, "SHOP_TEST_FAULTS": "notify.after-send=crash"}
+    with function_alone("notify-send-notification", settings, log=tmp_path / "dying.log") as dying:
+        with pytest.raises(httpx.TransportError):  # SIGKILLed after the send, before it is recorded
+            keyed_send(dying.url, body, "crashed", request_id)
+
+    retry = keyed_send(shop.functions["notify-send-notification"].url, body, "crashed", request_id)
+    short_lease = {**shop.settings, "NOTIFY_SEND_LEASE_SECONDS": "1"}
+    with function_alone("notify-send-notification", short_lease, log=tmp_path / "later.log") as later:
+        time.sleep(1.2)
+        after_the_lease = keyed_send(later.url, body, "crashed", request_id)
+
+    assert_problem(retry, 503)
+    assert retry.headers["retry-after"]  # the lease: never two sends of one key at the same time
+    assert sends_logged(shop, request_id) == 0  # the dying instance logged to its own file
+    assert after_the_lease.status_code == 202  # the dead instance's claim is taken over: sent (at least once)
+    assert (tmp_path / "later.log").read_text().count('"message": "notification sent"') == 1
+
+
 @pytest.fixture(scope="module")
 def moto_url():
     port = free_port()
@@ -251,6 +318,17 @@ def test_a_transient_send_failure_fails_the_delivery_and_a_retry_sends(gateway, 
     assert deliver(aws_notifier, data, event_id).status_code == 200
     [entry] = ledger(gateway, order_id=data["order_id"])["items"]
     assert (entry["status"], entry["attempts"]) == ("sent", 2)
+
+
+def test_a_keyed_notification_the_channel_refused_is_refused_again_and_not_sent_again(gateway, shop, moto_url):
+    unverified = {**aws_settings(shop, moto_url), "NOTIFY_EMAIL_FROM": "nobody-verified@example.org"}
+    body = {"type": "email", "recipient": f"{unique('erin')}@example.com", "subject": "s", "body": "b"}
+    with function_alone("notify-send-notification", unverified) as sender:
+        first, again = (keyed_send(sender.url, body, "refused-1", unique("keyed")) for _ in range(2))
+
+    assert assert_problem(first, 422)["notification_id"] == assert_problem(again, 422)["notification_id"]
+    [entry] = ledger(gateway, recipient=body["recipient"])["items"]
+    assert (entry["status"], entry["attempts"]) == ("rejected", 1)
 
 
 class SesThatLooksAtTheLedger(BaseHTTPRequestHandler):
