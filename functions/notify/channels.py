@@ -41,8 +41,10 @@ class AwsBackend:
         import boto3  # only the aws backend pays for importing boto3
         from botocore.config import Config
 
-        # A send must end well within the delivery lease (NOTIFY_SEND_LEASE_SECONDS), or a redelivery sends again.
-        timeouts = Config(connect_timeout=2, read_timeout=5)
+        # A send must end well within the delivery lease (NOTIFY_SEND_LEASE_SECONDS), or a redelivery sends again;
+        # and one attempt only: the SDK's own retry of a send whose reply timed out would send the message twice
+        # (a failure is recorded `failed`, and the broker or the caller tries again under the ledger's lease).
+        timeouts = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 1})
         self.sender = sender
         self.ses = boto3.client("ses", region_name=region, config=timeouts)
         self.sns = boto3.client("sns", region_name=region, config=timeouts)

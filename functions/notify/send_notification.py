@@ -4,6 +4,8 @@ With an `Idempotency-Key` the message is sent once per key (the ledger's deliver
 sends nothing and answers the same id, marked `Idempotent-Replayed: true`; the key with another message is 422.
 """
 
+import hashlib
+
 import functions_framework.aio
 
 from functions.notify import service
@@ -19,7 +21,10 @@ async def send_notification(request):
     admin = await require_admin(request.headers)
     key = idempotency_key(request.headers, required=False)
     message = await parse_body(NotificationRequest, request)
-    # A key is the sending admin's: another admin's identical key names another message.
-    notification_id, replayed = await service.send_requested(message, None if key is None else f"{admin.id} {key}")
+    # A key is the sending admin's: another admin's identical key names another message. The admin's id is hashed:
+    # a token's `sub` is any string, and the ledger's key column is indexed text.
+    admins_key = None if key is None else \
+        f"{hashlib.sha256(admin.id.encode('utf-8', 'surrogatepass')).hexdigest()[:32]} {key}"
+    notification_id, replayed = await service.send_requested(message, admins_key)
     return json_response(Accepted(id=str(notification_id), status="sent"), 202,
                          headers={"Idempotent-Replayed": "true"} if replayed else None)

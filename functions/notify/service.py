@@ -46,6 +46,7 @@ NOTIFICATIONS = Counter("shop_notifications", "Notifications, by channel and out
 REPLAYS = Counter("shop_dead_letter_replays", "Dead letters sent to the broker again, by outcome", ["outcome"])
 _NAMED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject")
 ALERTS_SOURCE = "/internal/alerts"
+KEYED_SOURCE = "/notifications/keyed"  # the ledger source of admins' sends made with an Idempotency-Key
 Publish = Callable[..., Awaitable[None]]
 
 
@@ -122,8 +123,10 @@ async def send_requested(request: NotificationRequest, idempotency_key: str | No
     if request.template_id:
         template_subject, template_body = templates.render(request.template_id, request.context)
         subject, body = subject or template_subject, body or template_body
-    reference = str(uuid.uuid4()) if idempotency_key is None else idempotency_key
-    notification_id, outcome = await deliver("/notifications", reference, None, request.type, request.recipient,
+    # A keyed send has a source of its own: no event's (source, id) can name the same ledger row.
+    source, reference = ("/notifications", str(uuid.uuid4())) if idempotency_key is None else \
+        (KEYED_SOURCE, idempotency_key)
+    notification_id, outcome = await deliver(source, reference, None, request.type, request.recipient,
                                              subject if request.type == "email" else None, body,
                                              keyed=idempotency_key is not None)
     return notification_id, outcome == "duplicate"

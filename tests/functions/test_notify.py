@@ -393,6 +393,41 @@ def test_the_message_is_sent_with_the_claim_committed_and_no_transaction_open(ga
     assert ledger(gateway, order_id=data["order_id"])["items"][0]["status"] == "sent"
 
 
+class SesThatNeverAnswers(BaseHTTPRequestHandler):
+    """An SES endpoint that takes the message and answers too late: the sender cannot know whether it went out."""
+
+    received: list[float]
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.received.append(time.monotonic())
+        time.sleep(7)  # past the backend's 5 s read timeout
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_send_whose_reply_times_out_is_not_sent_again_by_the_sdk(shop, gateway):
+    """botocore would retry a timed-out send (the message may have gone out: a second copy), each attempt up to the
+    read timeout, past the ledger's lease. One attempt: the delivery fails, recorded, for the ledger to retry."""
+    received = []
+    ses = ThreadingHTTPServer(("127.0.0.1", 0), type("Ses", (SesThatNeverAnswers,), {"received": received}))
+    threading.Thread(target=ses.serve_forever, daemon=True).start()
+    settings = {**aws_settings(shop, f"http://127.0.0.1:{ses.server_port}")}
+    del settings["AWS_MAX_ATTEMPTS"]  # the backend's own configuration, as deployed
+    recipient = f"{unique('ivy')}@example.com"
+    try:
+        with function_alone("notify-send-notification", settings) as sender:
+            response = httpx.post(f"{sender.url}/notifications", headers=ADMIN, timeout=60, json={
+                "type": "email", "recipient": recipient, "subject": "s", "body": "b"})
+    finally:
+        ses.shutdown()
+
+    assert_problem(response, 503)
+    assert len(received) == 1
+    assert ledger(gateway, recipient=recipient)["items"][0]["status"] == "failed"
+
+
 @pytest.mark.parametrize("locked_seconds, recorded", [(4, "sent"), (12, "sending")])
 def test_a_sent_message_the_ledger_cannot_record_is_answered_as_sent_and_not_sent_again(shop, gateway, postgres_url,
                                                                                          tmp_path, locked_seconds,
