@@ -53,3 +53,11 @@ def idempotency_key(headers, *, required: bool) -> str | None:
                          errors=[{"field": "header.Idempotency-Key", "type": "missing_or_invalid",
                                   "message": "1-64 visible ASCII characters"}])
     return value
+
+
+def senders_key(sender_id: str, key: str) -> str:
+    """A key as its sender's: another sender's identical key names another request. The sender's id (a token's
+    `sub`, any string) is hashed, so what is stored is short and plain ASCII whatever the id holds."""
+    import hashlib  # loaded by the few keyed writes only
+
+    return f"{hashlib.sha256(sender_id.encode('utf-8', 'surrogatepass')).hexdigest()[:32]} {key}"

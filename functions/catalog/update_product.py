@@ -14,7 +14,7 @@ from functions.catalog.models import ProductUpdate, change_fingerprint, etag, if
 from shared.auth import require_admin
 from shared.errors import PreconditionRequired
 from shared.http import endpoint, json_response, parse_body
-from shared.ids import idempotency_key
+from shared.ids import idempotency_key, senders_key
 
 
 @functions_framework.aio.http
@@ -28,8 +28,7 @@ async def update_product(request, product_id):
     if changes.stock_quantity is not None and versions is None:
         raise PreconditionRequired("Setting stock_quantity needs If-Match with the product's current ETag (from "
                                    "GET /products/{id}); or send stock_adjustment to add or remove stock")
-    # A key is the sending admin's: another admin's identical key names another change.
-    keyed = None if key is None else (f"{admin.id} {key}", change_fingerprint(changes, if_match))
+    keyed = None if key is None else (senders_key(admin.id, key), change_fingerprint(changes, if_match))
     product, replayed = await store.update(product_id, changes, versions=versions, keyed=keyed)
     headers = {"ETag": etag(product.version)} | ({"Idempotent-Replayed": "true"} if replayed else {})
     return json_response(product.public(), headers=headers)

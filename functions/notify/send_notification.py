@@ -4,15 +4,13 @@ With an `Idempotency-Key` the message is sent once per key (the ledger's deliver
 sends nothing and answers the same id, marked `Idempotent-Replayed: true`; the key with another message is 422.
 """
 
-import hashlib
-
 import functions_framework.aio
 
 from functions.notify import service
 from functions.notify.models import Accepted, NotificationRequest
 from shared.auth import require_admin
 from shared.http import endpoint, json_response, parse_body
-from shared.ids import idempotency_key
+from shared.ids import idempotency_key, senders_key
 
 
 @functions_framework.aio.http
@@ -21,10 +19,6 @@ async def send_notification(request):
     admin = await require_admin(request.headers)
     key = idempotency_key(request.headers, required=False)
     message = await parse_body(NotificationRequest, request)
-    # A key is the sending admin's: another admin's identical key names another message. The admin's id is hashed:
-    # a token's `sub` is any string, and the ledger's key column is indexed text.
-    admins_key = None if key is None else \
-        f"{hashlib.sha256(admin.id.encode('utf-8', 'surrogatepass')).hexdigest()[:32]} {key}"
-    notification_id, replayed = await service.send_requested(message, admins_key)
+    notification_id, replayed = await service.send_requested(message, key and senders_key(admin.id, key))
     return json_response(Accepted(id=str(notification_id), status="sent"), 202,
                          headers={"Idempotent-Replayed": "true"} if replayed else None)
