@@ -180,14 +180,17 @@ async def _settle_confirmed(document: dict) -> None:
     # a token of None, a hold taken before tokens (a missing field), and only that.
     recorded = [{"sku": line["sku"], token_field: line["token"]} if "token" in line else {"sku": line["sku"]}
                 for line in document["lines"]]
-    if recorded:
-        await collection_.update_many({"$or": recorded, "holds": reservation_id},
-                                      {"$pull": {"holds": reservation_id}, "$unset": {token_field: ""}})
+    pulled = (await collection_.update_many({"$or": recorded, "holds": reservation_id},
+                                            {"$pull": {"holds": reservation_id}, "$unset": {token_field: ""}})
+              ).matched_count if recorded else 0
     await fault_point("catalog.confirm.after-pull")
-    late = {product["sku"] async for product in collection_.find(
-        {"sku": {"$in": [line["sku"] for line in document["lines"]]}, "holds": reservation_id}, {"sku": 1})}
-    if late:
-        await _unhold(reservation_id, [line for line in document["lines"] if line["sku"] in late])
+    # Every line's recorded hold was still there until just now: a late hold can only come after this pull, and
+    # the sweep gives it back. Otherwise (an earlier attempt pulled some and died) look for late holds now.
+    if pulled < len(recorded):
+        late = {product["sku"] async for product in collection_.find(
+            {"sku": {"$in": [line["sku"] for line in document["lines"]]}, "holds": reservation_id}, {"sku": 1})}
+        if late:
+            await _unhold(reservation_id, [line for line in document["lines"] if line["sku"] in late])
     await (await _reservations()).update_one({"_id": reservation_id}, {"$set": {"settled": True}})
 
 
