@@ -599,6 +599,33 @@ def test_a_keyed_add_whose_instance_died_after_the_write_is_applied_once_on_retr
     assert lines_of(retry.json()) == {mug: 3}
 
 
+def test_twenty_concurrent_sends_of_one_keyed_add_apply_it_once(gateway, shop, user):
+    """The key's check and its marker are in the add's one script: no two requests can both pass the check."""
+    mug = new_product(gateway)["sku"]
+
+    async def send_twenty():
+        async with httpx.AsyncClient(base_url=shop.url, timeout=10) as client:
+            return await asyncio.gather(*(client.post(f"/cart/{user}/items", json={"product_sku": mug, "quantity": 3},
+                                                      headers=keyed(user, "twenty")) for _ in range(20)))
+
+    responses = asyncio.run(send_twenty())
+
+    assert [response.status_code for response in responses] == [200] * 20
+    assert sum("idempotent-replayed" not in response.headers for response in responses) == 1
+    assert lines_of(gateway.get(f"/cart/{user}", headers=bearer(user)).json()) == {mug: 3}
+
+
+def test_a_keyed_add_retried_after_the_cart_was_cleared_adds_nothing(gateway, user):
+    mug = new_product(gateway)["sku"]
+    assert add(gateway, user, mug, 2, headers=keyed(user, "before-clear")).status_code == 200
+    assert gateway.delete(f"/cart/{user}", headers=bearer(user)).status_code == 204
+
+    retry = add(gateway, user, mug, 2, headers=keyed(user, "before-clear"))
+
+    assert retry.status_code == 200 and retry.headers["idempotent-replayed"] == "true"
+    assert lines_of(retry.json()) == {}  # the cart as it is: applied once, then cleared
+
+
 def test_a_keyed_add_retried_after_its_product_went_off_sale_is_answered_as_applied(gateway, user):
     mug = new_product(gateway)
     assert add(gateway, user, mug["sku"], 2, headers=keyed(user, "before-off-sale")).status_code == 200

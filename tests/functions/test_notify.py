@@ -218,6 +218,10 @@ def test_a_keyed_notification_is_sent_once_however_often_it_is_requested(gateway
     assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
     assert sends_logged(shop, request_id) == 1
+    entries = ledger(gateway, recipient=body["recipient"])["items"]
+    [entry] = [item for item in entries if item["id"] == first.json()["id"]]
+    assert entry["source"] == "/notifications/keyed"  # a source of its own: no event's (source, id) names this row
+    assert entry["event_id"].endswith(" parcel-1") and "ops" not in entry["event_id"]  # the admin's id, hashed
 
 
 def test_an_idempotency_key_names_one_message_of_one_admin(gateway, shop):

@@ -268,24 +268,28 @@ def test_a_hold_a_late_reserve_call_takes_after_a_dying_confirmation_dropped_the
     assert stock_of(gateway, first) == 4 and stock_of(gateway, second) == 4  # one unit of each sold, no more
 
 
-@pytest.fixture(params=["holds-and-lines", "lines-only"])
+@pytest.fixture(params=["holds-and-lines", "lines-only", "holds-only"])
 def written_before_tokens(request):
     return request.param
 
 
 def test_a_reservation_written_before_holds_had_tokens_is_confirmed_as_sold(
         gateway, shop, mongo_url, shop_settings, reservations, confirms, written_before_tokens):
-    """Written by a catalog from before the tokens (a rolling deploy): the holds and the reservation, or only the
-    reservation (an old instance completed what a new one began to hold). It confirms as before: sold."""
+    """Written by a catalog from before the tokens (a rolling deploy): the holds and the reservation; only the
+    reservation (an old instance completed what a new one began to hold); or only the holds (a new instance
+    completed what an old one held: its line records no token, None). It confirms as before: sold."""
     lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
     assert reserve(reservations, (lamp, 2), reservation_id=reservation_id).status_code == 201
     with MongoClient(mongo_url) as client:
         database = client[shop_settings["MONGODB_DATABASE"]]
-        if written_before_tokens == "holds-and-lines":
+        if written_before_tokens in ("holds-and-lines", "holds-only"):
             database.products.update_one({"sku": lamp["sku"]}, {"$unset": {"hold_tokens": ""}})
         lines = database.stock_reservations.find_one({"_id": reservation_id})["lines"]
-        database.stock_reservations.update_one({"_id": reservation_id}, {"$set": {
-            "lines": [{key: value for key, value in line.items() if key != "token"} for line in lines]}})
+        if written_before_tokens == "holds-only":
+            lines = [line | {"token": None} for line in lines]
+        else:
+            lines = [{key: value for key, value in line.items() if key != "token"} for line in lines]
+        database.stock_reservations.update_one({"_id": reservation_id}, {"$set": {"lines": lines}})
 
     confirmed = httpx.post(confirms(reservation_id), timeout=10, headers=confirming())
     assert sweep(shop) == 200
@@ -294,6 +298,27 @@ def test_a_reservation_written_before_holds_had_tokens_is_confirmed_as_sold(
     assert stock_of(gateway, lamp) == 3
     with MongoClient(mongo_url) as client:
         assert client[shop_settings["MONGODB_DATABASE"]].products.find_one({"sku": lamp["sku"]})["holds"] == []
+
+
+def test_a_late_hold_of_a_settled_confirmed_reservation_is_given_back_by_the_sweep(
+        gateway, shop, mongo_url, shop_settings, reservations, confirms):
+    """A late reserve call's hold that lands after the confirmation pulled the recorded holds (and did not die):
+    the confirmation leaves it, the next sweep gives it back."""
+    lamp, reservation_id = product(gateway, 5), str(uuid.uuid4())
+    assert reserve(reservations, (lamp, 2), reservation_id=reservation_id).status_code == 201
+    assert httpx.post(confirms(reservation_id), timeout=10, headers=confirming()).status_code == 200
+    with MongoClient(mongo_url) as client:  # what the late call's hold writes
+        client[shop_settings["MONGODB_DATABASE"]].products.update_one(
+            {"sku": lamp["sku"]}, {"$inc": {"stock_quantity": -2}, "$push": {"holds": reservation_id},
+                                   "$set": {f"hold_tokens.{reservation_id}": "a-late-call"}})
+    assert stock_of(gateway, lamp) == 1
+
+    assert sweep(shop) == 200
+
+    assert stock_of(gateway, lamp) == 3  # two sold, the late two back
+    with MongoClient(mongo_url) as client:
+        stored = client[shop_settings["MONGODB_DATABASE"]].products.find_one({"sku": lamp["sku"]})
+    assert stored["holds"] == [] and reservation_id not in stored.get("hold_tokens", {})
 
 
 def _stale_hold(gateway, mongo_url, shop_settings, reservations, releases) -> dict:
