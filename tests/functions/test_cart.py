@@ -190,6 +190,7 @@ def test_clearing_the_cart(gateway, user):
 
     assert response.status_code == 204 and response.content == b""
     assert gateway.get(f"/cart/{user}", headers=bearer(user)).json()["items"] == []
+    assert gateway.delete(f"/cart/{user}", headers=bearer(user)).status_code == 204  # a repeat: the same answer
 
 
 def test_prices_are_read_at_read_time_and_vanished_products_are_excluded(gateway, user):
