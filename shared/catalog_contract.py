@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
-from shared.ids import SKU_PATTERN
+from shared.ids import RESERVATION_ID_PATTERN, SKU_PATTERN
 from shared.model import Model
 from shared.money import Money
 
@@ -50,7 +50,7 @@ class ReservationRequest(Model):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    reservation_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+    reservation_id: Annotated[str, StringConstraints(pattern=RESERVATION_ID_PATTERN)]
     lines: Annotated[list[StockLine], Field(min_length=1, max_length=MAX_LOOKUP)]
 
     @field_validator("lines")

@@ -16,8 +16,10 @@ SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # An Idempotency-Key header: what names one request among its retries (checkout, a product change, an add to a cart).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,64}$"
+# A stock reservation's id (the caller's: an order id): it also names a field of the products holding its stock.
+RESERVATION_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 _USER_ID, _UUID, _SKU = re.compile(USER_ID_PATTERN), re.compile(UUID_PATTERN), re.compile(SKU_PATTERN)
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_IDEMPOTENCY_KEY, _RESERVATION_ID = re.compile(IDEMPOTENCY_KEY_PATTERN), re.compile(RESERVATION_ID_PATTERN)
 
 
 def user_id(value: str) -> str:
@@ -33,6 +35,13 @@ def uuid_or_not_found(value: str, what: str) -> uuid.UUID:
     if not _UUID.fullmatch(value):
         raise NotFound(f"No {what} '{value}'")
     return uuid.UUID(value)
+
+
+def reservation_id(value: str) -> str:
+    """A path reservation id: anything a reservation could not have been made with names none (404)."""
+    if not _RESERVATION_ID.fullmatch(value):
+        raise NotFound(f"No reservation '{value[:64]}'")
+    return value
 
 
 def cart_line_sku(value: str) -> str:

@@ -7,10 +7,11 @@ be refunded), 404 for an id never reserved.
 import functions_framework.aio
 
 from functions.catalog import stock
+from shared import ids
 from shared.http import endpoint, json_response
 
 
 @functions_framework.aio.http
 @endpoint("catalog-confirm-stock")
 async def confirm_stock(request, reservation_id):
-    return json_response(await stock.confirm(reservation_id))
+    return json_response(await stock.confirm(ids.reservation_id(reservation_id)))

@@ -89,7 +89,7 @@ async def reserve(request: ReservationRequest) -> tuple[Reservation, bool]:
 
 
 def _token_field(reservation_id: str) -> str:
-    return f"hold_tokens.{reservation_id}"  # ids are letters, digits and '-' (ReservationRequest)
+    return f"hold_tokens.{reservation_id}"  # ids are letters, digits and '-' (shared.ids.RESERVATION_ID_PATTERN)
 
 
 async def _hold_all(reservation_id: str, wanted: list[dict]) -> Reservation:

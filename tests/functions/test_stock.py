@@ -200,6 +200,19 @@ def test_the_sweep_gives_back_a_hold_left_on_a_released_reservation(gateway, sho
     assert stock_of(gateway, lamp) == 5
 
 
+@pytest.mark.parametrize("malformed", ["x" * 65, "a.b", "$where", "id%20with%20space", "%C3%A9t%C3%A9"],
+                         ids=["long", "dot", "dollar", "space", "non-ascii"])
+def test_an_id_no_reservation_could_have_is_not_found_and_leaves_nothing(gateway, confirms, releases, mongo_url,
+                                                                          shop_settings, malformed):
+    released = httpx.delete(f"{releases}/{malformed}", timeout=10, headers=releasing())
+    confirmed = httpx.post(confirms(malformed), timeout=10, headers=confirming())
+
+    assert_problem(released, 404) and assert_problem(confirmed, 404)
+    with MongoClient(mongo_url) as client:  # no tombstone either
+        assert client[shop_settings["MONGODB_DATABASE"]].stock_reservations.count_documents(
+            {"_id": {"$regex": "^(x{65}|a\\.b|\\$where|id with space|été)$"}}) == 0
+
+
 def faulty(shop, tmp_path, name: str, step: str):
     once = tmp_path / f"once-{name}"
     once.mkdir()
