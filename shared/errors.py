@@ -71,6 +71,15 @@ class Unprocessable(Problem):
     status, slug, title = 422, "validation-error", "Unprocessable Content"
 
 
+class IdempotencyKeyReused(Unprocessable):
+    """An Idempotency-Key sent again with another request than the one it names."""
+
+    def __init__(self, named: str):
+        super().__init__(f"This Idempotency-Key was used for {named}", errors=[
+            {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+             "message": "Send a new key for a new request"}])
+
+
 class TooManyRequests(Problem):
     status, slug, title = 429, "too-many-requests", "Too Many Requests"
 

@@ -271,6 +271,10 @@ def parse_query(model: type[M], request: Request) -> M:
                             errors=validation_errors(error.errors(include_url=False), "query")) from None
 
 
+# A keyed write's repeat: not applied again (RFC draft "The Idempotency-Key HTTP Header Field" leaves this to us).
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
 def json_response(body: BaseModel | dict | list, status: int = 200, headers: dict | None = None) -> Response:
     """A JSON response; an error status (a replayed refusal, say) goes out as problem+json."""
     content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, default=str)

@@ -10,7 +10,7 @@ from functions.cart import service, store
 from functions.cart.models import AddItem
 from shared import catalog_client, ids
 from shared.auth import require_owner
-from shared.http import endpoint, json_response, parse_body
+from shared.http import REPLAYED, endpoint, json_response, parse_body
 
 
 @functions_framework.aio.http
@@ -21,4 +21,4 @@ async def add_item(request, user_id):
     item = await parse_body(AddItem, request)
     cart, replayed = await service.add_item(user_id, item.product_sku, item.quantity, carts=store,
                                             lookup=catalog_client.lookup, idempotency_key=key)
-    return json_response(cart, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    return json_response(cart, headers=REPLAYED if replayed else None)

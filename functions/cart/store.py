@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from prometheus_client import Counter, Gauge
 
 from functions.cart.models import MAX_LINES, MAX_QUANTITY_PER_LINE
-from shared.errors import Conflict, NotFound, Unprocessable
+from shared.errors import Conflict, IdempotencyKeyReused, NotFound, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
 from shared.redis_store import UNAVAILABLE, key, redis, timed
@@ -284,10 +284,8 @@ def _refusal(outcome: str, sku: str, current: int) -> Exception:
                                   "message": f"the cart already has {MAX_LINES} lines"}])
 
 
-def key_reused() -> Unprocessable:
-    return Unprocessable("This Idempotency-Key was used for another add to this cart", errors=[
-        {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
-         "message": "Send a new key for a different add"}])
+def key_reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused("another add to this cart")
 
 
 def _add_key(user_id: str, idempotency_key: str) -> str:

@@ -1,9 +1,9 @@
 """Each product's public JSON, rendered once per exact stored document and reused by every page and read showing it.
 
 Reads fetch products as RawBSONDocument and key the rendering by the document's full BSON bytes (all but the
-`holds`, `hold_tokens` and `change_keys` no response shows): any write of the product (an edit, a stock reservation by another
-instance) changes those bytes, so an entry can never answer stale content, only go unused. Not a cache with a TTL: it
-holds no answer the store does not give again, byte for byte, on this read.
+`holds`, `hold_tokens` and `change_keys` no response shows): any write of the product (an edit, a stock
+reservation by another instance) changes those bytes, so an entry can never answer stale content, only go unused.
+Not a cache with a TTL: it holds no answer the store does not give again, byte for byte, on this read.
 
 A page's body is its envelope as pydantic writes ProductPage (the declared response model) with the products'
 JSON spliced into `items`: the same bytes as ProductPage(...).model_dump_json(), without a model per product.

@@ -7,9 +7,10 @@ and each product lists the ids of the reservations holding stock in it (`holds`)
 call that took each hold (`hold_tokens.<id>`, a new one per call):
 - hold:    `$inc -q` + `$push id`  only where `holds ≠ id`  (a retried hold takes nothing twice);
 - release: `$inc +q` + `$pull id`  only where `holds = id`  (a retried release gives nothing twice);
-- confirm: `$pull id` alone, only where the token is the one the reservation recorded for that line (the stock
-  stays sold; the product's list stays short). A hold of the id with another token is one a reserve call that
-  outlived its caller took after the confirmation dropped the recorded one: it is given back, not sold.
+- confirm: `$pull id` (and its token) with no `$inc`, only where the token is the one the reservation recorded for
+  that line (the stock stays sold; the product's list stays short). A hold of the id with another token is one a
+  reserve call that outlived its caller took after the confirmation dropped the recorded one: it is given back,
+  not sold (by the confirmation that finds it, else by the sweep).
 So a reservation left half-made or half-released by a dead instance is completed or undone exactly, by the next
 call with its id or by the sweep (`sweep`), which also releases reservations nobody confirmed before they expire.
 Releasing an id never seen leaves a `released` tombstone, so a reserve call that arrives late takes nothing.
@@ -121,7 +122,9 @@ async def _hold_all(reservation_id: str, wanted: list[dict]) -> Reservation:
     if done is None:  # released while this call was holding (it expired, or the order was given up): undo ours
         current = await (await _reservations()).find_one({"_id": reservation_id})
         if current["state"] == "reserved" or (current["state"] == "confirmed" and not current.get("settled")):
-            return _answer(current)  # another call with the same id finished it
+            # Another call with the same id finished it. A hold this call took after the confirmation's pull stays
+            # for the sweep, which gives back any hold of a settled reservation (or the settle still running does).
+            return _answer(current)
         # Released, or confirmed with its holds already settled: any hold of this id now is one this call took
         # too late (after the release, or after the confirmation's $pull). Give it back.
         await _unhold(reservation_id, current["lines"])
@@ -171,9 +174,10 @@ async def confirm(reservation_id: str) -> Reservation:
 
 
 async def _settle_confirmed(document: dict) -> None:
-    """The held stock is sold: drop the holds the reservation recorded, give back any other hold of its id (a late
-    reserve call took it after they were dropped, even by a confirmation that died then), then mark the
-    reservation settled — from then on a hold of its id can only be a late one, and the sweep gives it back."""
+    """The held stock is sold: drop the holds the reservation recorded; when some were gone already (an earlier
+    settle died mid-way), give back any other hold of its id (a late reserve call took it after they were dropped);
+    then mark the reservation settled — from then on a hold of its id can only be a late one, and the sweep gives
+    it back."""
     reservation_id, token_field = document["_id"], _token_field(document["_id"])
     collection_ = await products()
     # A line written before tokens (no `token` key) sells whatever hold of the id its product has, as it did then;

@@ -29,7 +29,7 @@ from functions.catalog.models import (
 )
 from functions.catalog.product_cache import CachedPage, CachedProduct
 from shared.catalog_contract import CatalogItem
-from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, Unprocessable
+from shared.errors import Conflict, IdempotencyKeyReused, NotFound, PreconditionFailed, ServiceUnavailable
 from shared.faults import fault_point
 from shared.http_cache import body_etag
 from shared.money import Money
@@ -40,8 +40,8 @@ from shared.settings import CatalogSettings, settings
 _SEARCH_WEIGHTS = {"name": 10, "brand": 4, "tags": 4, "description_short": 2, "description_long": 1}
 # Reads for a response leave out what responses never show: the reservation ids holding stock and their reserve
 # calls' tokens (see stock.py), and the Idempotency-Keys of applied changes (see update).
-HOLD_FIELDS = {"holds": 0, "hold_tokens": 0}
-PUBLIC_FIELDS = {**HOLD_FIELDS, "change_keys": 0}
+WITHOUT_HOLDS = {"holds": 0, "hold_tokens": 0}
+PUBLIC_FIELDS = {**WITHOUT_HOLDS, "change_keys": 0}
 # The catalog's indexes, created by the deploy step (`make migrate`, the shop-migrate Job), never by a request.
 # Raise SCHEMA_VERSION with any change to create_indexes: functions then answer 503 until the step has run.
 SCHEMA_VERSION = 2  # 2: the `holds` index the reservation sweep pages through
@@ -223,10 +223,10 @@ KEYS_KEPT = 100
 
 
 async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset[int] | None,
-                 keyed: tuple[str, str] | None = None) -> tuple[StoredProduct, bool]:
+                 keyed: tuple[tuple[str, ...], str] | None = None) -> tuple[StoredProduct, bool]:
     """Apply the changes in one conditional write: only at one of `versions` (None: any), with `stock_adjustment`
-    only while stock stays within 0..MAX_STOCK, and, `keyed` (key, fingerprint), only if the product has not
-    recorded that key — the same write records it. Every write increments the version. Answers the product and
+    only while stock stays within 0..MAX_STOCK, and, `keyed` (keys, fingerprint), only if the product has recorded
+    none of the keys — the same write records the first (the others: how an earlier release spelled it). Every write increments the version. Answers the product and
     whether the key's change had been applied before (a replay: nothing written now)."""
     fields = changes.model_dump(exclude_unset=True)
     adjustment = fields.pop("stock_adjustment", None)
@@ -238,10 +238,10 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
         query["stock_quantity"] = {"$gte": -adjustment} if adjustment < 0 else {"$lte": MAX_STOCK - adjustment}
         increments["stock_quantity"] = adjustment
     write: dict = {"$set": _to_document(fields) | {"updated_at": _now()}, "$inc": increments}
-    key, fingerprint = keyed or (None, None)
-    if key is not None:
-        query["change_keys.k"] = {"$ne": key}
-        write["$push"] = {"change_keys": {"$each": [{"k": key, "f": fingerprint}], "$slice": -KEYS_KEPT}}
+    keys, fingerprint = keyed or ((), None)
+    if keys:
+        query["change_keys.k"] = {"$nin": list(keys)}
+        write["$push"] = {"change_keys": {"$each": [{"k": keys[0], "f": fingerprint}], "$slice": -KEYS_KEPT}}
     try:
         document = await (await products()).find_one_and_update(
             query, write, projection=PUBLIC_FIELDS, return_document=ReturnDocument.AFTER)
@@ -250,16 +250,15 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
     if document is not None:
         await fault_point("catalog.update.after-write")
         return StoredProduct(document), False
-    current = await (await products()).find_one({"_id": query["_id"]}, HOLD_FIELDS)
+    current = await (await products()).find_one({"_id": query["_id"]}, WITHOUT_HOLDS)
     if current is None:
         raise NotFound(f"No product with id '{product_id}'")
     recorded = {entry["k"]: entry["f"] for entry in current.pop("change_keys", ())}
-    if key in recorded:
-        if recorded[key] != fingerprint:
-            raise Unprocessable("This Idempotency-Key was used for a different change of this product", errors=[
-                {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
-                 "message": "Send a new key for a different change"}])
-        return StoredProduct(current), True
+    for key in keys:
+        if key in recorded:
+            if recorded[key] != fingerprint:
+                raise IdempotencyKeyReused("a different change of this product")
+            return StoredProduct(current), True
     raise _update_refusal(current, versions, adjustment)
 
 

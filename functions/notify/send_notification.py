@@ -9,7 +9,7 @@ import functions_framework.aio
 from functions.notify import service
 from functions.notify.models import Accepted, NotificationRequest
 from shared.auth import require_admin
-from shared.http import endpoint, json_response, parse_body
+from shared.http import REPLAYED, endpoint, json_response, parse_body
 from shared.ids import idempotency_key, senders_key
 
 
@@ -21,4 +21,4 @@ async def send_notification(request):
     message = await parse_body(NotificationRequest, request)
     notification_id, replayed = await service.send_requested(message, key and senders_key(admin.id, key))
     return json_response(Accepted(id=str(notification_id), status="sent"), 202,
-                         headers={"Idempotent-Replayed": "true"} if replayed else None)
+                         headers=REPLAYED if replayed else None)

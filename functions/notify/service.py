@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from functions.notify import channels, store, templates
 from functions.notify.models import AlertGroup, NotificationRequest, OrderCreated
 from functions.notify.settings import DeliverySettings
-from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable, validation_errors
+from shared.errors import Conflict, IdempotencyKeyReused, NotFound, ServiceUnavailable, Unprocessable, validation_errors
 from shared.event_types import ORDER_CREATED
 from shared.faults import fault_point
 from shared.logs import logger
@@ -62,9 +62,7 @@ async def deliver(source: str, event_id: str, order_id, channel: str, recipient:
         db, source, event_id, order_id, channel, sender.name, recipient, subject, body, lease, same_message=keyed))
     notification_id, claim, attempt = claimed.notification_id, claimed.outcome, claimed.attempt
     if claim == "key-reused":
-        raise Unprocessable("This Idempotency-Key was used for another notification", errors=[
-            {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
-             "message": "Send a new key for a different notification"}])
+        raise IdempotencyKeyReused("another notification")
     if claim == "duplicate" and keyed and claimed.status == "rejected":
         raise channels.Undeliverable(claimed.last_error or "The channel refused this message",
                                      extensions={"notification_id": str(notification_id)})

@@ -32,7 +32,7 @@ from functions.orders.payment import Charge
 from functions.orders.ports import Attempt, Ports, Priced
 from functions.orders.store import Busy, Claimed, Finished, Mismatch
 from shared.catalog_contract import Reservation
-from shared.errors import Conflict, PaymentRequired, Problem, RecordedProblem, Unprocessable
+from shared.errors import Conflict, IdempotencyKeyReused, PaymentRequired, Problem, RecordedProblem, Unprocessable
 from shared.faults import fault_point
 from shared.logs import logger
 from shared.settings import CheckoutSettings, settings
@@ -83,9 +83,7 @@ async def place_order(cmd: CreateOrder, key: str, fingerprint: str, authorizatio
             break
         await asyncio.sleep(min(0.05 + claim.seconds_left / 10, 0.25))
     if isinstance(claim, Mismatch):
-        return Refused(Unprocessable("This Idempotency-Key was used for a different request", errors=[
-            {"field": "header.Idempotency-Key", "type": "idempotency_key_reused",
-             "message": "use a new key for a new request"}]))
+        return Refused(IdempotencyKeyReused("a different request"))
     if isinstance(claim, Busy):
         return InProgress(max(1.0, claim.seconds_left))
     if isinstance(claim, Finished):

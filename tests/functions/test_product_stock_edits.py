@@ -224,6 +224,26 @@ def keyed(gateway, product: dict, body: dict, key: str, if_match: str | None = N
     return gateway.patch(f"/products/{product['id']}", json=body, headers=headers)
 
 
+def test_a_key_recorded_in_the_spelling_before_senders_key_still_replays(gateway, mongo_url, shop_settings):
+    """A retry across the deploy that changed how keys are recorded ("<sub> <key>" then) is not applied again."""
+    from bson import ObjectId
+    from pymongo import MongoClient
+
+    from functions.catalog.models import ProductUpdate, change_fingerprint
+
+    lamp, key = new_product(gateway, 5), unique("adjust")
+    fingerprint = change_fingerprint(ProductUpdate.model_validate({"stock_adjustment": 7}), None)
+    with MongoClient(mongo_url) as client:  # what the release before wrote with the adjustment
+        client[shop_settings["MONGODB_DATABASE"]].products.update_one(
+            {"_id": ObjectId(lamp["id"])}, {"$inc": {"stock_quantity": 7, "version": 1},
+                                            "$push": {"change_keys": {"k": f"ops {key}", "f": fingerprint}}})
+
+    retried = keyed(gateway, lamp, {"stock_adjustment": 7}, key)
+
+    assert retried.status_code == 200 and retried.headers["idempotent-replayed"] == "true"
+    assert stock_of(gateway, lamp) == 12
+
+
 def test_a_keyed_adjustment_sent_again_is_applied_once_and_marked_replayed(gateway):
     lamp = new_product(gateway, 5)
     key = unique("adjust")
