@@ -11,6 +11,8 @@ PgBouncer the functions' connections are client connections, and only `default_p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from local.environment import function_secrets
@@ -30,6 +32,7 @@ DIRECT_CONNECTIONS = 10  # left for what connects to PostgreSQL itself: psql, ba
 OPERATOR_CONNECTIONS = 10  # client connections beyond the functions': the migration Job, an operator's psql
 DEFAULT_POOL_SIZE = 20
 RESERVE_POOL_SIZE = 5
+CONFIG_PATH = Path(__file__).resolve().parents[2] / "knative" / "config.yaml"  # shop-config, hand-written
 USERLIST_SECRET, USERLIST_KEY = "shop-data-secrets", "PGBOUNCER_USERLIST"  # `"shop" "<POSTGRES_PASSWORD>"`
 
 
@@ -82,12 +85,18 @@ def settings(**overrides: str | int) -> dict[str, str | int]:
     }
 
 
+def database_timeout_seconds() -> float:
+    """DATABASE_TIMEOUT_SECONDS as the functions run it: shop-config's (knative/config.yaml), else the default."""
+    config = yaml.safe_load(CONFIG_PATH.read_text())["data"]
+    field = PostgresSettings.model_fields["database_timeout_seconds"]
+    return float(config.get("DATABASE_TIMEOUT_SECONDS", field.default))
+
+
 def connect_query() -> str:
     """Each server connection cancels a statement after DATABASE_TIMEOUT_SECONDS, when the function gives up on it
     (else an abandoned statement waits on behind a lock). Set here because in pooler mode a function can send it
     neither as a startup parameter (PgBouncer refuses it) nor with SET (the next transaction is another client's)."""
-    milliseconds = round(PostgresSettings.model_fields["database_timeout_seconds"].default * 1000)
-    return f"connect_query='SET statement_timeout = {milliseconds}'"
+    return f"connect_query='SET statement_timeout = {round(database_timeout_seconds() * 1000)}'"
 
 
 def ini(databases: dict[str, str] | None = None, **overrides: str | int) -> str:

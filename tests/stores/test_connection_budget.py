@@ -50,3 +50,24 @@ def test_the_functions_are_told_they_are_behind_a_transaction_pooler():
     assert config["data"]["DATABASE_POOLER"] == "transaction"
     assert f"@pgbouncer.shop-data.svc.cluster.local:{settings['listen_port']}/" in example["stringData"]["DATABASE_URL"]
     assert "pgbouncer.yaml" in yaml.safe_load((ROOT / "knative/stores/kustomization.yaml").read_text())["resources"]
+
+
+def test_pgbouncer_cancels_statements_at_the_timeout_the_functions_give_up_at(monkeypatch, tmp_path):
+    """connect_query's statement_timeout is shop-config's DATABASE_TIMEOUT_SECONDS (else the default), read
+    independently here from the committed manifests; and it follows shop-config when that sets one."""
+    from local.deploy import pgbouncer
+
+    config = yaml.safe_load((ROOT / "knative/config.yaml").read_text())["data"]
+    seconds = float(config.get("DATABASE_TIMEOUT_SECONDS",
+                               PostgresSettings.model_fields["database_timeout_seconds"].default))
+    parser = configparser.ConfigParser()
+    manifests = yaml.safe_load_all((ROOT / "knative/stores/pgbouncer.yaml").read_text())
+    [ini] = [document["data"]["pgbouncer.ini"] for document in manifests if document["kind"] == "ConfigMap"]
+    parser.read_string(ini)
+    assert all(f"connect_query='SET statement_timeout = {round(seconds * 1000)}'" in target
+               for target in parser["databases"].values())
+
+    overridden = tmp_path / "config.yaml"
+    overridden.write_text(yaml.safe_dump({"data": {**config, "DATABASE_TIMEOUT_SECONDS": "0.8"}}))
+    monkeypatch.setattr(pgbouncer, "CONFIG_PATH", overridden)
+    assert "SET statement_timeout = 800'" in pgbouncer.ini()
