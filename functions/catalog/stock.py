@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from prometheus_client import Counter
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -42,6 +43,14 @@ from shared.mongo import collection, require_mongo
 from shared.settings import StockSettings, settings
 
 _log = logger("catalog.stock")
+# What the sweep and confirmations had to set right: each is the trace of a request that timed out or an instance
+# that died (a reserve call outliving its caller, a confirmation or release stopped half-way).
+RESERVATIONS_EXPIRED = Counter(
+    "shop_stock_reservations_expired",
+    "Reservations the sweep released: nobody confirmed them in time, or a release stopped half-way")
+HOLDS_SETTLED = Counter(
+    "shop_stock_holds_settled",
+    "Product holds settled after their reservation was released or sold, by who found them", ["by"])
 
 
 class OutOfStock(Conflict):
@@ -195,6 +204,7 @@ async def _settle_confirmed(document: dict) -> None:
             {"sku": {"$in": [line["sku"] for line in document["lines"]]}, "holds": reservation_id}, {"sku": 1})}
         if late:
             await _unhold(reservation_id, [line for line in document["lines"] if line["sku"] in late])
+            HOLDS_SETTLED.labels("confirmation").inc(len(late))
     await (await _reservations()).update_one({"_id": reservation_id}, {"$set": {"settled": True}})
 
 
@@ -263,6 +273,8 @@ async def sweep(limit: int = 500) -> dict[str, int]:
         settled += await _settle_stale_holds(reservations, held)
     if expired or settled:
         _log.info("reservations swept", extra={"released": len(expired), "holds_settled": settled})
+        RESERVATIONS_EXPIRED.inc(len(expired))
+        HOLDS_SETTLED.labels("sweep").inc(settled)
     return {"released": len(expired), "holds_settled": settled}
 
 

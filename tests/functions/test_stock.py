@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from pymongo import MongoClient
+from local.processes import free_port
 from tests.support import ADMIN, assert_problem, function_alone, service_headers, tick, unique
 
 
@@ -177,7 +179,8 @@ def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop,
     lamp, kept = product(gateway, 5), product(gateway, 5)
     settings = {**shop.settings, "RESERVATION_TTL_SECONDS": "0.5"}
     with function_alone("catalog-reserve-stock", settings, log=tmp_path / "reserve.log") as short_lived, \
-            function_alone("catalog-expire-reservations", settings, log=tmp_path / "expire.log") as expire:
+            function_alone("catalog-expire-reservations", settings, metrics_port=(metrics := free_port()),
+                           log=tmp_path / "expire.log") as expire:
         url = short_lived.url + "/internal/stock/reservations"
         reserve(url, (lamp, 2))
         confirmed_id = str(uuid.uuid4())
@@ -187,8 +190,10 @@ def test_the_sweep_releases_reservations_nobody_confirmed_in_time(gateway, shop,
         time.sleep(0.6)
 
         assert tick("catalog-expire-reservations", expire.url) == 200
+        expired = counted(metrics, "shop_stock_reservations_expired_total")
 
     assert stock_of(gateway, lamp) == 5 and stock_of(gateway, kept) == 3
+    assert expired >= 1  # this instance's count: the one nobody confirmed (and any other expired by now)
 
 
 def test_the_sweep_gives_back_a_hold_left_on_a_released_reservation(gateway, shop, mongo_url, shop_settings,
@@ -250,10 +255,24 @@ def test_a_confirmation_killed_before_dropping_its_holds_keeps_the_stock_sold(ga
     assert stock_of(gateway, lamp) == 3
 
 
+def counted(metrics_port: int, sample: str) -> float:
+    """The value of one sample (name and labels, as exposed) on a function's /metrics; 0 before its first count."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def holds_settled(shop, name: str, by: str) -> float:
+    """shop_stock_holds_settled_total{by} as the shop's function `name` counts it."""
+    return counted(shop.function_ports[name][1], f'shop_stock_holds_settled_total{{by="{by}"}}')
+
+
+@pytest.mark.parametrize("settled_by", ["sweep", "confirmation"])
 def test_a_hold_a_late_reserve_call_takes_after_a_dying_confirmation_dropped_the_holds_is_given_back(
-        gateway, shop, tmp_path, reservations):
+        gateway, shop, tmp_path, reservations, confirms, settled_by):
     """A reserve call that outlived its caller holds a line again after the confirmation (which then dies) dropped
-    the reservation's holds: that hold is not the one the confirmation sold, and the sweep gives it back."""
+    the reservation's holds: that hold is not the one the confirmation sold, and the next sweep, or the
+    confirmation's retry, gives it back (and counts it)."""
     first, second = sorted((product(gateway, 5), product(gateway, 5)), key=lambda item: item["sku"])
     reservation_id = str(uuid.uuid4())
     once = tmp_path / "once-reserve"
@@ -276,9 +295,15 @@ def test_a_hold_a_late_reserve_call_takes_after_a_dying_confirmation_dropped_the
         assert late.result().status_code in (200, 201)  # it held the second line once more, too late
         assert stock_of(gateway, second) == 3
 
-    assert sweep(shop) == 200
+    settling = {"sweep": "catalog-expire-reservations", "confirmation": "catalog-confirm-stock"}[settled_by]
+    before = holds_settled(shop, settling, settled_by)
+    if settled_by == "sweep":
+        assert sweep(shop) == 200
+    else:
+        assert httpx.post(confirms(reservation_id), timeout=10, headers=confirming()).status_code == 200
 
     assert stock_of(gateway, first) == 4 and stock_of(gateway, second) == 4  # one unit of each sold, no more
+    assert holds_settled(shop, settling, settled_by) >= before + 1
 
 
 @pytest.fixture(params=["holds-and-lines", "lines-only", "holds-only"])
