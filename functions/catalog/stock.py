@@ -178,15 +178,17 @@ async def confirm(reservation_id: str) -> Reservation:
         raise ReservationReleased(f"The reservation '{reservation_id}' was released; its stock is not held any more")
     if not document.get("settled"):
         await fault_point("catalog.confirm.before-pull")
-        await _settle_confirmed(document)
+        _, given_back = await _settle_confirmed(document)
+        if given_back:
+            HOLDS_SETTLED.labels("confirmation").inc(given_back)
     return _answer(document)
 
 
-async def _settle_confirmed(document: dict) -> None:
+async def _settle_confirmed(document: dict) -> tuple[int, int]:
     """The held stock is sold: drop the holds the reservation recorded; when some were gone already (an earlier
     settle died mid-way), give back any other hold of its id (a late reserve call took it after they were dropped);
     then mark the reservation settled — from then on a hold of its id can only be a late one, and the sweep gives
-    it back."""
+    it back. How many holds this dropped, and how many it gave back."""
     reservation_id, token_field = document["_id"], _token_field(document["_id"])
     collection_ = await products()
     # A line written before tokens (no `token` key) sells whatever hold of the id its product has, as it did then;
@@ -199,13 +201,14 @@ async def _settle_confirmed(document: dict) -> None:
     await fault_point("catalog.confirm.after-pull")
     # Every line's recorded hold was still there until just now: a late hold can only come after this pull, and
     # the sweep gives it back. Otherwise (an earlier attempt pulled some and died) look for late holds now.
+    given_back = 0
     if pulled < len(recorded):
         late = {product["sku"] async for product in collection_.find(
             {"sku": {"$in": [line["sku"] for line in document["lines"]]}, "holds": reservation_id}, {"sku": 1})}
         if late:
-            await _unhold(reservation_id, [line for line in document["lines"] if line["sku"] in late])
-            HOLDS_SETTLED.labels("confirmation").inc(len(late))
+            given_back = await _unhold(reservation_id, [line for line in document["lines"] if line["sku"] in late])
     await (await _reservations()).update_one({"_id": reservation_id}, {"$set": {"settled": True}})
+    return pulled, given_back
 
 
 # Products whose `holds` lists at least one reservation id (ids are strings; an empty list matches nothing):
@@ -247,11 +250,10 @@ async def _settle_stale_holds(reservations, held: list[dict]) -> int:
     settled = 0
     async for document in reservations.find({"_id": {"$in": list(by_reservation)},
                                              "state": {"$in": ["released", "confirmed"]}}):
-        settled += len(by_reservation[document["_id"]])
         if document["state"] == "confirmed" and not document.get("settled"):
-            await _settle_confirmed(document)  # its confirmation stopped before dropping the holds
+            settled += sum(await _settle_confirmed(document))  # its confirmation stopped before dropping the holds
         else:
-            await _unhold(document["_id"], document["lines"])
+            settled += await _unhold(document["_id"], document["lines"])
     return settled
 
 
@@ -263,19 +265,21 @@ async def sweep(limit: int = 500) -> dict[str, int]:
                                        {"state": "releasing"}]}, {"_id": 1}).limit(limit)
     expired = [document["_id"] async for document in stale]
     await fault_point("catalog.sweep.before-release")
+    released = 0
     for reservation_id in expired:
         try:
             await release(reservation_id)
+            released += 1
         except Conflict:  # confirmed for a paid order since it was read: kept, and the tick goes on
             continue
     settled = 0
     async for held in _held_pages(limit, deadline):
         settled += await _settle_stale_holds(reservations, held)
-    if expired or settled:
-        _log.info("reservations swept", extra={"released": len(expired), "holds_settled": settled})
-        RESERVATIONS_EXPIRED.inc(len(expired))
+    if released or settled:
+        _log.info("reservations swept", extra={"released": released, "holds_settled": settled})
+        RESERVATIONS_EXPIRED.inc(released)
         HOLDS_SETTLED.labels("sweep").inc(settled)
-    return {"released": len(expired), "holds_settled": settled}
+    return {"released": released, "holds_settled": settled}
 
 
 async def _finish_release(document: dict) -> Reservation:
@@ -297,12 +301,16 @@ async def _give_back(reservation_id: str, condition: dict, refusal: Problem) -> 
         await _finish_release(document)
 
 
-async def _unhold(reservation_id: str, lines: list[dict]) -> None:
-    collection_ = await products()
+async def _unhold(reservation_id: str, lines: list[dict]) -> int:
+    """Give back each line's hold of the reservation that is still there; how many were."""
+    collection_, given_back = await products(), 0
     for line in lines:
-        await collection_.update_one({"sku": line["sku"], "holds": reservation_id},
-                                     {"$inc": {"stock_quantity": line["quantity"], "version": 1},
-                                      "$pull": {"holds": reservation_id}, "$unset": {_token_field(reservation_id): ""}})
+        result = await collection_.update_one(
+            {"sku": line["sku"], "holds": reservation_id},
+            {"$inc": {"stock_quantity": line["quantity"], "version": 1}, "$pull": {"holds": reservation_id},
+             "$unset": {_token_field(reservation_id): ""}})
+        given_back += result.modified_count
+    return given_back
 
 
 def _refusal_of(document: dict) -> Problem:

@@ -12,8 +12,10 @@ PgBouncer the functions' connections are client connections, and only `default_p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
+from pydantic import TypeAdapter
 
 from local.environment import function_secrets
 from shared.routes import ROUTES, Route
@@ -86,22 +88,26 @@ def settings(**overrides: str | int) -> dict[str, str | int]:
 
 
 def database_timeout_seconds() -> float:
-    """DATABASE_TIMEOUT_SECONDS as the functions run it: shop-config's (knative/config.yaml), else the default."""
+    """DATABASE_TIMEOUT_SECONDS as the functions run it: shop-config's (knative/config.yaml, a checkout's file:
+    the image has none), else the default; validated as the functions validate it."""
     config = yaml.safe_load(CONFIG_PATH.read_text())["data"]
     field = PostgresSettings.model_fields["database_timeout_seconds"]
-    return float(config.get("DATABASE_TIMEOUT_SECONDS", field.default))
+    return TypeAdapter(Annotated[(float, *field.metadata)]).validate_python(
+        config.get("DATABASE_TIMEOUT_SECONDS", field.default))
 
 
-def connect_query() -> str:
-    """Each server connection cancels a statement after DATABASE_TIMEOUT_SECONDS, when the function gives up on it
-    (else an abandoned statement waits on behind a lock). Set here because in pooler mode a function can send it
-    neither as a startup parameter (PgBouncer refuses it) nor with SET (the next transaction is another client's)."""
-    return f"connect_query='SET statement_timeout = {round(database_timeout_seconds() * 1000)}'"
+def connect_query(timeout_seconds: float) -> str:
+    """Each server connection cancels a statement after the functions' DATABASE_TIMEOUT_SECONDS, when they give up
+    on it (else an abandoned statement waits on behind a lock). Set here because in pooler mode a function can send
+    it neither as a startup parameter (PgBouncer refuses it) nor with SET (the next transaction is another client's)."""
+    return f"connect_query='SET statement_timeout = {round(timeout_seconds * 1000)}'"
 
 
-def ini(databases: dict[str, str] | None = None, **overrides: str | int) -> str:
+def ini(databases: dict[str, str] | None = None, timeout_seconds: float | None = None, **overrides: str | int) -> str:
+    """pgbouncer.ini; `timeout_seconds`: the functions' DATABASE_TIMEOUT_SECONDS (None: as deployed)."""
     databases = databases or {DATABASE: f"host={POSTGRES_HOST} port=5432 dbname={DATABASE}"}
-    lines = ["[databases]", *(f"{name} = {target} {connect_query()}" for name, target in databases.items()), "",
+    query = connect_query(database_timeout_seconds() if timeout_seconds is None else timeout_seconds)
+    lines = ["[databases]", *(f"{name} = {target} {query}" for name, target in databases.items()), "",
              "[pgbouncer]"]
     lines += [f"{key} = {value}".rstrip() for key, value in settings(**overrides).items()]
     return "\n".join(lines) + "\n"

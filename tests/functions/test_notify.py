@@ -212,7 +212,8 @@ def keyed_send(url_or_gateway, body, key, request_id, admin=ADMIN):
 def test_a_keyed_notification_is_sent_once_however_often_it_is_requested(gateway, shop):
     body, request_id = {"type": "sms", "recipient": "+33612345678", "body": "Your parcel left"}, unique("keyed")
 
-    first, again = (keyed_send(gateway, body, "parcel-1", request_id) for _ in range(2))
+    key = unique("parcel")
+    first, again = (keyed_send(gateway, body, key, request_id) for _ in range(2))
 
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
@@ -221,15 +222,16 @@ def test_a_keyed_notification_is_sent_once_however_often_it_is_requested(gateway
     entries = ledger(gateway, recipient=body["recipient"])["items"]
     [entry] = [item for item in entries if item["id"] == first.json()["id"]]
     assert entry["source"] == "/notifications/keyed"  # a source of its own: no event's (source, id) names this row
-    assert entry["event_id"].endswith(" parcel-1") and "ops" not in entry["event_id"]  # the admin's id, hashed
+    assert entry["event_id"].endswith(f" {key}") and "ops" not in entry["event_id"]  # the admin's id, hashed
 
 
 def test_an_idempotency_key_names_one_message_of_one_admin(gateway, shop):
     body, request_id = {"type": "sms", "recipient": "+33612345679", "body": "Hello"}, unique("keyed")
-    first = keyed_send(gateway, body, "hello-1", request_id)
+    key = unique("hello")
+    first = keyed_send(gateway, body, key, request_id)
 
-    reused = keyed_send(gateway, body | {"body": "Hello again"}, "hello-1", request_id)
-    other_admin = keyed_send(gateway, body, "hello-1", request_id, admin=bearer("ops-2", "admin"))
+    reused = keyed_send(gateway, body | {"body": "Hello again"}, key, request_id)
+    other_admin = keyed_send(gateway, body, key, request_id, admin=bearer("ops-2", "admin"))
 
     assert first.status_code == 202
     assert assert_problem(reused, 422)["errors"][0]["type"] == "idempotency_key_reused"
@@ -247,17 +249,18 @@ def test_a_malformed_idempotency_key_on_a_notification_is_bad_request_and_sends_
 
 
 def test_a_keyed_notification_retried_while_its_first_send_may_be_going_out_sends_nothing(shop, tmp_path):
-    body, request_id = {"type": "sms", "recipient": "+33612345671", "body": "b"}, unique("keyed")
+    body = {"type": "sms", "recipient": "+33612345671", "body": "b"}
+    request_id, key = unique("keyed"), unique("crashed")
     settings = {**shop.settings, "SHOP_TEST_FAULTS": "notify.after-send=crash"}
     with function_alone("notify-send-notification", settings, log=tmp_path / "dying.log") as dying:
         with pytest.raises(httpx.TransportError):  # SIGKILLed after the send, before it is recorded
-            keyed_send(dying.url, body, "crashed", request_id)
+            keyed_send(dying.url, body, key, request_id)
 
-    retry = keyed_send(shop.functions["notify-send-notification"].url, body, "crashed", request_id)
+    retry = keyed_send(shop.functions["notify-send-notification"].url, body, key, request_id)
     short_lease = {**shop.settings, "NOTIFY_SEND_LEASE_SECONDS": "1"}
     with function_alone("notify-send-notification", short_lease, log=tmp_path / "later.log") as later:
         time.sleep(1.2)
-        after_the_lease = keyed_send(later.url, body, "crashed", request_id)
+        after_the_lease = keyed_send(later.url, body, key, request_id)
 
     assert_problem(retry, 503)
     assert retry.headers["retry-after"]  # the lease: never two sends of one key at the same time
@@ -328,7 +331,8 @@ def test_a_keyed_notification_the_channel_refused_is_refused_again_and_not_sent_
     unverified = {**aws_settings(shop, moto_url), "NOTIFY_EMAIL_FROM": "nobody-verified@example.org"}
     body = {"type": "email", "recipient": f"{unique('erin')}@example.com", "subject": "s", "body": "b"}
     with function_alone("notify-send-notification", unverified) as sender:
-        first, again = (keyed_send(sender.url, body, "refused-1", unique("keyed")) for _ in range(2))
+        key = unique("refused")
+        first, again = (keyed_send(sender.url, body, key, unique("keyed")) for _ in range(2))
 
     assert assert_problem(first, 422)["notification_id"] == assert_problem(again, 422)["notification_id"]
     [entry] = ledger(gateway, recipient=body["recipient"])["items"]
@@ -416,6 +420,7 @@ def test_a_send_whose_reply_times_out_is_not_sent_again_by_the_sdk(shop, gateway
     read timeout, past the ledger's lease. One attempt: the delivery fails, recorded, for the ledger to retry."""
     received = []
     ses = ThreadingHTTPServer(("127.0.0.1", 0), type("Ses", (SesThatNeverAnswers,), {"received": received}))
+    ses.daemon_threads, ses.block_on_close = True, False  # its handler still sleeps when the test ends
     threading.Thread(target=ses.serve_forever, daemon=True).start()
     settings = {**aws_settings(shop, f"http://127.0.0.1:{ses.server_port}")}
     del settings["AWS_MAX_ATTEMPTS"]  # the backend's own configuration, as deployed
@@ -426,6 +431,7 @@ def test_a_send_whose_reply_times_out_is_not_sent_again_by_the_sdk(shop, gateway
                 "type": "email", "recipient": recipient, "subject": "s", "body": "b"})
     finally:
         ses.shutdown()
+        ses.server_close()
 
     assert_problem(response, 503)
     assert len(received) == 1

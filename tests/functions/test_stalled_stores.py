@@ -79,7 +79,7 @@ def stuck_behind_a_lock(settings: dict[str, str], postgres_url: str, tmp_path) -
             blocker.run("BEGIN")
             blocker.run("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
             stalled, elapsed = timed_get(url, headers=bearer(owner))
-            still_waiting = _waiting_on_a_lock(blocker)  # the abandoned statement, if the server kept it
+            still_waiting = _waiting_on_a_lock(blocker, seconds=3)  # the abandoned statement, if the server kept it
         finally:
             blocker.run("ROLLBACK")
             blocker.close()

@@ -277,16 +277,20 @@ def test_a_hold_a_late_reserve_call_takes_after_a_dying_confirmation_dropped_the
     reservation_id = str(uuid.uuid4())
     once = tmp_path / "once-reserve"
     once.mkdir()
-    slow = {**shop.settings, "SHOP_TEST_FAULTS": "catalog.reserve.between-lines=sleep:4",
+    slow = {**shop.settings, "SHOP_TEST_FAULTS": "catalog.reserve.between-lines=sleep:6",
             "SHOP_TEST_FAULTS_ONCE": str(once)}
     with function_alone("catalog-reserve-stock", slow) as slow_reserve, \
             faulty(shop, tmp_path, "catalog-confirm-stock", "catalog.confirm.after-pull") as confirm, \
             ThreadPoolExecutor(1) as pool:
+        # warmed (imports, connections) before the stall starts: its real request must fit in the stall
+        assert httpx.post(f"{confirm.url}/internal/stock/reservations/{uuid.uuid4()}/confirm", timeout=10,
+                          headers=confirming()).status_code == 404
         late = pool.submit(reserve, slow_reserve.url + "/internal/stock/reservations", (first, 1), (second, 1),
                            reservation_id=reservation_id)
         deadline = time.monotonic() + 30
         while stock_of(gateway, first) != 4 and time.monotonic() < deadline:  # the late call holds the first line
             time.sleep(0.05)  # and stalls before the second
+        assert stock_of(gateway, first) == 4
         # its caller's retry completes the reservation
         assert reserve(reservations, (first, 1), (second, 1), reservation_id=reservation_id).status_code == 200
         with pytest.raises(httpx.HTTPError):  # the confirmation drops both holds and dies before recording it

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Iterator
 
 from local.processes import free_ports, spawn, stop, wait_for_port
+from shared.settings import PostgresSettings
+
+# What the test shops' functions give up after (they run the default): PgBouncer's statement_timeout is the same.
+TEST_DATABASE_TIMEOUT_SECONDS = PostgresSettings.model_fields["database_timeout_seconds"].default
 
 
 @dataclass
@@ -93,7 +97,8 @@ def pgbouncer(log_dir: Path, postgres_host: str, postgres_port: int, pool_size: 
         directory = Path(config_dir)
         (directory / "userlist.txt").write_text('"postgres" ""\n')
         (directory / "pgbouncer.ini").write_text(ini(
-            {"*": f"host={postgres_host} port={postgres_port}"}, listen_addr="127.0.0.1", listen_port=port,
+            {"*": f"host={postgres_host} port={postgres_port}"}, timeout_seconds=TEST_DATABASE_TIMEOUT_SECONDS,
+            listen_addr="127.0.0.1", listen_port=port,
             auth_type="trust", auth_file=str(directory / "userlist.txt"), default_pool_size=pool_size,
             reserve_pool_size=0, max_db_connections=pool_size, max_client_conn=500, admin_users="postgres"))
         command = [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(directory / "pgbouncer.ini")]
