@@ -14,7 +14,8 @@ USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # The one spelling of a UUID the API answers and accepts in paths (any case): 8-4-4-4-12 hex digits.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-# An Idempotency-Key header: what names one request among its retries (checkout, a product change, an add to a cart).
+# An Idempotency-Key header: what names one request among its retries (checkout, a product change, a cart add, a
+# notification).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,64}$"
 # A stock reservation's id (the caller's: an order id): it also names a field of the products holding its stock.
 RESERVATION_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"

@@ -228,7 +228,7 @@ async def _held_pages(limit: int, deadline: float):
     after = place.get("after") if place else None
     while True:
         query = HELD if after is None else {**HELD, "_id": {"$gt": after}}
-        page = await (await products()).find(query, {"sku": 1, "holds": 1}).sort("_id", 1).limit(limit).to_list()
+        page = await (await products()).find(query, {"holds": 1}).sort("_id", 1).limit(limit).to_list()
         if page:
             yield page
         if len(page) < limit:
@@ -243,13 +243,9 @@ async def _held_pages(limit: int, deadline: float):
 
 async def _settle_stale_holds(reservations, held: list[dict]) -> int:
     """Give back (or, for a confirmed reservation, drop) the holds of reservations no longer held; how many."""
-    by_reservation: dict[str, list[str]] = {}
-    for product in held:
-        for reservation_id in product["holds"]:
-            by_reservation.setdefault(reservation_id, []).append(product["sku"])
+    holding = list({reservation_id for product in held for reservation_id in product["holds"]})
     settled = 0
-    async for document in reservations.find({"_id": {"$in": list(by_reservation)},
-                                             "state": {"$in": ["released", "confirmed"]}}):
+    async for document in reservations.find({"_id": {"$in": holding}, "state": {"$in": ["released", "confirmed"]}}):
         if document["state"] == "confirmed" and not document.get("settled"):
             settled += sum(await _settle_confirmed(document))  # its confirmation stopped before dropping the holds
         else:

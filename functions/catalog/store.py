@@ -226,8 +226,9 @@ async def update(product_id: str, changes: ProductUpdate, *, versions: frozenset
                  keyed: tuple[tuple[str, ...], str] | None = None) -> tuple[StoredProduct, bool]:
     """Apply the changes in one conditional write: only at one of `versions` (None: any), with `stock_adjustment`
     only while stock stays within 0..MAX_STOCK, and, `keyed` (keys, fingerprint), only if the product has recorded
-    none of the keys — the same write records the first (the others: how an earlier release spelled it). Every write increments the version. Answers the product and
-    whether the key's change had been applied before (a replay: nothing written now)."""
+    none of the keys — the same write records the first (the others: how an earlier release spelled it). Every
+    write increments the version. Answers the product and whether the key's change had been applied before (a
+    replay: nothing written now)."""
     fields = changes.model_dump(exclude_unset=True)
     adjustment = fields.pop("stock_adjustment", None)
     query: dict = {"_id": _object_id(product_id)}

@@ -18,6 +18,7 @@ class Claim:
     status: str | None = None  # a duplicate's: `sent` or `rejected`
     last_error: str | None = None
 
+
 COLUMNS = ("id, source, event_id, order_id, channel, backend, recipient, subject, status, attempts, last_error, "
            "created_at, updated_at")
 DEAD_LETTER_COLUMNS = ("id, source, event_id, type, subject, specversion, attributes, data, data_base64, received_at, "
